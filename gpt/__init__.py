@@ -1,0 +1,1 @@
+"""A GPT (nanoGPT-shaped) written on tinytensor."""

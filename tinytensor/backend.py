@@ -1,0 +1,93 @@
+"""The backend seam: which kernel module the differentiable ops call.
+
+Ops never import numba; they call ``backend.kernels().softmax(...)`` and the like. Three choices:
+
+* ``"numpy"``: :mod:`tinytensor.kernels.numpy_ref`, the readable reference.
+* ``"numba"``: :mod:`tinytensor.kernels.numba_cpu`, the compiled kernels.
+* ``"auto"`` (default): per kernel, whichever ``benchmarks/kernels.py`` measured faster on a 2-core
+  CPU (the table ``AUTO_CHOICE`` below; matmul goes to BLAS, the fused row kernels to Numba).
+
+Pick with ``tt.set_backend(name)``, as a context manager ``with tt.set_backend("numpy"): ...``, or with
+the environment variable ``TINYTENSOR_BACKEND``.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import types
+
+from .kernels import numpy_ref
+
+BACKENDS = ("numpy", "numba", "auto")
+
+# Kernel name -> backend used under "auto". Filled from the kernel benchmark's measurements;
+# a kernel missing here runs on numba when that module has it, else on numpy.
+AUTO_CHOICE: dict[str, str] = {
+    "matmul": "numpy",  # OpenBLAS wins at the model's shapes; see the README's kernel table
+}
+
+_KERNEL_NAMES = [n for n in dir(numpy_ref) if not n.startswith("_") and callable(getattr(numpy_ref, n))
+                 and getattr(getattr(numpy_ref, n), "__module__", "") == numpy_ref.__name__]
+
+
+def _load_numba():
+    try:
+        return importlib.import_module("tinytensor.kernels.numba_cpu")
+    except ImportError as e:  # numba missing or broken: say so once, run on the reference
+        import warnings
+        warnings.warn(f"numba kernels unavailable ({e}); using the NumPy reference kernels")
+        return None
+
+
+def _build(name: str) -> types.SimpleNamespace:
+    if name == "numpy":
+        return types.SimpleNamespace(**{k: getattr(numpy_ref, k) for k in _KERNEL_NAMES}, name="numpy")
+    nb = _load_numba()
+    table = {}
+    for k in _KERNEL_NAMES:
+        want = "numba" if name == "numba" else AUTO_CHOICE.get(k, "numba")
+        impl = getattr(nb, k, None) if (nb is not None and want == "numba") else None
+        table[k] = impl if impl is not None else getattr(numpy_ref, k)
+    return types.SimpleNamespace(**table, name=name)
+
+
+_cache: dict[str, types.SimpleNamespace] = {}
+_current = os.environ.get("TINYTENSOR_BACKEND", "auto").strip().lower() or "auto"
+if _current not in BACKENDS:
+    raise ValueError(f"TINYTENSOR_BACKEND={_current!r}; expected one of {BACKENDS}")
+
+
+def kernels() -> types.SimpleNamespace:
+    """The kernel table of the current backend (attribute per kernel name)."""
+    ns = _cache.get(_current)
+    if ns is None:
+        ns = _cache[_current] = _build(_current)
+    return ns
+
+
+def get_backend() -> str:
+    """Name of the current backend: ``"numpy"``, ``"numba"`` or ``"auto"``."""
+    return _current
+
+
+class set_backend:
+    """Select the kernel backend; usable as a plain call or as a context manager.
+
+    >>> tt.set_backend("numpy")            # from now on
+    >>> with tt.set_backend("numba"): ...   # only inside the block
+    """
+
+    def __init__(self, name: str):
+        global _current
+        if name not in BACKENDS:
+            raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
+        self._previous = _current
+        _current = name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        global _current
+        _current = self._previous
+        return False

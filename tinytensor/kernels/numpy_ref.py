@@ -1,0 +1,237 @@
+"""The readable reference kernels: pure NumPy array functions.
+
+Every function here has a twin with the same signature in :mod:`tinytensor.kernels.numba_cpu`.
+Kernels take and return ``np.ndarray`` only: no Tensor, no autograd. The differentiable ops in
+:mod:`tinytensor.ops` call them through :mod:`tinytensor.backend`.
+
+Conventions
+-----------
+* Functions work on the last axis (softmax, layer norm) or on 2-D ``[N, C]`` views (cross-entropy,
+  embedding); callers reshape.
+* Sums that feed a normalisation (softmax denominators, layer-norm moments, the loss) are accumulated
+  in float64 and the result is cast back to the input dtype.
+* Nothing is modified in place except by ``adamw_step``, whose job that is.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+# ----------------------------------------------------------------------------------------- matmul
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for 2-D ``[M, K] @ [K, N]`` or batched ``[B, M, K] @ [B, K, N]`` (same B).
+
+    The reference is NumPy's own matmul (BLAS). Returns an array of the promoted dtype.
+    """
+    return np.matmul(a, b)
+
+
+# ---------------------------------------------------------------------------------------- softmax
+def _causal_mask(t: int, s: int) -> np.ndarray:
+    """Boolean ``[t, s]`` mask, True where query ``i`` may NOT see key ``j``.
+
+    Queries are the last ``t`` positions of ``s`` keys (a KV cache puts ``s - t`` keys before them):
+    query ``i`` sees keys ``0 .. i + (s - t)``.
+    """
+    i = np.arange(t)[:, None]
+    j = np.arange(s)[None, :]
+    return j > i + (s - t)
+
+
+def softmax(x: np.ndarray, causal: bool = False) -> np.ndarray:
+    """Numerically stable softmax over the last axis.
+
+    ``y_i = exp(x_i - max(x)) / sum_j exp(x_j - max(x))``. With ``causal=True`` the input is read as
+    attention scores ``[..., T, S]`` and masked entries (see ``_causal_mask``) get probability 0.
+    A row whose inputs are all ``-inf`` has no defined softmax; it comes out as all zeros.
+    """
+    if causal:
+        if x.ndim < 2:
+            raise ValueError(f"causal softmax needs [..., T, S] scores, got shape {x.shape}")
+        x = np.where(_causal_mask(x.shape[-2], x.shape[-1]), -np.inf, x)
+    m = np.max(x, axis=-1, keepdims=True) if x.shape[-1] else np.zeros(x.shape[:-1] + (1,), x.dtype)
+    m = np.where(np.isfinite(m), m, 0.0)  # all -inf rows: keep exp() at 0 instead of NaN
+    e = np.exp((x - m).astype(np.float64))
+    s = e.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.where(s > 0, e / s, 0.0)
+    return y.astype(x.dtype, copy=False)
+
+
+def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Backward of softmax over the last axis: ``dx = y * (dy - sum(dy * y))``.
+
+    Masked entries have ``y == 0`` so their gradient is 0; no mask argument is needed.
+    """
+    dot = np.sum((dy * y).astype(np.float64), axis=-1, keepdims=True)
+    return (y * (dy - dot)).astype(y.dtype, copy=False)
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """``x - logsumexp(x)`` over the last axis, with the max subtracted first for stability."""
+    m = np.max(x, axis=-1, keepdims=True) if x.shape[-1] else np.zeros(x.shape[:-1] + (1,), x.dtype)
+    m = np.where(np.isfinite(m), m, 0.0)
+    lse = np.log(np.sum(np.exp((x - m).astype(np.float64)), axis=-1, keepdims=True)) + m
+    return (x - lse).astype(x.dtype, copy=False)
+
+
+def log_softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Backward of log-softmax (``y`` is its output): ``dx = dy - exp(y) * sum(dy)``."""
+    s = np.sum(dy.astype(np.float64), axis=-1, keepdims=True)
+    return (dy - np.exp(y) * s).astype(y.dtype, copy=False)
+
+
+# ---------------------------------------------------------------------------------- cross-entropy
+def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fused log-softmax + negative log-likelihood, one row at a time.
+
+    Args:
+        logits: ``[N, V]`` float array.
+        targets: ``[N]`` integer array in ``[0, V)``, or ``ignore_index``.
+        ignore_index: target value whose row contributes 0 loss and 0 gradient.
+
+    Returns:
+        ``(loss [N] float64, lse [N] float64)``: per-row ``logsumexp(logits) - logits[target]`` (0 on
+        ignored rows) and the row's logsumexp, which the backward reuses.
+    """
+    x = logits.astype(np.float64)
+    m = x.max(axis=1, keepdims=True) if x.shape[1] else np.zeros((x.shape[0], 1))
+    lse = (np.log(np.exp(x - m).sum(axis=1, keepdims=True)) + m)[:, 0]
+    keep = targets != ignore_index
+    safe_t = np.where(keep, targets, 0)
+    picked = x[np.arange(x.shape[0]), safe_t] if x.shape[0] else np.zeros(0)
+    loss = np.where(keep, lse - picked, 0.0)
+    return loss, lse
+
+
+def cross_entropy_backward(logits: np.ndarray, targets: np.ndarray, lse: np.ndarray,
+                           dloss: np.ndarray, ignore_index: int) -> np.ndarray:
+    """Gradient of the per-row loss: ``dlogits[i] = (softmax(logits[i]) - onehot(t_i)) * dloss[i]``.
+
+    Ignored rows get a zero gradient. Returns an array of ``logits.dtype``.
+    """
+    p = np.exp(logits.astype(np.float64) - lse[:, None])
+    keep = targets != ignore_index
+    rows = np.nonzero(keep)[0]
+    p[rows, targets[rows]] -= 1.0
+    p *= np.where(keep, dloss, 0.0)[:, None]
+    return p.astype(logits.dtype, copy=False)
+
+
+# ------------------------------------------------------------------------------------- layer norm
+def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Layer norm over the last axis of a 2-D ``[N, C]`` array.
+
+    ``y = (x - mean) * rstd * w + b`` with ``rstd = 1 / sqrt(var + eps)`` (population variance).
+    Returns ``(y, mean [N], rstd [N])``; mean and rstd are float64-accumulated, stored in x's dtype.
+    """
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=1)
+    var = ((x64 - mean[:, None]) ** 2).mean(axis=1)
+    rstd = 1.0 / np.sqrt(var + eps)
+    y = (x64 - mean[:, None]) * rstd[:, None] * w + b
+    return y.astype(x.dtype, copy=False), mean.astype(x.dtype), rstd.astype(x.dtype)
+
+
+def layer_norm_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, mean: np.ndarray,
+                        rstd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backward of ``layer_norm``. Returns ``(dx [N, C], dw [C], db [C])``.
+
+    With ``xhat = (x - mean) * rstd`` and ``g = dy * w``:
+    ``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))``, ``dw = sum_n dy * xhat``, ``db = sum_n dy``.
+    """
+    x64 = x.astype(np.float64)
+    xhat = (x64 - mean[:, None].astype(np.float64)) * rstd[:, None].astype(np.float64)
+    dy64 = dy.astype(np.float64)
+    g = dy64 * w
+    dx = rstd[:, None] * (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True))
+    dw = (dy64 * xhat).sum(axis=0)
+    db = dy64.sum(axis=0)
+    return dx.astype(x.dtype, copy=False), dw.astype(w.dtype), db.astype(w.dtype)
+
+
+# ------------------------------------------------------------------------------------------- GELU
+def gelu(x: np.ndarray) -> np.ndarray:
+    """GELU, tanh approximation (GPT-2's ``gelu_new``):
+    ``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))``."""
+    return (0.5 * x * (1.0 + np.tanh(_GELU_C * (x + 0.044715 * x ** 3)))).astype(x.dtype, copy=False)
+
+
+def gelu_backward(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """``d gelu / dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)``, t the tanh."""
+    t = np.tanh(_GELU_C * (x + 0.044715 * x ** 3))
+    d = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_C * (1.0 + 3 * 0.044715 * x * x)
+    return (dy * d).astype(x.dtype, copy=False)
+
+
+# -------------------------------------------------------------------------------------- embedding
+def embedding_backward(ids: np.ndarray, dout: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Scatter-add rows of ``dout [N, C]`` into ``dW [vocab_size, C]`` at ``ids [N]``.
+
+    Repeated ids accumulate (``np.add.at`` is unbuffered, unlike ``dW[ids] += dout``).
+    """
+    dw = np.zeros((vocab_size, dout.shape[1]), dtype=dout.dtype)
+    np.add.at(dw, ids, dout)
+    return dw
+
+
+# ------------------------------------------------------------------------------------------ AdamW
+def adamw_step(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float,
+               betas: tuple[float, float], eps: float, weight_decay: float, t: int) -> None:
+    """One AdamW step (Loshchilov & Hutter), updating ``p``, ``m`` and ``v`` in place.
+
+    ``p -= lr * wd * p``; ``m = b1 m + (1-b1) g``; ``v = b2 v + (1-b2) g^2``;
+    ``p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)``. ``t`` counts steps from 1.
+    """
+    b1, b2 = betas
+    p *= 1.0 - lr * weight_decay
+    m *= b1
+    m += (1.0 - b1) * g
+    v *= b2
+    v += (1.0 - b2) * (g * g)
+    bc1 = 1.0 - b1 ** t
+    bc2 = 1.0 - b2 ** t
+    p -= (lr / bc1) * m / (np.sqrt(v / bc2) + eps)
+
+
+# ------------------------------------------------------------------------------ causal attention
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal: bool = True
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Attention core ``softmax(q k^T * scale [+ causal mask]) v`` for ``[B, H, T, D]`` q and ``[B, H, S, D]`` k, v.
+
+    Returns ``(out [B, H, T, D], lse [B, H, T] float64)``: the row logsumexp lets the backward
+    rebuild the probabilities without storing the ``[T, S]`` matrix.
+    """
+    s = np.matmul(q, np.swapaxes(k, -1, -2)).astype(np.float64) * scale
+    if causal:
+        s = np.where(_causal_mask(s.shape[-2], s.shape[-1]), -np.inf, s)
+    m = s.max(axis=-1, keepdims=True)
+    lse = np.log(np.exp(s - m).sum(axis=-1, keepdims=True)) + m
+    p = np.exp(s - lse)
+    out = np.matmul(p, v.astype(np.float64))
+    return out.astype(q.dtype), lse[..., 0]
+
+
+def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndarray, dout: np.ndarray,
+                       scale: float, causal: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backward of ``attention``. Returns ``(dq, dk, dv)``.
+
+    With ``P = exp(S - lse)``: ``dV = P^T dO``; ``dP = dO V^T``; ``dS = P * (dP - rowsum(dO * O))``;
+    ``dQ = dS K * scale``; ``dK = dS^T Q * scale``.
+    """
+    q64, k64, v64, do64 = (a.astype(np.float64) for a in (q, k, v, dout))
+    s = np.matmul(q64, np.swapaxes(k64, -1, -2)) * scale
+    if causal:
+        s = np.where(_causal_mask(s.shape[-2], s.shape[-1]), -np.inf, s)
+    p = np.exp(s - lse[..., None])
+    dv = np.matmul(np.swapaxes(p, -1, -2), do64)
+    dp = np.matmul(do64, np.swapaxes(v64, -1, -2))
+    o = np.matmul(p, v64)
+    ds = p * (dp - np.sum(do64 * o, axis=-1, keepdims=True))
+    dq = np.matmul(ds, k64) * scale
+    dk = np.matmul(np.swapaxes(ds, -1, -2), q64) * scale
+    return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype)
