@@ -1,0 +1,46 @@
+"""Shared test setup: hypothesis profiles, seeded RNG fixtures, the data folder.
+
+Profiles (pick with HYPOTHESIS_PROFILE, default "dev"; CI uses "ci"):
+  ci        derandomized, no deadline (the first Numba call compiles), moderate example counts
+  dev       random, no deadline, fewer examples for quick local runs
+  thorough  many examples, for a long local soak
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=40,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("dev", deadline=None, max_examples=20,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("thorough", deadline=None, max_examples=500,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fresh, fixed-seed generator per test."""
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _seed_library():
+    """Reseed tinytensor's default generator so tests do not depend on their order."""
+    import tinytensor as tt
+    tt.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """``$TINYGPT_DATA`` as a Path; skips the test when it is unset or missing."""
+    d = os.environ.get("TINYGPT_DATA")
+    if not d or not Path(d).is_dir():
+        pytest.skip("TINYGPT_DATA is not set to a data folder (see ../shared/data/README.md)")
+    return Path(d)

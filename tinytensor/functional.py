@@ -1,0 +1,141 @@
+"""User-facing functions, ``import tinytensor.functional as F``.
+
+Most are one fused op from :mod:`tinytensor.ops`; ``dropout`` and the composed attention are built
+from primitives. The ``*_composed`` functions spell out the same math from primitives: they are the
+readable definitions, and the tests check the fused ops against them.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import ops
+from .tensor import Tensor, as_tensor, where
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """``exp(x_i - max x) / sum_j exp(x_j - max x)`` along ``axis``."""
+    return ops.Softmax.apply(x, axis=axis)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """``x - logsumexp(x)`` along ``axis``; stable for large logits."""
+    return ops.LogSoftmax.apply(x, axis=axis)
+
+
+def cross_entropy(logits: Tensor, targets, ignore_index: int | None = None, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of integer ``targets [...]`` under ``softmax(logits [..., V])``.
+
+    Args:
+        logits: unnormalised scores, classes on the last axis.
+        targets: integer class ids (NumPy array, list or tensor) with ``logits.shape[:-1]``.
+        ignore_index: rows with this target contribute nothing (and are not counted by the mean).
+        reduction: ``"mean"`` over counted rows, ``"sum"``, or ``"none"`` (per-row losses).
+
+    Raises:
+        ValueError: a target outside ``[0, V)`` that is not ``ignore_index``, or mismatched shapes.
+    """
+    t = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+    return ops.CrossEntropy.apply(logits, targets=t, ignore_index=ignore_index, reduction=reduction)
+
+
+def layer_norm(x: Tensor, weight: Tensor, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalise the last axis to zero mean and unit (population) variance, then scale and shift."""
+    if bias is None:
+        return ops.LayerNorm.apply(x, weight, eps=eps)
+    return ops.LayerNorm.apply(x, weight, bias, eps=eps)
+
+
+def gelu(x: Tensor) -> Tensor:
+    """GELU with GPT-2's tanh approximation."""
+    return ops.Gelu.apply(x)
+
+
+def relu(x: Tensor) -> Tensor:
+    return ops.Relu.apply(x)
+
+
+def embedding(ids, weight: Tensor) -> Tensor:
+    """Rows of ``weight [num, dim]`` at integer ``ids`` (any shape): output ``ids.shape + (dim,)``."""
+    i = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+    return ops.Embedding.apply(weight, ids=i)
+
+
+def dropout(x: Tensor, p: float, training: bool = True, rng: np.random.Generator | None = None) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)`` (inverted dropout).
+
+    Identity when ``training`` is False or ``p == 0``. Composed: ``x * mask`` with a constant mask drawn
+    from ``rng`` (default: the library generator).
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x
+    from .tensor import default_rng
+    g = rng if rng is not None else default_rng()
+    keep = g.random(x.shape, dtype=np.float32 if x.dtype == np.float32 else np.float64) >= p
+    return x * Tensor._wrap((keep / (1.0 - p)).astype(x.dtype))
+
+
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False,
+                                 dropout_p: float = 0.0, training: bool = True,
+                                 rng: np.random.Generator | None = None, impl: str = "auto") -> Tensor:
+    """``softmax(q k^T / sqrt(D) [+ causal mask]) v`` for ``[..., T, D]`` q and ``[..., S, D]`` k, v.
+
+    With ``causal=True`` query ``i`` sees keys ``0 .. i + S - T`` (the last T of S positions, as with a
+    KV cache). ``impl="fused"`` uses the attention kernel (4-D inputs, no dropout), ``"composed"``
+    the primitives below; ``"auto"`` takes the fused kernel whenever it applies.
+    """
+    if impl not in ("auto", "fused", "composed"):
+        raise ValueError(f"scaled_dot_product_attention: impl must be auto, fused or composed, got {impl!r}")
+    q, k, v = as_tensor(q), as_tensor(k), as_tensor(v)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    fusable = q.ndim == 4 and (dropout_p == 0.0 or not training) and k.shape == v.shape
+    if impl == "fused" and not fusable:
+        raise ValueError(f"fused attention needs 4-D q/k/v without dropout; got {q.shape}, {k.shape}, {v.shape}")
+    if impl == "fused" or (impl == "auto" and fusable):
+        return ops.Attention.apply(q, k, v, scale=scale, causal=causal)
+    att = (q @ k.swapaxes(-1, -2)) * scale                       # [..., T, S]
+    att = ops.Softmax.apply(att, axis=-1, causal=causal)         # masked entries get exactly 0
+    att = dropout(att, dropout_p, training, rng)
+    return att @ v                                               # [..., T, D]
+
+
+# ------------------------------------------------------------------ composed reference definitions
+def softmax_composed(x: Tensor, axis: int = -1) -> Tensor:
+    """Softmax from primitives: ``e = exp(x - max(x)); e / sum(e)``."""
+    e = (x - x.max(axis=axis, keepdims=True).detach()).exp()
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax_composed(x: Tensor, axis: int = -1) -> Tensor:
+    m = x.max(axis=axis, keepdims=True).detach()
+    return x - m - (x - m).exp().sum(axis=axis, keepdims=True).log()
+
+
+def cross_entropy_composed(logits: Tensor, targets) -> Tensor:
+    """Mean NLL from primitives: pick ``log_softmax`` at the targets with integer indexing."""
+    t = np.asarray(targets.data if isinstance(targets, Tensor) else targets).reshape(-1)
+    lp = log_softmax_composed(logits.reshape(-1, logits.shape[-1]))
+    return -lp[np.arange(t.size), t].mean()
+
+
+def layer_norm_composed(x: Tensor, weight: Tensor, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    mu = x.mean(axis=-1, keepdims=True)
+    y = (x - mu) / (x.var(axis=-1, keepdims=True) + eps).sqrt() * weight
+    return y + bias if bias is not None else y
+
+
+def gelu_composed(x: Tensor) -> Tensor:
+    return 0.5 * x * (1.0 + (math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)).tanh())
+
+
+def attention_composed(q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
+    """Attention from primitives only: the mask is a ``where`` with -inf, softmax composed."""
+    T, S = q.shape[-2], k.shape[-2]
+    att = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
+    if causal:
+        future = np.arange(S)[None, :] > np.arange(T)[:, None] + (S - T)
+        att = where(future, -np.inf, att)
+    return softmax_composed(att, axis=-1) @ v

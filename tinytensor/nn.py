@@ -1,0 +1,272 @@
+"""Neural-network building blocks: ``Module``, ``Parameter`` and the layers a GPT needs.
+
+A ``Module`` finds its parameters and sub-modules by attribute assignment, in assignment order, like
+PyTorch: ``self.fc = Linear(4, 8)`` registers ``fc.weight`` and ``fc.bias``. Weight layouts follow
+PyTorch (``Linear.weight`` is ``[out_features, in_features]``) so state dicts map one to one.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Iterator
+
+import numpy as np
+
+from . import functional as F
+from .tensor import DEFAULT_FLOAT, Tensor, default_rng
+
+
+class Parameter(Tensor):
+    """A tensor that is a module's learnable weight (always ``requires_grad=True``)."""
+    __slots__ = ()
+
+    def __init__(self, data, dtype=None):
+        super().__init__(data, dtype=dtype, requires_grad=True)
+
+    def __repr__(self) -> str:
+        return "Parameter(" + super().__repr__() + ")"
+
+
+class Module:
+    """Base class of layers and models. Subclasses define ``forward``; call the module to run it."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() before "
+                               f"assigning attribute {name!r}")
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def forward(self, *args, **kwargs):  # pragma: no cover
+        raise NotImplementedError(f"{type(self).__name__} has no forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ---------------------------------------------------------------------------- traversal
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator[Module]:
+        for _, m in self.named_modules():
+            yield m
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        yield from self._modules.items()
+
+    def children(self) -> Iterator[Module]:
+        yield from self._modules.values()
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Yield ``(dotted_name, parameter)``; a parameter shared by two modules is yielded once."""
+        seen: set[int] = set()
+        for mod_name, m in self.named_modules(prefix):
+            for name, p in m._parameters.items():
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, p in self.named_parameters():
+            yield p
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    # ------------------------------------------------------------------------------ state
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """Parameter arrays by dotted name (the arrays themselves, not copies)."""
+        return OrderedDict((name, p.data) for name, p in self.named_parameters())
+
+    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
+        """Copy arrays into the parameters in place, checking names and shapes.
+
+        Raises:
+            KeyError: with ``strict``, names missing from ``state`` or not in the module.
+            ValueError: an array whose shape differs from the parameter's.
+        """
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, p in own.items():
+            if name not in state:
+                continue
+            arr = np.asarray(state[name])
+            if arr.shape != p.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {arr.shape} in the state dict but "
+                                 f"{p.shape} in the module")
+            np.copyto(p.data, arr, casting="same_kind")
+
+    def to_dtype(self, dtype) -> Module:
+        """Cast every parameter to ``dtype`` in place (e.g. float64 for gradient checks)."""
+        for p in self.parameters():
+            p.data = p.data.astype(dtype)
+            p.grad = None
+        return self
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, m in self._modules.items():
+            sub = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {sub}")
+        return "\n".join(lines) + (")" if len(lines) == 1 else "\n)")
+
+
+# ================================================================================== layers
+def _uniform(rng, bound: float, shape, dtype) -> np.ndarray:
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+class Linear(Module):
+    """``y = x @ weight.T + bias`` with ``weight [out_features, in_features]`` (PyTorch layout).
+
+    Init as PyTorch: uniform in ``±1/sqrt(in_features)`` for weight and bias.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 rng: np.random.Generator | None = None, dtype=DEFAULT_FLOAT):
+        super().__init__()
+        g = rng if rng is not None else default_rng()
+        bound = 1.0 / math.sqrt(in_features) if in_features else 0.0
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(_uniform(g, bound, (out_features, in_features), dtype))
+        self.bias = Parameter(_uniform(g, bound, (out_features,), dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x @ self.weight.T                                   # [..., out]
+        return y + self.bias if self.bias is not None else y
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Embedding(Module):
+    """A lookup table ``weight [num_embeddings, embedding_dim]``, init N(0, 1) as PyTorch."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, rng: np.random.Generator | None = None,
+                 dtype=DEFAULT_FLOAT):
+        super().__init__()
+        g = rng if rng is not None else default_rng()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.weight = Parameter(g.standard_normal((num_embeddings, embedding_dim)).astype(dtype))
+
+    def forward(self, ids) -> Tensor:
+        return F.embedding(ids, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+class LayerNorm(Module):
+    """Layer norm over the last axis with learnable ``weight`` (ones) and optional ``bias`` (zeros)."""
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-5, bias: bool = True, dtype=DEFAULT_FLOAT):
+        super().__init__()
+        self.eps = eps
+        self.weight = Parameter(np.ones(normalized_shape, dtype=dtype))
+        self.bias = Parameter(np.zeros(normalized_shape, dtype=dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+class Dropout(Module):
+    """Inverted dropout with probability ``p`` while training; identity in eval mode."""
+
+    def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        self.p = p
+        self.rng = rng
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.p, self.training, self.rng)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class GELU(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(x)
+
+
+class ReLU(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x)
+
+
+class Sequential(Module):
+    """Runs its modules in order: ``Sequential(Linear(2, 8), ReLU(), Linear(8, 1))``."""
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for i, m in enumerate(modules):
+            setattr(self, str(i), m)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._modules.values())[i]
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters are registered (``h.0.attn.c_attn.weight`` ...)."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for m in modules:
+            self.append(m)
+
+    def append(self, m: Module) -> ModuleList:
+        setattr(self, str(len(self._modules)), m)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._modules.values())[i]
