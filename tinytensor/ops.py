@@ -43,6 +43,11 @@ def _expand_reduced(g: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...]
     return g
 
 
+def _contig(a: np.ndarray) -> np.ndarray:
+    """C-contiguous ``a`` (kernels index raw memory); unlike ``np.ascontiguousarray`` keeps 0-d as 0-d."""
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
 def _check_broadcast(op: str, *shapes: tuple[int, ...]) -> None:
     try:
         np.broadcast_shapes(*shapes)
@@ -362,10 +367,10 @@ class MatMul(Function):
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
-        if a.ndim == 1:
-            g2 = np.expand_dims(g2, -2)
-        if b.ndim == 1:
+        if b.ndim == 1:  # the output lost b's column axis; put it back first ...
             g2 = np.expand_dims(g2, -1)
+        if a.ndim == 1:  # ... then a's row axis (order matters when both are vectors)
+            g2 = np.expand_dims(g2, -2)
         ga = gb = None
         if na:
             ga = _mm(g2, np.swapaxes(b2, -1, -2))
@@ -605,14 +610,14 @@ class Softmax(Function):
     @staticmethod
     def forward(ctx, x, axis=-1, causal=False):
         xl, ax = _last_axis(x, axis, "softmax")
-        y = kernels().softmax(np.ascontiguousarray(xl), causal)
+        y = kernels().softmax(_contig(xl), causal)
         ctx.y, ctx.ax, ctx.nd = y, ax, x.ndim
         return y if ax == x.ndim - 1 else np.moveaxis(y, -1, ax)
 
     @staticmethod
     def backward(ctx, g):
         gl = g if ctx.ax == ctx.nd - 1 else np.moveaxis(g, ctx.ax, -1)
-        dx = kernels().softmax_backward(ctx.y, np.ascontiguousarray(gl))
+        dx = kernels().softmax_backward(ctx.y, _contig(gl))
         return (dx if ctx.ax == ctx.nd - 1 else np.moveaxis(dx, -1, ctx.ax),)
 
 
@@ -623,14 +628,14 @@ class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, axis=-1):
         xl, ax = _last_axis(x, axis, "log_softmax")
-        y = kernels().log_softmax(np.ascontiguousarray(xl))
+        y = kernels().log_softmax(_contig(xl))
         ctx.y, ctx.ax, ctx.nd = y, ax, x.ndim
         return y if ax == x.ndim - 1 else np.moveaxis(y, -1, ax)
 
     @staticmethod
     def backward(ctx, g):
         gl = g if ctx.ax == ctx.nd - 1 else np.moveaxis(g, ctx.ax, -1)
-        dx = kernels().log_softmax_backward(ctx.y, np.ascontiguousarray(gl))
+        dx = kernels().log_softmax_backward(ctx.y, _contig(gl))
         return (dx if ctx.ax == ctx.nd - 1 else np.moveaxis(dx, -1, ctx.ax),)
 
 
@@ -658,7 +663,7 @@ class CrossEntropy(Function):
         bad = (t != ign) & ((t < 0) | (t >= V))
         if bad.any():
             raise ValueError(f"cross_entropy: target {int(t[bad][0])} out of range for {V} classes")
-        x = np.ascontiguousarray(logits.reshape(-1, V))
+        x = _contig(logits.reshape(-1, V))
         loss, lse = kernels().cross_entropy(x, t, ign)
         count = int((t != ign).sum())
         ctx.x, ctx.t, ctx.lse, ctx.ign, ctx.reduction, ctx.count = x, t, lse, ign, reduction, count
@@ -694,7 +699,7 @@ class LayerNorm(Function):
         if x.ndim == 0 or weight.shape != (C,) or (bias is not None and bias.shape != (C,)):
             raise ValueError(f"layer_norm: x {x.shape} needs weight and bias of shape ({C},), got "
                              f"{weight.shape} and {None if bias is None else bias.shape}")
-        x2 = np.ascontiguousarray(x.reshape(-1, C))
+        x2 = _contig(x.reshape(-1, C))
         b = bias if bias is not None else np.zeros(C, dtype=weight.dtype)
         y, mean, rstd = kernels().layer_norm(x2, weight, b, eps)
         ctx.x2, ctx.w, ctx.mean, ctx.rstd, ctx.shape = x2, weight, mean, rstd, x.shape
@@ -702,7 +707,7 @@ class LayerNorm(Function):
 
     @staticmethod
     def backward(ctx, g):
-        g2 = np.ascontiguousarray(g.reshape(ctx.x2.shape))
+        g2 = _contig(g.reshape(ctx.x2.shape))
         dx, dw, db = kernels().layer_norm_backward(g2, ctx.x2, ctx.w, ctx.mean, ctx.rstd)
         grads = (dx.reshape(ctx.shape), dw)
         return grads + (db,) if len(ctx.needs_input_grad) == 3 else grads
@@ -714,12 +719,12 @@ class Gelu(Function):
 
     @staticmethod
     def forward(ctx, x):
-        ctx.x = np.ascontiguousarray(x)
+        ctx.x = _contig(x)
         return kernels().gelu(ctx.x)
 
     @staticmethod
     def backward(ctx, g):
-        return (kernels().gelu_backward(ctx.x, np.ascontiguousarray(g)),)
+        return (kernels().gelu_backward(ctx.x, _contig(g)),)
 
 
 class Embedding(Function):
@@ -740,7 +745,7 @@ class Embedding(Function):
     @staticmethod
     def backward(ctx, g):
         C = g.shape[-1]
-        dw = kernels().embedding_backward(ctx.ids.reshape(-1), np.ascontiguousarray(g.reshape(-1, C)), ctx.num)
+        dw = kernels().embedding_backward(ctx.ids.reshape(-1), _contig(g.reshape(-1, C)), ctx.num)
         return (dw,)
 
 
@@ -756,12 +761,12 @@ class Attention(Function):
     def forward(ctx, q, k, v, scale, causal=True):
         if q.ndim != 4 or k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
             raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape} must be [B, H, T, D] / [B, H, S, D]")
-        q, k, v = (np.ascontiguousarray(a) for a in (q, k, v))
+        q, k, v = (_contig(a) for a in (q, k, v))
         out, lse = kernels().attention(q, k, v, scale, causal)
         ctx.q, ctx.k, ctx.v, ctx.lse, ctx.scale, ctx.causal = q, k, v, lse, scale, causal
         return out
 
     @staticmethod
     def backward(ctx, g):
-        return kernels().attention_backward(ctx.q, ctx.k, ctx.v, ctx.lse, np.ascontiguousarray(g),
+        return kernels().attention_backward(ctx.q, ctx.k, ctx.v, ctx.lse, _contig(g),
                                             ctx.scale, ctx.causal)
