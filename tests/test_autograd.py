@@ -1,0 +1,302 @@
+"""The engine: graph walk, accumulation, no_grad, graph release, dtypes, errors, gradcheck itself."""
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import tinytensor as tt
+import tinytensor.functional as F
+from tinytensor.autograd import Function, unbroadcast
+
+
+def test_simple_chain_rule():
+    x = tt.tensor([[1.0, 2.0]], requires_grad=True)
+    y = (x * x * 3.0 + x).sum()   # dy/dx = 6x + 1
+    y.backward()
+    np.testing.assert_allclose(x.grad, [[7.0, 13.0]])
+
+
+def test_gradient_accumulates_across_uses_and_calls():
+    x = tt.tensor([2.0], dtype=np.float64, requires_grad=True)
+    y = x * x + x * 5.0           # uses x three times: 2x + 5
+    y.backward(np.ones(1))
+    np.testing.assert_allclose(x.grad, [9.0])
+    (x * 4.0).sum().backward()    # .grad accumulates across backward calls, as in PyTorch
+    np.testing.assert_allclose(x.grad, [13.0])
+
+
+def test_long_chain_has_no_recursion_error():
+    x = tt.tensor([1.0], dtype=np.float64, requires_grad=True)
+    y = x
+    for _ in range(100_000):
+        y = y + 1e-6
+    y.backward(np.ones(1))
+    assert x.grad[0] == 1.0
+    np.testing.assert_allclose(y.data, [1.1])
+
+
+def test_diamond_graph_sums_both_paths():
+    x = tt.tensor(3.0, dtype=np.float64, requires_grad=True)
+    a = x.exp()
+    b = a * x
+    c = a + b                      # d/dx (e^x + x e^x) = e^x (2 + x)
+    c.backward()
+    np.testing.assert_allclose(x.grad, np.exp(3.0) * 5.0)
+
+
+def test_no_grad_builds_no_graph():
+    x = tt.tensor([1.0, 2.0], requires_grad=True)
+    with tt.no_grad():
+        y = (x * 2).sum()
+    assert not y.requires_grad and y._node is None
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.backward()
+
+    @tt.no_grad()
+    def f(t):
+        return t * 3
+
+    assert not f(x).requires_grad
+    with tt.no_grad():
+        with tt.enable_grad():
+            assert (x * 2).requires_grad
+
+
+def test_graph_is_released_and_second_backward_raises():
+    x = tt.tensor([1.0, 2.0], requires_grad=True)
+    y = (x.exp() * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+    x.grad = None
+    z = (x.exp() * x).sum()
+    z.backward(retain_graph=True)
+    g1 = x.grad.copy()
+    z.backward()
+    np.testing.assert_allclose(x.grad, 2 * g1)
+
+
+def test_activations_are_freed_after_backward():
+    """Memory does not grow across training steps: intermediates die once backward has run."""
+    w = tt.tensor(np.ones((64, 64)), dtype=np.float32, requires_grad=True)
+    refs = []
+    for _ in range(5):
+        h = (tt.tensor(np.ones((8, 64), np.float32)) @ w).tanh()
+        refs.append(weakref.ref(h))
+        loss = (h * h).mean()
+        loss.backward()
+        del h
+        # loss is still alive here (a user often keeps it): its released node must not pin h
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
+def test_training_steps_do_not_grow_memory():
+    import tracemalloc
+    rng = np.random.default_rng(0)
+    model = tt.nn.Sequential(tt.nn.Linear(32, 64, rng=rng), tt.nn.GELU(), tt.nn.Linear(64, 4, rng=rng))
+    opt = tt.optim.AdamW(model.parameters(), lr=1e-3)
+    x = rng.standard_normal((16, 32)).astype(np.float32)
+    y = rng.integers(0, 4, 16)
+
+    def step():
+        loss = F.cross_entropy(model(tt.tensor(x)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(3):
+        step()
+    tracemalloc.start()
+    step()
+    base, _ = tracemalloc.get_traced_memory()
+    for _ in range(30):
+        step()
+    now, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert now - base < 64 * 1024, f"memory grew by {now - base} bytes over 30 steps"
+
+
+def test_unbroadcast():
+    g = np.ones((2, 3, 4))
+    np.testing.assert_array_equal(unbroadcast(g, (3, 1)), np.full((3, 1), 8.0))
+    np.testing.assert_array_equal(unbroadcast(g, ()), 24.0)
+    with pytest.raises(ValueError, match="cannot be reduced"):
+        unbroadcast(g, (5,))
+
+
+def test_engine_checks_gradient_count_and_shape():
+    class BadCount(Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, g
+
+    class BadShape(Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return (np.ones(7),)
+
+    x = tt.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="returned 2 gradients for 1 inputs"):
+        BadCount.apply(x).sum().backward()
+    with pytest.raises(RuntimeError, match=r"cannot be reduced to input shape \(2,\)"):
+        BadShape.apply(x).sum().backward()
+
+
+def test_dtype_promotion_follows_numpy():
+    f32 = tt.tensor([1.0, 2.0])
+    f64 = tt.tensor([1.0, 2.0], dtype=np.float64)
+    assert f32.dtype == np.float32
+    assert (f32 * 2.0).dtype == np.float32          # Python scalars take the tensor's dtype
+    assert (f32 + 1).dtype == np.float32
+    assert (f32 + f64).dtype == np.float64          # arrays promote
+    assert (tt.tensor([1, 2]) * 0.5).dtype == np.float64
+    assert tt.tensor([1, 2]).dtype == np.int64
+    x = tt.tensor([1.0, 2.0], requires_grad=True)
+    y = tt.tensor([1.0, 2.0], dtype=np.float64, requires_grad=True)
+    (x * y).sum().backward()
+    assert x.grad.dtype == np.float32 and y.grad.dtype == np.float64
+
+
+def test_ndarray_on_the_left_defers_to_tensor():
+    x = tt.tensor([1.0, 2.0], requires_grad=True)
+    y = np.array([3.0, 4.0], np.float32) * x
+    assert isinstance(y, tt.Tensor)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [3.0, 4.0])
+
+
+def test_composed_helpers():
+    a = tt.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    s = tt.stack([a, a * 2], axis=1)
+    assert s.shape == (2, 2, 3)
+    parts = tt.split(a, [1, 2], axis=1)
+    assert [p.shape for p in parts] == [(2, 1), (2, 1), (2, 1)]
+    assert a.squeeze().shape == (2, 3) and a.expand_dims((0, -1)).shape == (1, 2, 3, 1)
+    assert a.swapaxes(0, 1).shape == (3, 2)
+    m = a.masked_fill(np.array([True, False, True]), -1.0)
+    np.testing.assert_array_equal(m.data, [[-1, 1, -1], [-1, 4, -1]])
+    (s.sum() + sum(p.sum() * (i + 1) for i, p in enumerate(parts)) + m.sum()).backward()
+    # stack gives 1 + 2, split gives column j + 1, masked columns get nothing from masked_fill
+    np.testing.assert_allclose(a.grad, [[3 + 1 + 0, 3 + 2 + 1, 3 + 3 + 0]] * 2)
+
+
+def test_repr_and_item():
+    x = tt.tensor([[1.0]], requires_grad=True)
+    assert "requires_grad=True" in repr(x)
+    assert "grad_fn=mul" in repr(x * 2)
+    assert x.item() == 1.0
+    with pytest.raises(ValueError, match="one-element"):
+        tt.tensor([1.0, 2.0]).item()
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_errors_name_the_op_and_shapes():
+    a, b = tt.tensor(np.ones((2, 3))), tt.tensor(np.ones((4, 5)))
+    with pytest.raises(ValueError, match=r"add: shapes \(2, 3\) and \(4, 5\) do not broadcast"):
+        a + b
+    with pytest.raises(ValueError, match=r"matmul: shapes \(2, 3\) and \(4, 5\) do not align"):
+        a @ b
+    with pytest.raises(ValueError, match=r"reshape: cannot reshape array of shape \(2, 3\)"):
+        a.reshape(4, 2)
+    with pytest.raises(ValueError, match="sum: axis 5 is out of range"):
+        a.sum(axis=5)
+    with pytest.raises(ValueError, match=r"cross_entropy: target 7 out of range for 3 classes"):
+        F.cross_entropy(a, np.array([0, 7]))
+    with pytest.raises(ValueError, match="need targets of shape"):
+        F.cross_entropy(a, np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="layer_norm"):
+        F.layer_norm(a, tt.tensor(np.ones(4)))
+    with pytest.raises(ValueError, match=r"embedding: ids must be in \[0, 2\)"):
+        F.embedding(np.array([0, 2]), a)
+
+
+def test_backward_errors():
+    x = tt.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"one-element tensor; got shape \(2,\)"):
+        (x * 2).backward()
+    with pytest.raises(ValueError, match=r"grad has shape \(3,\)"):
+        (x * 2).backward(np.ones(3))
+    with pytest.raises(TypeError, match="only floating tensors can require grad"):
+        tt.tensor([1, 2], requires_grad=True)
+
+
+def test_cross_entropy_ignore_index_and_reductions():
+    logits = tt.tensor(np.log(np.array([[0.5, 0.5], [0.25, 0.75], [0.9, 0.1]])), dtype=np.float64,
+                       requires_grad=True)
+    t = np.array([0, 1, -100])
+    loss = F.cross_entropy(logits, t, ignore_index=-100)
+    np.testing.assert_allclose(loss.item(), -(np.log(0.5) + np.log(0.75)) / 2)
+    loss.backward()
+    np.testing.assert_array_equal(logits.grad[2], [0.0, 0.0])
+    assert np.isnan(F.cross_entropy(logits, np.array([-100, -100, -100]), ignore_index=-100).item())
+    np.testing.assert_allclose(F.cross_entropy(logits, t, ignore_index=-100, reduction="sum").item(),
+                               -(np.log(0.5) + np.log(0.75)))
+
+
+# ------------------------------------------------------------------------------ gradcheck
+def test_gradcheck_catches_a_wrong_backward_and_names_it():
+    class WrongSquare(Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.a = a
+            return a * a
+
+        @staticmethod
+        def backward(ctx, g):
+            return (g * ctx.a * 2.01,)   # 0.5 % too large
+
+    x = tt.tensor(np.linspace(1, 2, 6).reshape(2, 3), requires_grad=True)
+    with pytest.raises(tt.GradcheckError) as e:
+        tt.gradcheck(WrongSquare.apply, [x], name="wrong_square")
+    msg = str(e.value)
+    assert "wrong_square" in msg and "input 0" in msg and "analytic" in msg and "numeric" in msg
+    res = tt.gradcheck(WrongSquare.apply, [x], raise_exception=False)
+    assert not res.passed and res.max_rel_err > 1e-3
+    # a large input goes through random projections, which catch it too
+    big = tt.tensor(np.linspace(1, 2, 30_000), requires_grad=True)
+    res = tt.gradcheck(WrongSquare.apply, [big], raise_exception=False)
+    assert res.mode == "projection" and not res.passed
+
+
+def test_gradcheck_catches_nondeterminism_and_nonzero_for_zero_upstream():
+    calls = [0]
+
+    class Flaky(Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 1.0
+
+        @staticmethod
+        def backward(ctx, g):
+            calls[0] += 1
+            return (g + (1e-3 if calls[0] % 2 else 0.0),)
+
+    x = tt.tensor(np.ones(3), requires_grad=True)
+    res = tt.gradcheck(Flaky.apply, [x], raise_exception=False)
+    assert any("second backward" in f for f in res.failures)
+    assert any("zero upstream" in f for f in res.failures)
+
+
+def test_gradcheck_requires_float64():
+    with pytest.raises(TypeError, match="float64"):
+        tt.gradcheck(lambda a: a * 2, [tt.tensor([1.0], requires_grad=True)])
+
+
+def test_gradcheck_large_input_uses_projections_and_passes():
+    rng = np.random.default_rng(0)
+    x = tt.tensor(rng.standard_normal((64, 300)), requires_grad=True)
+    res = tt.gradcheck(lambda a: F.log_softmax(a).tanh(), [x])
+    assert res.passed and res.mode == "projection"
