@@ -1,0 +1,646 @@
+"""Byte-level BPE with a regex pre-split (GPT-2 / GPT-4 style), trainable, tiktoken-compatible.
+
+How text becomes ids:
+
+1. The pattern (``"gpt2"``, ``"gpt4"`` = cl100k, or any regex of the ``regex`` package) splits the text
+   into chunks; text no match covers is dropped, as in tiktoken. Merges never cross chunk boundaries.
+2. Each chunk's UTF-8 bytes are merged with tiktoken's rule (:func:`bpe_merge`): repeatedly join the
+   adjacent pair whose joined bytes have the lowest rank, leftmost first, until no joined pair is a token.
+   A token's rank is its id.
+3. Results are cached per chunk, so a text that repeats its words costs one dict lookup per chunk.
+
+Training (:meth:`BPETokenizer.train`, built on :func:`learn_merges`) counts the unique chunks once and
+then keeps pair counts up to date after every merge, touching only the chunks that hold the merged pair.
+"""
+from __future__ import annotations
+
+import heapq
+import sys
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from itertools import chain
+from typing import Any
+
+import regex
+from tqdm.auto import tqdm
+
+from .base import Tokenizer, _check_special_map, check_ids, special_token_regex, split_on_special
+
+__all__ = [
+    "GPT2_PATTERN",
+    "GPT4_PATTERN",
+    "PATTERNS",
+    "BPETokenizer",
+    "bpe_merge",
+    "get_stats",
+    "learn_merges",
+    "merge",
+    "recover_merges",
+    "resolve_pattern",
+]
+
+# tiktoken's r50k/gpt2 pattern: equivalent to GPT-2's original
+# r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""" but faster
+# (possessive quantifiers never backtrack).
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+# tiktoken's cl100k_base pattern (GPT-3.5/GPT-4): case-insensitive contractions, digits in groups of at
+# most three, one leading non-letter glued to a word, newlines kept apart from other whitespace.
+GPT4_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|"""
+    r"""\s*[\r\n]|\s+(?!\S)|\s"""
+)
+PATTERNS: dict[str, str] = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN, "cl100k": GPT4_PATTERN}
+
+# A pair that is not a token ranks after every real token.
+_NO_RANK = sys.maxsize
+# Pieces longer than this take the heap path of bpe_merge (O(n log n)); shorter ones the list scan,
+# which has less overhead. Measured crossover on CPython 3.11 is around 100-200 bytes.
+_LARGE_PIECE = 128
+# Chunk cache: cap on entries, and the longest chunk worth caching (characters).
+_CACHE_MAX_ENTRIES = 1 << 17
+_CACHE_MAX_CHUNK = 256
+# Pair keys in training are ints ``left << _SHIFT | right``: they hash faster than tuples.
+_SHIFT = 32
+_MASK = (1 << _SHIFT) - 1
+
+
+def resolve_pattern(pattern: str) -> str:
+    """Return the regex for a pattern name (``"gpt2"``, ``"gpt4"``, ``"cl100k"``) or the regex itself.
+
+    Example:
+        >>> resolve_pattern("gpt2") == GPT2_PATTERN
+        True
+        >>> resolve_pattern(r"\\w+|\\W")
+        '\\\\w+|\\\\W'
+    """
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a name or a regex str, got {type(pattern).__name__}")
+    return PATTERNS.get(pattern, pattern)
+
+
+def _compile(pattern: str) -> regex.Pattern[str]:
+    try:
+        return regex.compile(pattern)
+    except regex.error as e:
+        raise ValueError(f"invalid tokenizer pattern {pattern!r}: {e}") from None
+
+
+def get_stats(ids: Iterable[int], counts: dict[tuple[int, int], int] | None = None, weight: int = 1):
+    """Count adjacent pairs of ``ids`` (overlapping), adding ``weight`` per pair into ``counts``.
+
+    Example:
+        >>> get_stats([1, 2, 3, 1, 2])
+        {(1, 2): 2, (2, 3): 1, (3, 1): 1}
+        >>> get_stats([7, 7, 7])
+        {(7, 7): 2}
+    """
+    counts = {} if counts is None else counts
+    ids = list(ids)
+    for pair in zip(ids, ids[1:]):
+        counts[pair] = counts.get(pair, 0) + weight
+    return counts
+
+
+def merge(ids: Iterable[int], pair: tuple[int, int], idx: int) -> list[int]:
+    """Replace every non-overlapping occurrence of ``pair`` in ``ids``, left to right, by ``idx``.
+
+    Example:
+        >>> merge([1, 2, 3, 1, 2], (1, 2), 4)
+        [4, 3, 4]
+        >>> merge([7, 7, 7], (7, 7), 8)  # the leftmost occurrence wins
+        [8, 7]
+    """
+    ids = list(ids)
+    out: list[int] = []
+    i, n = 0, len(ids)
+    while i < n:
+        if i + 1 < n and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            out.append(idx)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def _bpe_small(piece: bytes, ranks: Mapping[bytes, int], max_rank: int = _NO_RANK) -> list[bytes]:
+    """tiktoken's list scan: O(n) per merge, fast for short pieces. Returns the token byte strings."""
+    get = ranks.get
+    n = len(piece)
+    # bounds[k] is where part k starts; part k is piece[bounds[k]:bounds[k + 1]].
+    bounds = list(range(n + 1))
+    # pair_rank[k] is the rank of part k joined with part k + 1.
+    pair_rank = [get(piece[k : k + 2], _NO_RANK) for k in range(n - 1)]
+    while pair_rank:
+        best = min(pair_rank)
+        if best >= max_rank:
+            break
+        k = pair_rank.index(best)  # subtle: index() finds the leftmost of equal ranks, as tiktoken does
+        del bounds[k + 1]
+        del pair_rank[k]
+        # Only the pairs that touch the new part changed: (k-1, k) and (k, k+1).
+        if k < len(pair_rank):
+            pair_rank[k] = get(piece[bounds[k] : bounds[k + 2]], _NO_RANK)
+        if k > 0:
+            pair_rank[k - 1] = get(piece[bounds[k - 1] : bounds[k + 1]], _NO_RANK)
+    return [piece[bounds[k] : bounds[k + 1]] for k in range(len(bounds) - 1)]
+
+
+def _bpe_large(piece: bytes, ranks: Mapping[bytes, int]) -> list[bytes]:
+    """Same result as :func:`_bpe_small` in O(n log n): a heap of candidate pairs over a linked list.
+
+    A heap entry ``(rank, start, end)`` stands for joining the part that starts at ``start`` with the one
+    after it, ending at ``end``. Entries go stale when a neighbour merges first; a popped entry is used
+    only if ``start`` still begins a part whose next part still ends at ``end``.
+    """
+    get = ranks.get
+    n = len(piece)
+    nxt = list(range(1, n + 1))  # nxt[s]: start of the part after the part starting at s (n: none)
+    prv = list(range(-1, n - 1))  # prv[s]: start of the part before it (-1: none)
+    alive = [True] * n
+    heap = []
+    for s in range(n - 1):
+        r = get(piece[s : s + 2])
+        if r is not None:
+            heap.append((r, s, s + 2))
+    heapq.heapify(heap)
+    pop, push = heapq.heappop, heapq.heappush
+    while heap:
+        r, s, end = pop(heap)
+        # (rank, start) ordering = lowest rank first, leftmost among equals: tiktoken's order.
+        if not alive[s]:
+            continue
+        mid = nxt[s]
+        if mid >= n or nxt[mid] != end:
+            continue
+        alive[mid] = False
+        nxt[s] = end
+        if end < n:
+            prv[end] = s
+            after = nxt[end]
+            r2 = get(piece[s:after])
+            if r2 is not None:
+                push(heap, (r2, s, after))
+        before = prv[s]
+        if before >= 0:
+            r2 = get(piece[before:end])
+            if r2 is not None:
+                push(heap, (r2, before, end))
+    out = []
+    s = 0
+    while s < n:
+        out.append(piece[s : nxt[s]])
+        s = nxt[s]
+    return out
+
+
+def bpe_merge(piece: bytes, ranks: Mapping[bytes, int]) -> list[int]:
+    """Encode one chunk's bytes with tiktoken's rule and return the ids (ranks) of its tokens.
+
+    Repeatedly join the adjacent pair whose joined bytes have the lowest rank (leftmost among equal
+    ranks) until no adjacent pair joins into a token. Near-linear for long pieces.
+
+    Example:
+        >>> ranks = {bytes([i]): i for i in range(256)} | {b"aa": 256, b"ab": 257, b"aab": 258}
+        >>> bpe_merge(b"aaab", ranks)  # "aa" (256) joins first, leftmost: aa|a|b -> aa|ab -> no "aaab"
+        [256, 257]
+    """
+    if len(piece) <= 1:
+        return [ranks[piece]] if piece else []
+    parts = _bpe_small(piece, ranks) if len(piece) <= _LARGE_PIECE else _bpe_large(piece, ranks)
+    return [ranks[p] for p in parts]
+
+
+def recover_merges(ranks: Mapping[bytes, int]) -> list[tuple[int, int, int]]:
+    """Rebuild the ``(left, right, new)`` merges behind a rank table such as a ``.tiktoken`` file.
+
+    For each multi-byte token, BPE-encoding its bytes with only the lower-ranked tokens must end in
+    exactly two parts: those are the pair it was merged from (the trick minbpe uses for cl100k).
+
+    Example:
+        >>> ranks = {bytes([i]): i for i in range(256)} | {b"ab": 256, b"abc": 257}
+        >>> recover_merges(ranks)
+        [(97, 98, 256), (256, 99, 257)]
+
+    Raises:
+        ValueError: a token cannot be made by merging two lower-ranked tokens.
+    """
+    merges = []
+    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
+        if len(token) == 1:
+            continue
+        parts = _bpe_small(token, ranks, max_rank=rank)
+        if len(parts) != 2:
+            raise ValueError(
+                f"token {token!r} (rank {rank}) is not the merge of two lower-ranked tokens; "
+                f"BPE with lower ranks gives {len(parts)} parts"
+            )
+        merges.append((ranks[parts[0]], ranks[parts[1]], rank))
+    return merges
+
+
+def learn_merges(
+    chunk_counts: Mapping[bytes, int],
+    n_tokens: int,
+    vocab: Mapping[int, bytes] | None = None,
+    *,
+    progress: bool | None = None,
+) -> list[tuple[int, int, int]]:
+    """Learn up to ``n_tokens`` new tokens from chunks (as bytes) and their counts.
+
+    Each step merges the most frequent adjacent pair, counted over all chunks weighted by their counts
+    (overlapping pairs count, as in minbpe: ``aaa`` holds ``(a, a)`` twice).
+
+    Tie-breaking: among pairs with the same count, the smallest ``(left id, right id)`` wins, i.e. the
+    pair whose left token was learned first, bytes ordered by value. This uses only the counts and ids,
+    so the result does not depend on dict or set order, nor on ``PYTHONHASHSEED``.
+
+    If a pair joins into bytes that already are a token (``ab``+``c`` and ``a``+``bc``), the merge is
+    recorded with the existing id and no new id is spent, so every token's bytes stay unique (what
+    tiktoken requires). New ids follow the largest id of ``vocab`` (default: the 256 single bytes).
+
+    How it stays fast: the unique chunks are counted once; a heap holds candidate pairs by count (stale
+    entries are fixed when popped); an index pair -> chunks lets each merge visit only the chunks that
+    hold the pair, and only the pairs next to each merged occurrence get their counts changed.
+
+    Example:
+        >>> learn_merges({b"aaabdaaabac": 1}, 3)
+        [(97, 97, 256), (97, 98, 257), (256, 257, 258)]
+
+    Args:
+        chunk_counts: ``{chunk bytes: how often it occurs}``.
+        n_tokens: how many new ids to create.
+        vocab: ``{id: bytes}`` to start from; default the 256 single bytes with id = byte value.
+        progress: show a tqdm bar (``None``: only for runs of 1,000+ merges on a terminal).
+
+    Returns:
+        The merges in order, ``(left id, right id, new id)``; fewer than ``n_tokens`` if the pairs run out.
+    """
+    vocab = {i: bytes([i]) for i in range(256)} if vocab is None else dict(vocab)
+    ids_of = {b: i for i, b in vocab.items()}
+    next_id = max(vocab, default=-1) + 1
+
+    words: list[list[int]] = []
+    counts: list[int] = []
+    pair_count: defaultdict[int, int] = defaultdict(int)
+    where: defaultdict[int, set[int]] = defaultdict(set)  # pair key -> indices of chunks that hold it
+    for chunk, c in chunk_counts.items():
+        if c <= 0 or len(chunk) < 2:
+            continue  # a 1-byte chunk has no pairs and never changes
+        w = [ids_of[chunk[k : k + 1]] for k in range(len(chunk))]
+        idx = len(words)
+        words.append(w)
+        counts.append(c)
+        for a, b in zip(w, w[1:]):
+            key = a << _SHIFT | b
+            pair_count[key] += c
+            where[key].add(idx)
+
+    heap = [(-c, key) for key, c in pair_count.items()]
+    heapq.heapify(heap)
+    merges: list[tuple[int, int, int]] = []
+    made = 0
+    show = progress if progress is not None else (None if n_tokens >= 1000 else False)
+    bar = tqdm(total=n_tokens, desc="bpe merges", unit="tok", disable=(not show) if show is not None else None)
+    pop, push = heapq.heappop, heapq.heappush
+    while made < n_tokens:
+        # Find the best pair; an entry is valid only if its count is the current one.
+        while heap:
+            neg, key = heap[0]
+            cur = pair_count.get(key, 0)
+            if cur == -neg:
+                break
+            pop(heap)
+            if cur > 0:  # stale: counts only ever drop for existing pairs, so re-queue the true count
+                push(heap, (-cur, key))
+        if not heap:
+            break
+        pop(heap)
+        a, b = key >> _SHIFT, key & _MASK
+        joined = vocab[a] + vocab[b]
+        new = ids_of.get(joined)
+        if new is None:
+            new = next_id
+            next_id += 1
+            vocab[new] = joined
+            ids_of[joined] = new
+            made += 1
+            bar.update(1)
+        merges.append((a, b, new))
+        del pair_count[key]  # every occurrence gets merged, so the pair is gone
+
+        touched: set[int] = set()  # pairs that contain `new`: pushed once their counts are final
+        new_left = new << _SHIFT
+        for i in where.pop(key):
+            w = words[i]
+            n = len(w)
+            try:
+                j = w.index(a)
+            except ValueError:
+                continue  # stale index entry: this chunk lost the pair in an earlier merge
+            c = counts[i]
+            out = w[:j]
+            while j < n:
+                if w[j] == a and j + 1 < n and w[j + 1] == b:
+                    # subtle: the left neighbour is read from `out`, so after "a b a b" -> "X" the next
+                    # occurrence sees X, not b; each old pair is decremented exactly once.
+                    if out:
+                        p = out[-1]
+                        k2 = p << _SHIFT | a
+                        if k2 != key:
+                            pair_count[k2] -= c
+                        k2 = p << _SHIFT | new
+                        pair_count[k2] += c
+                        touched.add(k2)
+                        where[k2].add(i)
+                    if j + 2 < n:
+                        q = w[j + 2]
+                        k2 = b << _SHIFT | q
+                        if k2 != key:
+                            pair_count[k2] -= c
+                        k2 = new_left | q
+                        pair_count[k2] += c
+                        touched.add(k2)
+                        where[k2].add(i)
+                    out.append(new)
+                    j += 2
+                else:
+                    out.append(w[j])
+                    j += 1
+            words[i] = out
+        for k2 in touched:
+            c2 = pair_count[k2]
+            if c2 > 0:
+                push(heap, (-c2, k2))
+    bar.close()
+    return merges
+
+
+class _ChunkCache(dict):
+    """chunk str -> ids; a miss encodes the chunk (``__missing__``) and remembers it if it is short."""
+
+    __slots__ = ("_ranks",)
+
+    def __init__(self, ranks: Mapping[bytes, int]) -> None:
+        super().__init__()
+        self._ranks = ranks
+
+    def __missing__(self, chunk: str) -> list[int]:
+        piece = chunk.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError: see _encode_ordinary
+        rank = self._ranks.get(piece)
+        ids = [rank] if rank is not None else bpe_merge(piece, self._ranks)
+        if len(chunk) <= _CACHE_MAX_CHUNK:
+            if len(self) >= _CACHE_MAX_ENTRIES:
+                self.clear()
+            self[chunk] = ids
+        return ids
+
+
+class BPETokenizer(Tokenizer):
+    """Byte-level BPE tokenizer with a regex pre-split; trainable, and tiktoken-compatible.
+
+    A fresh tokenizer knows only the 256 single bytes (id = byte value); :meth:`train` learns merges,
+    :meth:`from_ranks` adopts a rank table (``to_tiktoken_ranks()`` gives one back), and
+    :func:`tokenizer.load_gpt2` reads OpenAI's GPT-2 files.
+
+    Example:
+        >>> tok = BPETokenizer(pattern="gpt4").train("aaabdaaabac", 256 + 3)
+        >>> tok.encode("aaabdaaabac")
+        [258, 100, 258, 97, 99]
+        >>> tok.decode([258, 100])
+        'aaabd'
+
+    Args:
+        pattern: ``"gpt2"``, ``"gpt4"`` (cl100k; ``"cl100k"`` too) or a regex for the ``regex`` package.
+    """
+
+    kind = "bpe"
+
+    def __init__(self, pattern: str = "gpt4") -> None:
+        super().__init__()
+        self._set_pattern(pattern)
+        self._set_vocab({i: bytes([i]) for i in range(256)}, [], {})
+
+    # -- construction ------------------------------------------------------------------------------------
+    def _set_pattern(self, pattern: str) -> None:
+        self._pattern = resolve_pattern(pattern)
+        self._regex = _compile(self._pattern)
+        # subtle: findall returns groups, not whole matches, when the pattern has capture groups.
+        self._has_groups = self._regex.groups > 0
+
+    def _set_vocab(
+        self,
+        vocab: Mapping[int, bytes],
+        merges: list[tuple[int, int, int]] | None,
+        special: Mapping[str, int],
+    ) -> None:
+        ranks: dict[bytes, int] = {}
+        for i, b in vocab.items():
+            if b in ranks:
+                raise ValueError(f"ids {ranks[b]} and {i} both stand for the bytes {b!r}; tokens must be unique")
+            ranks[b] = i
+        missing = [bytes([x]) for x in range(256) if bytes([x]) not in ranks]
+        if missing:
+            raise ValueError(f"a byte-level BPE needs all 256 single bytes as tokens; missing {missing[:8]}")
+        self._special = _check_special_map(special, vocab)
+        self._vocab = dict(vocab)  # id -> bytes, ordinary tokens
+        self._ranks = ranks  # bytes -> id
+        self._merges = merges  # None: recover from the ranks when first asked
+        self._decoder = dict(self._vocab)
+        self._decoder.update((i, s.encode("utf-8")) for s, i in self._special.items())
+        self._cache = _ChunkCache(self._ranks)
+        self._special_regex_cache = {}
+
+    @classmethod
+    def from_ranks(
+        cls,
+        ranks: Mapping[bytes, int],
+        pattern: str = "gpt4",
+        special_tokens: Mapping[str, int] | None = None,
+        merges: Iterable[tuple[int, int, int]] | None = None,
+    ) -> BPETokenizer:
+        """Build a tokenizer from a tiktoken-style rank table ``{token bytes: id}``.
+
+        Args:
+            ranks: every ordinary token's bytes and id; must contain all 256 single bytes.
+            pattern: pattern name or regex.
+            special_tokens: ``{string: id}``; ids must not clash with ``ranks``.
+            merges: the ``(left, right, new)`` merges, if known; otherwise recovered when needed.
+        """
+        if not isinstance(ranks, Mapping):
+            raise TypeError(f"ranks must be a mapping bytes -> int, got {type(ranks).__name__}")
+        vocab: dict[int, bytes] = {}
+        for b, i in ranks.items():
+            if not isinstance(b, bytes) or isinstance(i, bool) or not isinstance(i, int) or i < 0:
+                raise TypeError(f"ranks must map bytes to non-negative int, got {b!r}: {i!r}")
+            if i in vocab:
+                raise ValueError(f"rank {i} is given to both {vocab[i]!r} and {b!r}")
+            vocab[i] = b
+        tok = cls(pattern)
+        tok._set_vocab(vocab, None if merges is None else [tuple(m) for m in merges], special_tokens or {})
+        return tok
+
+    def train(
+        self,
+        text: str,
+        vocab_size: int,
+        special_tokens: Iterable[str] | Mapping[str, int] | None = None,
+        *,
+        progress: bool | None = None,
+    ) -> BPETokenizer:
+        """Learn merges from ``text`` until the vocabulary has ``vocab_size`` ids; returns ``self``.
+
+        Starts from the 256 single bytes (id = byte value), whatever was learned before. Special tokens
+        count towards ``vocab_size`` and take the last ids (a mapping may give them explicit ids at or
+        above the learned ones); their strings are cut out of ``text`` before counting, so no merge spans
+        them. See :func:`learn_merges` for the tie-breaking rule. If ``text`` runs out of pairs first,
+        a warning says how many tokens were learned.
+
+        Raises:
+            TypeError: ``text`` is not a str.
+            ValueError: ``vocab_size`` is below 256 plus the number of special tokens.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str, got {type(text).__name__}")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+            raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+        if isinstance(special_tokens, str):
+            raise TypeError("special_tokens must be a collection of str, not a single str")
+        specials = dict(special_tokens) if isinstance(special_tokens, Mapping) else None
+        names = list(specials or special_tokens or ())
+        if vocab_size < 256 + len(names):
+            raise ValueError(
+                f"vocab_size must be at least 256 (the single bytes) + {len(names)} special tokens = "
+                f"{256 + len(names)}, got {vocab_size}"
+            )
+        chunk_counts = self._count_chunks(text, names)
+        n_learn = vocab_size - 256 - len(names)
+        merges = learn_merges(chunk_counts, n_learn, progress=progress)
+        vocab = {i: bytes([i]) for i in range(256)}
+        for a, b, new in merges:
+            vocab[new] = vocab[a] + vocab[b]
+        if len(vocab) - 256 < n_learn:
+            warnings.warn(
+                f"training text ran out of pairs: learned {len(vocab) - 256} of {n_learn} tokens",
+                stacklevel=2,
+            )
+        if specials is None:
+            specials = {s: len(vocab) + k for k, s in enumerate(names)}
+        self._set_vocab(vocab, merges, specials)
+        return self
+
+    def _count_chunks(self, text: str, specials: list[str]) -> Counter[bytes]:
+        """``{chunk bytes: count}`` for the pre-split chunks of ``text``, special tokens cut out."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        pieces = [p for p, sp in split_on_special(text, special_token_regex(specials) if specials else None) if not sp]
+        counts: Counter[str] = Counter()
+        for piece in pieces:
+            counts.update(self._split(piece))
+        return Counter({chunk.encode("utf-8"): c for chunk, c in counts.items()})
+
+    # -- properties --------------------------------------------------------------------------------------
+    @property
+    def pattern(self) -> str:
+        """The pre-split regex (names are resolved: ``"gpt4"`` gives the cl100k regex)."""
+        return self._pattern
+
+    @property
+    def vocab(self) -> dict[int, bytes]:
+        """``{id: bytes}`` of the ordinary tokens."""
+        return dict(self._vocab)
+
+    @property
+    def merges(self) -> list[tuple[int, int, int]]:
+        """The merges in order, ``(left id, right id, new id)``."""
+        if self._merges is None:
+            self._merges = recover_merges(self._ranks)
+        return list(self._merges)
+
+    @property
+    def vocab_size(self) -> int:
+        return max(self._decoder) + 1
+
+    def to_tiktoken_ranks(self) -> dict[bytes, int]:
+        """The ``mergeable_ranks`` for ``tiktoken.Encoding``: ``{token bytes: id}``, specials excluded."""
+        return dict(self._ranks)
+
+    def to_tiktoken(self, name: str = "tinygpt"):
+        """Build a ``tiktoken.Encoding`` with this tokenizer's pattern, ranks and special tokens."""
+        import tiktoken  # optional dependency: only this method needs it
+
+        return tiktoken.Encoding(
+            name,
+            pat_str=self._pattern,
+            mergeable_ranks=self.to_tiktoken_ranks(),
+            special_tokens=self.special_tokens,
+        )
+
+    def clear_cache(self) -> None:
+        """Forget the cached chunk encodings (for benchmarks; results never change)."""
+        self._cache.clear()
+
+    # -- encoding and decoding ---------------------------------------------------------------------------
+    def _split(self, text: str) -> list[str]:
+        if self._has_groups:
+            return [m.group() for m in self._regex.finditer(text)]
+        return self._regex.findall(text)
+
+    def _encode_ordinary(self, text: str) -> list[int]:
+        try:
+            # One C-level pass: each chunk is a dict lookup; misses are encoded by _ChunkCache.__missing__.
+            return list(chain.from_iterable(map(self._cache.__getitem__, self._split(text))))
+        except UnicodeEncodeError:
+            # subtle: what tiktoken does with surrogates: a valid pair becomes its character, a lone
+            # surrogate becomes U+FFFD. So "\ud800" encodes like "\ufffd" and does not round-trip.
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            return list(chain.from_iterable(map(self._cache.__getitem__, self._split(text))))
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes of ``ids`` joined; special tokens give their UTF-8 strings.
+
+        Raises:
+            ValueError: an id is not in the vocabulary (named in the message).
+        """
+        ids = check_ids(ids)
+        decoder = self._decoder
+        try:
+            return b"".join(map(decoder.__getitem__, ids))
+        except KeyError as e:
+            raise ValueError(
+                f"token id {e.args[0]} is not in the vocabulary (vocab_size {self.vocab_size})"
+            ) from None
+
+    # -- save and load -----------------------------------------------------------------------------------
+    def _to_dict(self) -> dict[str, Any]:
+        byte_ids = [self._ranks[bytes([x])] for x in range(256)]
+        return {
+            "pattern": self._pattern,
+            "special_tokens": self.special_tokens,
+            "byte_ids": byte_ids,
+            "merges": [list(m) for m in self.merges],
+        }
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> BPETokenizer:
+        byte_ids = data.get("byte_ids", list(range(256)))
+        if len(byte_ids) != 256 or len(set(byte_ids)) != 256:
+            raise ValueError("saved BPE tokenizer: byte_ids must be 256 distinct ids")
+        vocab = {int(i): bytes([x]) for x, i in enumerate(byte_ids)}
+        merges = []
+        for m in data["merges"]:
+            if len(m) != 3:
+                raise ValueError(f"saved BPE tokenizer: a merge is [left, right, new], got {m!r}")
+            a, b, new = (int(v) for v in m)
+            if a not in vocab or b not in vocab:
+                raise ValueError(f"saved BPE tokenizer: merge {m!r} uses an id not defined before it")
+            joined = vocab[a] + vocab[b]
+            if vocab.setdefault(new, joined) != joined:
+                raise ValueError(f"saved BPE tokenizer: merge {m!r} gives id {new} two different tokens")
+            merges.append((a, b, new))
+        tok = cls(data["pattern"])
+        tok._set_vocab(vocab, merges, data.get("special_tokens", {}))
+        return tok
