@@ -47,7 +47,8 @@ def softmax(x: np.ndarray, causal: bool = False) -> np.ndarray:
 
     ``y_i = exp(x_i - max(x)) / sum_j exp(x_j - max(x))``. With ``causal=True`` the input is read as
     attention scores ``[..., T, S]`` and masked entries (see ``_causal_mask``) get probability 0.
-    A row whose inputs are all ``-inf`` has no defined softmax; it comes out as all zeros.
+    A row whose inputs are all ``-inf`` has no defined softmax; it comes out as all zeros. A NaN in a
+    row makes the whole row NaN (it is not hidden as zeros).
     """
     if causal:
         if x.ndim < 2:
@@ -58,7 +59,7 @@ def softmax(x: np.ndarray, causal: bool = False) -> np.ndarray:
     e = np.exp((x - m).astype(np.float64))
     s = e.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        y = np.where(s > 0, e / s, 0.0)
+        y = np.where(s == 0, 0.0, e / s)  # subtle: `s > 0` would turn NaN rows into zeros
     return y.astype(x.dtype, copy=False)
 
 
@@ -98,10 +99,12 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int) ->
         ``(loss [N] float64, lse [N] float64)``: per-row ``logsumexp(logits) - logits[target]`` (0 on
         ignored rows) and the row's logsumexp, which the backward reuses.
     """
+    keep = targets != ignore_index
+    if np.any(keep & ((targets < 0) | (targets >= logits.shape[1]))):  # negative ids would wrap silently
+        raise IndexError(f"cross_entropy: a target is out of range [0, {logits.shape[1]}) and not ignore_index")
     x = logits.astype(np.float64)
     m = x.max(axis=1, keepdims=True) if x.shape[1] else np.zeros((x.shape[0], 1))
     lse = (np.log(np.exp(x - m).sum(axis=1, keepdims=True)) + m)[:, 0]
-    keep = targets != ignore_index
     safe_t = np.where(keep, targets, 0)
     picked = x[np.arange(x.shape[0]), safe_t] if x.shape[0] else np.zeros(0)
     loss = np.where(keep, lse - picked, 0.0)
@@ -172,8 +175,11 @@ def gelu_backward(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
 def embedding_backward(ids: np.ndarray, dout: np.ndarray, vocab_size: int) -> np.ndarray:
     """Scatter-add rows of ``dout [N, C]`` into ``dW [vocab_size, C]`` at ``ids [N]``.
 
-    Repeated ids accumulate (``np.add.at`` is unbuffered, unlike ``dW[ids] += dout``).
+    Repeated ids accumulate (``np.add.at`` is unbuffered, unlike ``dW[ids] += dout``). Ids outside
+    ``[0, vocab_size)`` raise ``IndexError`` (``np.add.at`` alone would wrap negative ones).
     """
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise IndexError(f"embedding_backward: ids must be in [0, {vocab_size}), got [{ids.min()}, {ids.max()}]")
     dw = np.zeros((vocab_size, dout.shape[1]), dtype=dout.dtype)
     np.add.at(dw, ids, dout)
     return dw
