@@ -158,7 +158,8 @@ def load_gpt2(
 
     ``encoder.json`` maps token strings (bytes written with :func:`bytes_to_unicode`) to ids;
     ``vocab.bpe`` lists the merges in order, one ``left right`` pair per line after a ``#version`` line.
-    ``<|endoftext|>`` (id 50256) becomes the special token. With no paths, :func:`gpt2_files` finds them.
+    ``<|endoftext|>`` (id 50256) becomes the special token. With no paths, :func:`gpt2_files` finds them;
+    a single folder path means ``folder/encoder.json`` and ``folder/vocab.bpe``.
 
     Example:
         >>> tok = load_gpt2()  # doctest: +SKIP
@@ -168,6 +169,9 @@ def load_gpt2(
     Raises:
         ValueError: the files are inconsistent (a merge whose result is not in ``encoder.json``, ...).
     """
+    if vocab_bpe_path is None and encoder_json_path is not None and Path(encoder_json_path).is_dir():
+        folder = Path(encoder_json_path)
+        encoder_json_path, vocab_bpe_path = folder / "encoder.json", folder / "vocab.bpe"
     if encoder_json_path is None or vocab_bpe_path is None:
         if encoder_json_path is not None or vocab_bpe_path is not None:
             raise ValueError("pass both encoder_json_path and vocab_bpe_path, or neither")
