@@ -1,1 +1,11 @@
-"""A GPT (nanoGPT-shaped) written on tinytensor."""
+"""A GPT (nanoGPT-shaped) written on tinytensor: model, data, training, sampling, checkpoints.
+
+    from gpt import GPT, GPTConfig
+    model = GPT(GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128))
+    logits, loss = model(x, y)            # x, y: [B, T] int arrays
+    model.generate(x[:1], 100, temperature=0.8, top_k=40, seed=0)
+"""
+from .config import PRESETS, TrainConfig, make_config
+from .model import GPT, GPTConfig, KVCache
+
+__all__ = ["GPT", "GPTConfig", "KVCache", "TrainConfig", "PRESETS", "make_config"]

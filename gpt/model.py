@@ -1,0 +1,364 @@
+"""A GPT language model on tinytensor, in the shape of karpathy/nanoGPT's ``model.py``.
+
+Read top to bottom: the config, the blocks (attention, MLP, pre-LN block), the model with its init,
+forward, optimizer setup and generation. Parameter names are GPT-2's as nanoGPT spells them
+(``transformer.wte.weight``, ``transformer.h.0.attn.c_attn.weight`` [3C, C], ...), weights in PyTorch's
+``Linear`` layout ``[out, in]``, so GPT-2 state dicts map one to one. ``lm_head.weight`` is the same
+Parameter as ``transformer.wte.weight`` (weight tying) and is listed once, under the ``wte`` name.
+
+Shapes: B batch, T time (sequence), C channels (n_embd), H heads, D = C / H head size, V vocab,
+S keys seen by attention (T, or more with a KV cache).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+import tinytensor as tt
+from tinytensor import functional as F
+from tinytensor import nn, optim
+
+
+@dataclass
+class GPTConfig:
+    """The model's shape. Defaults are GPT-2 small (124M) as in nanoGPT.
+
+    Attributes:
+        block_size: longest context the model sees (positions 0 .. block_size-1).
+        vocab_size: number of token ids.
+        n_layer: transformer blocks.
+        n_head: attention heads per block; must divide ``n_embd``.
+        n_embd: channels of the residual stream.
+        dropout: dropout probability on attention weights and residual branches while training.
+        bias: whether Linear and LayerNorm layers have biases (GPT-2 has them).
+    """
+    block_size: int = 1024
+    vocab_size: int = 50304
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True
+
+    def __post_init__(self):
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig: n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise TypeError(f"GPTConfig.bias must be a bool, got {self.bias!r}")
+
+
+class KVCache:
+    """Keys and values of the positions seen so far, per layer: ``[B, H, block_size, D]`` buffers.
+
+    ``length`` is how many positions are filled; a forward pass with a cache appends its T positions,
+    attends over all ``length + T`` and takes positions ``length .. length+T-1``.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, dtype=np.float32):
+        hs = config.n_embd // config.n_head
+        shape = (config.n_layer, batch_size, config.n_head, config.block_size, hs)
+        self.k = np.zeros(shape, dtype=dtype)
+        self.v = np.zeros(shape, dtype=dtype)
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[3]
+
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config: GPTConfig, rng: np.random.Generator, dropout_rng: np.random.Generator):
+        super().__init__()
+        # key, query, value projections for all heads, in one matrix: weight [3C, C]
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias, rng=rng)
+        # output projection: weight [C, C]
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias, rng=rng)
+        self.resid_dropout = nn.Dropout(config.dropout, rng=dropout_rng)
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.dropout = config.dropout
+        self.dropout_rng = dropout_rng
+
+    def forward(self, x: tt.Tensor, cache: KVCache | None = None, layer: int = 0) -> tt.Tensor:
+        B, T, C = x.shape
+        H, D = self.n_head, C // self.n_head
+        q, k, v = tt.split(self.c_attn(x), 3, axis=2)                 # 3 x [B, T, C]
+        q = q.reshape(B, T, H, D).transpose(0, 2, 1, 3)                # [B, H, T, D]
+        k = k.reshape(B, T, H, D).transpose(0, 2, 1, 3)                # [B, H, T, D]
+        v = v.reshape(B, T, H, D).transpose(0, 2, 1, 3)                # [B, H, T, D]
+        if cache is not None:  # inference only (no graph): append, then attend over everything cached
+            start, end = cache.length, cache.length + T
+            cache.k[layer, :, :, start:end] = k.data
+            cache.v[layer, :, :, start:end] = v.data
+            k = tt.Tensor(cache.k[layer, :, :, :end])                  # [B, H, S, D]
+            v = tt.Tensor(cache.v[layer, :, :, :end])                  # [B, H, S, D]
+        # causal: query i (the last T of S positions) sees keys 0 .. i + S - T
+        y = F.scaled_dot_product_attention(q, k, v, causal=True, dropout_p=self.dropout,
+                                           training=self.training, rng=self.dropout_rng)  # [B, H, T, D]
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)                   # [B, T, C] heads side by side
+        return self.resid_dropout(self.c_proj(y))                      # [B, T, C]
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config: GPTConfig, rng: np.random.Generator, dropout_rng: np.random.Generator):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng)    # [4C, C]
+        self.gelu = nn.GELU()                                                                 # tanh form
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias, rng=rng)  # [C, 4C]
+        self.dropout = nn.Dropout(config.dropout, rng=dropout_rng)
+
+    def forward(self, x: tt.Tensor) -> tt.Tensor:
+        x = self.gelu(self.c_fc(x))                                    # [B, T, 4C]
+        return self.dropout(self.c_proj(x))                            # [B, T, C]
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``."""
+
+    def __init__(self, config: GPTConfig, rng: np.random.Generator, dropout_rng: np.random.Generator):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, rng, dropout_rng)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config, rng, dropout_rng)
+
+    def forward(self, x: tt.Tensor, cache: KVCache | None = None, layer: int = 0) -> tt.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)                  # [B, T, C]
+        x = x + self.mlp(self.ln_2(x))                                 # [B, T, C]
+        return x
+
+
+class GPT(nn.Module):
+    """The GPT-2 architecture: embeddings, ``n_layer`` pre-LN blocks, final LayerNorm, tied LM head.
+
+    Args:
+        config: the model's shape.
+        seed: seeds the weight init and (through a separate stream) dropout. With ``None`` the init
+            draws from tinytensor's default generator (``tt.manual_seed``).
+    """
+
+    def __init__(self, config: GPTConfig, seed: int | None = None):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        if seed is None:
+            seed = int(tt.default_rng().integers(2**63))
+        init_seq, dropout_seq = np.random.SeedSequence(seed).spawn(2)
+        rng = np.random.default_rng(init_seq)
+        # dropout masks come from their own stream: its state is saved with checkpoints
+        self.dropout_rng = np.random.default_rng(dropout_seq)
+
+        self.transformer = nn.Module()
+        self.transformer.wte = nn.Embedding(config.vocab_size, config.n_embd, rng=rng)   # [V, C]
+        self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd, rng=rng)   # [block_size, C]
+        self.transformer.drop = nn.Dropout(config.dropout, rng=self.dropout_rng)
+        self.transformer.h = nn.ModuleList(Block(config, rng, self.dropout_rng) for _ in range(config.n_layer))
+        self.transformer.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False, rng=rng)  # [V, C]
+        # weight tying: one Parameter, listed once as transformer.wte.weight
+        self.lm_head.weight = self.transformer.wte.weight
+
+        self._init_weights(rng)
+
+    def _init_weights(self, rng: np.random.Generator) -> None:
+        """GPT-2 init: weights N(0, 0.02), biases 0, LayerNorm (1, 0); residual projections N(0, 0.02/√(2·n_layer))."""
+        resid_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):  # the two projections that write into the residual stream
+                p.data[...] = rng.normal(0.0, resid_std, size=p.shape)
+            elif name.endswith(".bias"):
+                p.data[...] = 0.0
+            elif "ln_" in name:                 # LayerNorm weights (ln_1, ln_2, ln_f)
+                p.data[...] = 1.0
+            else:                               # Linear weights and embeddings (wte is also lm_head)
+                p.data[...] = rng.normal(0.0, 0.02, size=p.shape)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; by default without the position embeddings (nanoGPT's convention).
+
+        The token embeddings count, because they are also the output layer's weights.
+        """
+        n = self.num_parameters()
+        return n - self.transformer.wpe.weight.size if non_embedding else n
+
+    def forward(self, idx, targets=None, cache: KVCache | None = None) -> tuple[tt.Tensor, tt.Tensor | None]:
+        """Logits for the next token at each position, and the mean cross-entropy if ``targets`` is given.
+
+        Args:
+            idx: token ids ``[B, T]`` (NumPy int array, nested list or integer Tensor), ``T <= block_size``.
+            targets: the ids to predict ``[B, T]`` (-1 is ignored), or None.
+            cache: a :class:`KVCache` (inference): ``idx`` continues the cached positions.
+
+        Returns:
+            ``(logits, loss)``: with targets, logits ``[B, T, V]`` and the scalar loss; without, logits
+            of the last position only ``[B, 1, V]`` and ``None``.
+        """
+        idx = _as_ids(idx, "idx")
+        if idx.ndim != 2:
+            raise ValueError(f"GPT.forward: idx must be [B, T], got shape {idx.shape}")
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        if T == 0 or start + T > self.config.block_size:
+            raise ValueError(f"GPT.forward: cannot run {T} tokens after {start} cached ones with "
+                             f"block_size {self.config.block_size}")
+        pos = np.arange(start, start + T)                               # [T]
+
+        tok_emb = self.transformer.wte(idx)                             # [B, T, C]
+        pos_emb = self.transformer.wpe(pos)                             # [T, C]
+        x = self.transformer.drop(tok_emb + pos_emb)                    # [B, T, C]
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, cache, i)                                      # [B, T, C]
+        x = self.transformer.ln_f(x)                                    # [B, T, C]
+        if cache is not None:
+            cache.length += T
+
+        if targets is not None:
+            targets = _as_ids(targets, "targets")
+            if targets.shape != idx.shape:
+                raise ValueError(f"GPT.forward: targets shape {targets.shape} != idx shape {idx.shape}")
+            logits = self.lm_head(x)                                    # [B, T, V]
+            loss = F.cross_entropy(logits, targets, ignore_index=-1)    # scalar
+        else:
+            logits = self.lm_head(x[:, -1:, :])                         # [B, 1, V] last position only
+            loss = None
+        return logits, loss
+
+    def configure_optimizers(self, weight_decay: float, learning_rate: float,
+                             betas: tuple[float, float]) -> optim.AdamW:
+        """AdamW with weight decay on every ≥2-D weight (matmuls, embeddings), none on biases and norms."""
+        params = list(self.parameters())
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        return optim.AdamW(groups, lr=learning_rate, betas=betas)
+
+    # ------------------------------------------------------------------------------------ generation
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, seed: int | np.random.Generator | None = None,
+                 use_cache: bool = True) -> np.ndarray:
+        """Continue ``idx`` by ``max_new_tokens`` sampled tokens; returns ``idx`` with them appended.
+
+        Args:
+            idx: ids ``[B, T]`` or ``[T]`` (the result has the same number of dims).
+            max_new_tokens: how many tokens to add.
+            temperature: divides the logits; ``0`` means greedy (argmax).
+            top_k: sample only among the ``k`` most likely tokens.
+            top_p: sample only among the smallest set of tokens whose probabilities sum to ≥ ``p``.
+            seed: an int or ``np.random.Generator`` for the sampling draws (same seed, same text).
+            use_cache: keep keys/values of past positions (a KV cache) instead of recomputing them.
+        """
+        idx = _as_ids(idx, "idx")
+        new = list(self.generate_stream(idx, max_new_tokens, temperature, top_k, top_p, seed, use_cache))
+        if idx.ndim == 1:
+            return np.concatenate([idx, np.array(new, dtype=idx.dtype)])
+        if not new:
+            return idx.copy()
+        return np.concatenate([idx, np.stack(new, axis=1).astype(idx.dtype)], axis=1)
+
+    def generate_stream(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                        top_p: float | None = None, seed: int | np.random.Generator | None = None,
+                        use_cache: bool = True, return_logits: bool = False) -> Iterator:
+        """Like :meth:`generate`, but yield each new token as it is chosen.
+
+        Yields an int per step for a 1-D ``idx``, an int array ``[B]`` for ``[B, T]``; with
+        ``return_logits`` a pair ``(token(s), logits [B, V])`` of the float logits it sampled from.
+
+        The context is cropped to the last ``block_size`` tokens. With the cache, each step runs one
+        position; once the cache holds ``block_size`` positions, every position would shift by one, so
+        the step recomputes over the last ``block_size`` tokens (as without the cache).
+        """
+        idx = _as_ids(idx, "idx")
+        single = idx.ndim == 1
+        ctx = idx[None, :] if single else idx
+        if ctx.ndim != 2 or ctx.shape[1] == 0:
+            raise ValueError(f"generate: idx must be a non-empty [T] or [B, T] array, got shape {idx.shape}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+            raise ValueError(f"generate: max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        _check_sampling(temperature, top_k, top_p)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        block = self.config.block_size
+        was_training = self.training
+        self.eval()
+        try:
+            with tt.no_grad():
+                ctx = ctx[:, -block:].astype(np.int64)
+                cache = KVCache(self.config, ctx.shape[0], self.transformer.wte.weight.dtype) if use_cache else None
+                feed = ctx                                             # tokens not yet seen by the model
+                for _ in range(max_new_tokens):
+                    if cache is not None and cache.length + feed.shape[1] > block:
+                        cache.length, feed = 0, ctx                    # positions shift: recompute
+                    logits, _ = self(feed if cache is not None else ctx, cache=cache)
+                    logits = logits.data[:, -1, :]                     # [B, V]
+                    nxt = sample_next(logits, temperature, top_k, top_p, rng)   # [B]
+                    ctx = np.concatenate([ctx, nxt[:, None]], axis=1)[:, -block:]
+                    feed = nxt[:, None]
+                    out = int(nxt[0]) if single else nxt
+                    yield (out, logits) if return_logits else out
+        finally:
+            self.train(was_training)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _as_ids(x, what: str) -> np.ndarray:
+    """Token ids as an integer ndarray (from an array, a list or a Tensor)."""
+    arr = x.data if isinstance(x, tt.Tensor) else np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{what} must hold integer token ids, got dtype {arr.dtype}")
+    return arr
+
+
+def _check_sampling(temperature, top_k, top_p) -> None:
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0.0 < top_p <= 1.0):
+        raise ValueError(f"top_p must be None or in (0, 1], got {top_p!r}")
+
+
+def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Choose one id per row of ``logits [B, V]``; returns ``[B]`` int64.
+
+    ``temperature == 0`` is greedy. Otherwise ``p = softmax(logits / temperature)``, restricted to the
+    ``top_k`` largest and then to the smallest prefix (by decreasing p) whose mass reaches ``top_p``,
+    renormalised, and sampled by inverting the CDF with one uniform draw per row.
+    """
+    _check_sampling(temperature, top_k, top_p)
+    logits = np.asarray(logits, dtype=np.float64)
+    if temperature == 0:
+        return np.argmax(logits, axis=-1).astype(np.int64)
+    rng = rng if rng is not None else np.random.default_rng()
+    z = logits / temperature
+    if top_k is not None and top_k < z.shape[-1]:
+        kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]    # [B, 1] k-th largest
+        z = np.where(z < kth, -np.inf, z)
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)                                 # [B, V]
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-p, axis=-1, kind="stable")                 # [B, V] most likely first
+        sorted_p = np.take_along_axis(p, order, axis=-1)
+        # keep a token if the mass before it is < top_p (so the most likely one is always kept)
+        keep_sorted = (np.cumsum(sorted_p, axis=-1) - sorted_p) < top_p
+        keep = np.zeros_like(keep_sorted)
+        np.put_along_axis(keep, order, keep_sorted, axis=-1)
+        p = np.where(keep, p, 0.0)
+    cdf = np.cumsum(p, axis=-1)                                        # [B, V]
+    u = rng.random(cdf.shape[0]) * cdf[:, -1]                          # [B]
+    ids = np.array([np.searchsorted(c, x, side="right") for c, x in zip(cdf, u)], dtype=np.int64)
+    # subtle: searchsorted can land on a trailing zero-probability id when u hits cdf[-1] exactly
+    last_nonzero = p.shape[-1] - 1 - np.argmax(p[:, ::-1] > 0, axis=-1)
+    return np.minimum(ids, last_nonzero)
