@@ -76,9 +76,11 @@ def check_ids(ids: object) -> list[int]:
     """
     if isinstance(ids, (str, bytes, bytearray)):
         raise TypeError(f"token ids must be an iterable of int, got {type(ids).__name__}")
-    tolist = getattr(ids, "tolist", None)  # numpy arrays: one C call instead of a Python loop
-    if tolist is not None and getattr(getattr(ids, "dtype", None), "kind", None) in ("i", "u"):
-        return tolist()
+    dtype_kind = getattr(getattr(ids, "dtype", None), "kind", None)
+    if dtype_kind in ("i", "u"):  # numpy arrays: one C call instead of a Python loop
+        if ids.ndim != 1:  # type: ignore[attr-defined]
+            raise TypeError(f"token ids must be 1-D, got an array of shape {ids.shape}")  # type: ignore[attr-defined]
+        return ids.tolist()  # type: ignore[attr-defined]
     try:
         items = list(ids)  # type: ignore[call-overload]
     except TypeError:

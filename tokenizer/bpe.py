@@ -449,6 +449,7 @@ class BPETokenizer(Tokenizer):
         self._merges = merges  # None: recover from the ranks when first asked
         self._decoder = dict(self._vocab)
         self._decoder.update((i, s.encode("utf-8")) for s, i in self._special.items())
+        self._vocab_size = max(self._decoder) + 1
         self._cache = _ChunkCache(self._ranks)
         self._special_regex_cache = {}
 
@@ -562,7 +563,7 @@ class BPETokenizer(Tokenizer):
 
     @property
     def vocab_size(self) -> int:
-        return max(self._decoder) + 1
+        return self._vocab_size
 
     def to_tiktoken_ranks(self) -> dict[bytes, int]:
         """The ``mergeable_ranks`` for ``tiktoken.Encoding``: ``{token bytes: id}``, specials excluded."""
