@@ -116,6 +116,14 @@ def test_tie_break_is_smallest_pair():
     assert learn_merges({b"zy": 3, b"ba": 2, b"ab": 1, b"yz": 3}, 2) == [(121, 122, 256), (122, 121, 257)]
 
 
+def test_merge_into_existing_bytes_reuses_the_id():
+    """A pair whose bytes already are a token is merged into that token; no id is spent on it."""
+    vocab = {i: bytes([i]) for i in range(256)} | {256: b"ab"}
+    merges = learn_merges({b"abab": 2, b"abc": 1}, 1, vocab=vocab)
+    assert merges[0] == (97, 98, 256)  # (a, b) -> the existing "ab"
+    assert merges[1:] == [(256, 256, 257)]  # then one new token, "abab" (count 2 beats (ab, c))
+
+
 def _naive_merges(chunk_counts, n_tokens):
     """Reference trainer: recount every pair before every merge; same tie-break and duplicate rule."""
     vocab = {i: bytes([i]) for i in range(256)}

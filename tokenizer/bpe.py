@@ -60,9 +60,6 @@ _LARGE_PIECE = 24
 # Chunk cache: cap on entries, and the longest chunk worth caching (characters).
 _CACHE_MAX_ENTRIES = 1 << 17
 _CACHE_MAX_CHUNK = 256
-# Pair keys in training are ints ``left << _SHIFT | right``: they hash faster than tuples.
-_SHIFT = 32
-_MASK = (1 << _SHIFT) - 1
 
 
 def resolve_pattern(pattern: str) -> str:
@@ -283,8 +280,8 @@ def learn_merges(
 
     words: list[list[int]] = []
     counts: list[int] = []
-    pair_count: defaultdict[int, int] = defaultdict(int)
-    where: defaultdict[int, set[int]] = defaultdict(set)  # pair key -> indices of chunks that hold it
+    pair_count: defaultdict[tuple[int, int], int] = defaultdict(int)
+    where: defaultdict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> indices of chunks holding it
     for chunk, c in chunk_counts.items():
         if c <= 0 or len(chunk) < 2:
             continue  # a 1-byte chunk has no pairs and never changes
@@ -292,12 +289,12 @@ def learn_merges(
         idx = len(words)
         words.append(w)
         counts.append(c)
-        for a, b in zip(w, w[1:]):
-            key = a << _SHIFT | b
-            pair_count[key] += c
-            where[key].add(idx)
+        for pair in zip(w, w[1:]):
+            pair_count[pair] += c
+            where[pair].add(idx)
 
-    heap = [(-c, key) for key, c in pair_count.items()]
+    # subtle: heap order (-count, (left, right)) is the documented tie-break: smallest pair first.
+    heap = [(-c, pair) for pair, c in pair_count.items()]
     heapq.heapify(heap)
     merges: list[tuple[int, int, int]] = []
     made = 0
@@ -307,17 +304,17 @@ def learn_merges(
     while made < n_tokens:
         # Find the best pair; an entry is valid only if its count is the current one.
         while heap:
-            neg, key = heap[0]
-            cur = pair_count.get(key, 0)
+            neg, pair = heap[0]
+            cur = pair_count.get(pair, 0)
             if cur == -neg:
                 break
             pop(heap)
-            if cur > 0:  # stale: counts only ever drop for existing pairs, so re-queue the true count
-                push(heap, (-cur, key))
+            if cur > 0:  # stale: a pair whose count grew was pushed again, so re-queue the true count
+                push(heap, (-cur, pair))
         if not heap:
             break
         pop(heap)
-        a, b = key >> _SHIFT, key & _MASK
+        a, b = pair
         joined = vocab[a] + vocab[b]
         new = ids_of.get(joined)
         if new is None:
@@ -328,11 +325,10 @@ def learn_merges(
             made += 1
             bar.update(1)
         merges.append((a, b, new))
-        del pair_count[key]  # every occurrence gets merged, so the pair is gone
+        del pair_count[pair]  # every occurrence gets merged, so the pair is gone
 
-        touched: set[int] = set()  # pairs that contain `new`: pushed once their counts are final
-        new_left = new << _SHIFT
-        for i in where.pop(key):
+        touched: set[tuple[int, int]] = set()  # pairs that contain `new`: pushed once their counts are final
+        for i in where.pop(pair):
             w = words[i]
             n = len(w)
             try:
@@ -347,32 +343,28 @@ def learn_merges(
                     # occurrence sees X, not b; each old pair is decremented exactly once.
                     if out:
                         p = out[-1]
-                        k2 = p << _SHIFT | a
-                        if k2 != key:
-                            pair_count[k2] -= c
-                        k2 = p << _SHIFT | new
-                        pair_count[k2] += c
-                        touched.add(k2)
-                        where[k2].add(i)
+                        if (p, a) != pair:
+                            pair_count[p, a] -= c
+                        pair_count[p, new] += c
+                        touched.add((p, new))
+                        where[p, new].add(i)
                     if j + 2 < n:
                         q = w[j + 2]
-                        k2 = b << _SHIFT | q
-                        if k2 != key:
-                            pair_count[k2] -= c
-                        k2 = new_left | q
-                        pair_count[k2] += c
-                        touched.add(k2)
-                        where[k2].add(i)
+                        if (b, q) != pair:  # "a a a": the right neighbour pair is the merged pair itself
+                            pair_count[b, q] -= c
+                        pair_count[new, q] += c
+                        touched.add((new, q))
+                        where[new, q].add(i)
                     out.append(new)
                     j += 2
                 else:
                     out.append(w[j])
                     j += 1
             words[i] = out
-        for k2 in touched:
-            c2 = pair_count[k2]
+        for p2 in touched:
+            c2 = pair_count[p2]
             if c2 > 0:
-                push(heap, (-c2, k2))
+                push(heap, (-c2, p2))
     bar.close()
     return merges
 
