@@ -1,0 +1,620 @@
+"""GPT-2 weights in Hugging Face's layout: load them, save them, sample from them, fine-tune from them.
+
+    model = load_pretrained("gpt2-dir")          # GPT.from_pretrained("gpt2-dir")
+    save_pretrained(model, "my-gpt2")            # model.save_pretrained("my-gpt2")
+    # transformers.GPT2LMHeadModel.from_pretrained("my-gpt2") now gives the same logits
+
+A model folder is what ``transformers``' ``GPT2LMHeadModel.save_pretrained`` writes::
+
+    config.json          n_layer, n_head, n_embd, n_positions, vocab_size, layer_norm_epsilon,
+                         activation_function ("gelu_new": GELU's tanh form, which tinygpt uses), ...
+    model.safetensors    the weights by name (or model.safetensors.index.json and its shards)
+    encoder.json         GPT-2's tokenizer, optional: used by sample_pretrained / finetune_config
+    vocab.bpe
+
+How the weights file differs from tinygpt's parameters (``transformer.h.0.attn.c_attn.weight`` [3C, C]):
+
+* names may carry a ``transformer.`` prefix (``GPT2LMHeadModel``) or not (``GPT2Model``; the Hub's
+  ``gpt2`` file); tinygpt's always do.
+* ``c_attn``, ``c_proj`` and ``c_fc`` are GPT-2's ``Conv1D`` layers: weight ``[in, out]``, the
+  transpose of tinygpt's ``Linear`` ``[out, in]``. They are transposed on the way in and out.
+* ``h.{i}.attn.bias`` / ``h.{i}.attn.masked_bias`` are causal-mask buffers of older files: skipped.
+* ``lm_head.weight`` is the token embedding (tied): absent, or equal to ``wte.weight``.
+* float16 / bfloat16 (and float64) weights are cast to float32.
+
+Only safetensors is read, never ``pytorch_model.bin`` (a pickle). A missing, unexpected or mis-shaped
+tensor, or a config tinygpt's GPT cannot represent, raises :class:`PretrainedFormatError` (a
+ValueError) naming every offending tensor or field.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
+
+from tinytensor import nn
+
+from .model import GPT, GPTConfig
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+INDEX_NAME = "model.safetensors.index.json"
+TOKENIZER_FILES = ("encoder.json", "vocab.bpe")
+
+_PREFIX = "transformer."
+# GPT-2's Conv1D layers: weight [in, out] in the file, [out, in] (Linear) in tinygpt
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")      # causal-mask buffers, not weights
+_GPT2_PARAM = re.compile(r"(wte|wpe)\.weight|ln_f\.(weight|bias)"
+                         r"|h\.\d+\.(ln_1|ln_2|attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.(weight|bias)")
+# transformers' names for GELU's tanh form, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), the one tinygpt uses
+TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+GPT2_EOT_ID = 50256
+_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+
+
+class PretrainedFormatError(ValueError):
+    """A model folder whose config or weights tinygpt's GPT cannot take; the message says which and why."""
+
+
+# ------------------------------------------------------------------------------------------ config
+def read_config(model_dir: str | os.PathLike) -> dict[str, Any]:
+    """The folder's ``config.json`` as a dict.
+
+    Raises:
+        FileNotFoundError: no such folder or no ``config.json`` in it.
+        PretrainedFormatError: the file is not a JSON object.
+    """
+    path = Path(model_dir) / CONFIG_NAME
+    if not path.is_file():
+        what = "folder" if not Path(model_dir).is_dir() else CONFIG_NAME
+        raise FileNotFoundError(f"no {what} at {str(path if what == CONFIG_NAME else model_dir)!r}: a GPT-2 "
+                                f"folder holds {CONFIG_NAME} and {WEIGHTS_NAME} (as transformers' "
+                                f"save_pretrained writes them)")
+    try:
+        hf = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PretrainedFormatError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(hf, dict):
+        raise PretrainedFormatError(f"{path} must hold a JSON object, got {type(hf).__name__}")
+    return hf
+
+
+def config_from_hf(hf: dict[str, Any], dropout: float = 0.0, source: str = CONFIG_NAME) -> GPTConfig:
+    """The GPTConfig for a transformers GPT-2 config dict (``n_positions`` becomes ``block_size``).
+
+    Raises:
+        PretrainedFormatError: a missing or bad size, or a setting tinygpt's GPT does not have (another
+            model type or activation, ``n_inner != 4 * n_embd``, cross-attention, ...). The LayerNorm
+            epsilon is checked against the model's in :func:`load_pretrained`.
+    """
+    model_type = hf.get("model_type", "gpt2")
+    if model_type != "gpt2":
+        raise PretrainedFormatError(f"{source}: model_type is {model_type!r}; only GPT-2 ('gpt2') is supported")
+
+    def size(*keys: str) -> int:
+        key = next((k for k in keys if k in hf), None)
+        if key is None:
+            raise PretrainedFormatError(f"{source}: missing {' or '.join(keys)}")
+        v = hf[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise PretrainedFormatError(f"{source}: {key} must be a positive integer, got {v!r}")
+        return v
+
+    n_layer, n_head, n_embd = size("n_layer"), size("n_head"), size("n_embd")
+    vocab_size, block_size = size("vocab_size"), size("n_positions", "n_ctx")
+    act = hf.get("activation_function", "gelu_new")
+    if act not in TANH_GELUS:
+        raise PretrainedFormatError(f"{source}: activation_function {act!r} is not supported; tinygpt's GPT "
+                                    f"uses GELU's tanh form ({', '.join(TANH_GELUS)})")
+    n_inner = hf.get("n_inner")
+    if n_inner is not None and n_inner != 4 * n_embd:
+        raise PretrainedFormatError(f"{source}: n_inner={n_inner!r}; tinygpt's MLP is 4 * n_embd = {4 * n_embd} wide")
+    for key, want in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
+                      ("add_cross_attention", False)):
+        if hf.get(key, want) != want:
+            raise PretrainedFormatError(f"{source}: {key}={hf[key]!r} is not supported (tinygpt's GPT has {want})")
+    try:
+        return GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,
+                         n_embd=n_embd, dropout=dropout, bias=True)
+    except (ValueError, TypeError) as e:
+        raise PretrainedFormatError(f"{source}: {e}") from None
+
+
+def hf_config(model: GPT) -> dict[str, Any]:
+    """The transformers GPT-2 ``config.json`` dict describing ``model``."""
+    c = model.config
+    eot = GPT2_EOT_ID if c.vocab_size > GPT2_EOT_ID else None    # GPT-2's <|endoftext|>, if the vocab has it
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": c.vocab_size,
+        "n_positions": c.block_size,
+        "n_embd": c.n_embd,
+        "n_layer": c.n_layer,
+        "n_head": c.n_head,
+        "n_inner": None,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": _layer_norm_eps(model),
+        "resid_pdrop": c.dropout,
+        "embd_pdrop": c.dropout,
+        "attn_pdrop": c.dropout,
+        "initializer_range": 0.02,
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "tie_word_embeddings": True,
+        "use_cache": True,
+        "bos_token_id": eot,
+        "eos_token_id": eot,
+        "dtype": "float32",
+    }
+
+
+def _layer_norm_eps(model: GPT) -> float:
+    eps = {m.eps for _, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
+    if len(eps) != 1:
+        raise PretrainedFormatError(f"the model's LayerNorms use different epsilons {sorted(eps)}; GPT-2 has one")
+    return float(eps.pop())
+
+
+# ----------------------------------------------------------------------------------------- weights
+def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every tensor of one safetensors file, by name, with safetensors' NumPy API.
+
+    NumPy has no bfloat16: those tensors are read from the file's bytes and widened to float32 (a
+    bfloat16 is the top half of a float32, so this is exact).
+
+    Raises:
+        PretrainedFormatError: the file is truncated or not safetensors.
+    """
+    path = Path(path)
+    out: dict[str, np.ndarray] = {}
+    header = None
+    try:
+        with safe_open(str(path), framework="np") as f:
+            for name in f.keys():
+                if f.get_slice(name).get_dtype() == "BF16":
+                    header = header if header is not None else _safetensors_header(path)
+                    out[name] = _read_bf16(path, header, name)
+                else:
+                    out[name] = f.get_tensor(name)
+    except SafetensorError as e:
+        raise PretrainedFormatError(f"{path} is not a readable safetensors file ({e}); is it truncated or "
+                                    f"damaged? Download or save it again") from None
+    return out
+
+
+def _safetensors_header(path: Path) -> tuple[int, dict]:
+    """``(data start, header dict)``: the format is an 8-byte little-endian header length, then JSON."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return 8 + n, json.loads(f.read(n))
+
+
+def _read_bf16(path: Path, header: tuple[int, dict], name: str) -> np.ndarray:
+    start, meta = header
+    begin, end = meta[name]["data_offsets"]
+    with open(path, "rb") as f:
+        f.seek(start + begin)
+        raw = np.frombuffer(f.read(end - begin), dtype="<u2")
+    # subtle: bfloat16 bits are the high 16 bits of the float32 with the same value
+    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(meta[name]["shape"])
+
+
+def read_weights(model_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The folder's tensors: ``model.safetensors``, or the shards ``model.safetensors.index.json`` lists.
+
+    Raises:
+        FileNotFoundError: neither file (the message says if a pickle ``pytorch_model.bin`` is there).
+        PretrainedFormatError: a damaged file or index.
+    """
+    d = Path(model_dir)
+    if (d / WEIGHTS_NAME).is_file():
+        return read_safetensors(d / WEIGHTS_NAME)
+    if (d / INDEX_NAME).is_file():
+        try:
+            weight_map = json.loads((d / INDEX_NAME).read_text(encoding="utf-8"))["weight_map"]
+            shards = sorted(set(weight_map.values()))
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise PretrainedFormatError(f"{d / INDEX_NAME} is not a safetensors index ({e!r})") from None
+        out: dict[str, np.ndarray] = {}
+        for shard in shards:
+            if not isinstance(shard, str) or Path(shard).name != shard or not (d / shard).is_file():
+                raise PretrainedFormatError(f"{d / INDEX_NAME} names a shard {shard!r} that is not a file in {d}")
+            out.update(read_safetensors(d / shard))
+        return out
+    hint = (" It has pytorch_model.bin, a pickle, which tinygpt does not read: convert it to safetensors "
+            "(e.g. load it with transformers and call save_pretrained(dir, safe_serialization=True)).") \
+        if (d / "pytorch_model.bin").is_file() else ""
+    raise FileNotFoundError(f"no {WEIGHTS_NAME} (or {INDEX_NAME}) in {str(d)!r}.{hint}")
+
+
+def _short(name: str) -> str:
+    return name[len(_PREFIX):] if name.startswith(_PREFIX) else name
+
+
+def _listing(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def hf_to_state_dict(tensors: dict[str, np.ndarray], model: GPT, hf: dict[str, Any] | None = None,
+                     source: str = WEIGHTS_NAME) -> dict[str, np.ndarray]:
+    """Turn a GPT-2 weights file's tensors into ``model``'s state dict (names, layout and dtype).
+
+    ``wpe.weight`` may have more rows than ``model.config.block_size`` (fine-tuning with a shorter
+    context): the first ``block_size`` rows are kept. ``hf`` is the config, for ``n_positions`` and
+    ``tie_word_embeddings``.
+
+    Raises:
+        PretrainedFormatError: naming every missing, unexpected, duplicate, non-float or mis-shaped tensor,
+            or an ``lm_head.weight`` that differs from ``wte.weight`` (an untied head, which this GPT lacks).
+    """
+    hf = hf or {}
+    own = {name: p for name, p in model.named_parameters()}
+    n_positions = hf.get("n_positions", hf.get("n_ctx", model.config.block_size))
+    style = _PREFIX if any(k.startswith(_PREFIX) for k in tensors) else ""   # spell names as the file does
+    out: dict[str, np.ndarray] = {}
+    seen: set[str] = set()                                      # our names the file has, valid or not
+    unexpected, duplicate, misshaped, bad_dtype = [], [], [], []
+    lm_head = None
+    for key, arr in tensors.items():
+        name = _short(key)
+        if _BUFFER.fullmatch(name):
+            continue
+        if name == "lm_head.weight":
+            lm_head = (key, arr)
+            continue
+        ours = _PREFIX + name
+        if ours not in own:
+            unexpected.append(key)
+            continue
+        if ours in seen:
+            duplicate.append(key)
+            continue
+        seen.add(ours)
+        p = own[ours]
+        conv = name.endswith(_CONV1D)
+        want = tuple(reversed(p.shape)) if conv else tuple(p.shape)
+        if name == "wpe.weight":
+            want = (n_positions,) + want[1:]
+        if arr.dtype.kind != "f":
+            bad_dtype.append(f"{key} ({arr.dtype})")
+            continue
+        if tuple(arr.shape) != want:
+            layout = " [in, out], Conv1D layout" if conv else ""
+            misshaped.append(f"{key} {tuple(arr.shape)}, expected {want}{layout}")
+            continue
+        arr = arr.T if conv else arr
+        if name == "wpe.weight":
+            arr = arr[:p.shape[0]]
+        out[ours] = np.ascontiguousarray(arr, dtype=p.dtype)
+    missing = [style + _short(n) for n in own if n not in seen]
+    problems = []
+    if missing:
+        problems.append(f"missing {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_listing(unexpected)}")
+    if duplicate:
+        problems.append(f"given twice (with and without the {_PREFIX!r} prefix) {_listing(duplicate)}")
+    if misshaped:
+        problems.append(f"wrong shape: {_listing(misshaped)}")
+    if bad_dtype:
+        problems.append(f"not floating point: {_listing(bad_dtype)}")
+    if problems:
+        c = model.config
+        said = {"n_layer": c.n_layer, "n_embd": c.n_embd, "vocab_size": c.vocab_size, "n_positions": n_positions}
+        looks = _sizes_in_file(tensors)
+        hint = ""
+        if any(looks.get(k, v) != v for k, v in said.items()):
+            hint = ("; the weights look like " + ", ".join(f"{k}={looks[k]}" for k in said if k in looks)
+                    + f": does {CONFIG_NAME} belong to them?")
+        raise PretrainedFormatError(
+            f"{source} does not fit GPT-2 with n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, "
+            f"vocab_size={c.vocab_size}, n_positions={n_positions} (from {CONFIG_NAME}{hint}): "
+            + "; ".join(problems))
+
+    wte = out[_PREFIX + "wte.weight"]
+    if lm_head is not None:
+        key, arr = lm_head
+        if arr.shape != wte.shape or not np.array_equal(np.asarray(arr, dtype=wte.dtype), wte):
+            raise PretrainedFormatError(
+                f"{source}: {key} {tuple(arr.shape)} differs from {style}wte.weight {wte.shape}: an untied "
+                f"output layer, which tinygpt's GPT (lm_head tied to wte) cannot hold")
+    elif hf.get("tie_word_embeddings", True) is False:
+        raise PretrainedFormatError(f"{source}: {CONFIG_NAME} says tie_word_embeddings=false but there is no "
+                                    f"lm_head.weight")
+    return out
+
+
+def _sizes_in_file(tensors: dict[str, np.ndarray]) -> dict[str, int]:
+    """The sizes a weights file implies: layers from the ``h.{i}`` names, the rest from the embeddings."""
+    sizes: dict[str, int] = {}
+    layers = [int(m.group(1)) for k in tensors if (m := re.match(r"h\.(\d+)\.", _short(k)))]
+    if layers:
+        sizes["n_layer"] = max(layers) + 1
+    for key, arr in tensors.items():
+        if _short(key) == "wte.weight" and arr.ndim == 2:
+            sizes["vocab_size"], sizes["n_embd"] = arr.shape
+        elif _short(key) == "wpe.weight" and arr.ndim == 2:
+            sizes["n_positions"] = arr.shape[0]
+    return sizes
+
+
+def state_dict_to_hf(model: GPT) -> dict[str, np.ndarray]:
+    """``model``'s weights as GPT-2's file holds them: ``transformer.`` names, Conv1D ``[in, out]``, float32.
+
+    A model without biases (``bias=False``) gets zero biases: GPT-2 always has them, and adding zero
+    changes nothing. ``lm_head.weight`` is left out (tied to ``wte``), as transformers does.
+
+    Raises:
+        PretrainedFormatError: a parameter GPT-2 does not have (e.g. an untied ``lm_head.weight``).
+    """
+    params = dict(model.named_parameters())
+    others = [n for n in params if not (n.startswith(_PREFIX) and _GPT2_PARAM.fullmatch(_short(n)))]
+    if others:
+        raise PretrainedFormatError(f"save_pretrained: parameters GPT-2's layout has no place for: {_listing(others)}")
+    out: dict[str, np.ndarray] = {}
+    for name, p in params.items():
+        arr = p.data
+        out[name] = np.ascontiguousarray(arr.T if name.endswith(_CONV1D) else arr, dtype=np.float32)
+        bias = name[:-len("weight")] + "bias"
+        if name.endswith(".weight") and "wte" not in name and "wpe" not in name and bias not in params:
+            out[bias] = np.zeros(arr.shape[0], dtype=np.float32)   # [out] for Linear, [C] for LayerNorm
+    return out
+
+
+# ------------------------------------------------------------------------------------ load and save
+def load_pretrained(model_dir: str | os.PathLike, dropout: float = 0.0) -> GPT:
+    """A GPT with the weights of a GPT-2 folder (``config.json`` + ``model.safetensors``), in eval mode.
+
+    Args:
+        model_dir: the folder, as transformers' ``save_pretrained`` (or :func:`save_pretrained`) writes it.
+        dropout: the dropout probability for further training (GPT-2's checkpoints say 0.1; inference
+            and nanoGPT's fine-tuning use 0).
+
+    Raises:
+        FileNotFoundError: no such folder, config or weights.
+        PretrainedFormatError: (a ValueError) a config or weights tinygpt cannot take; the message names
+            the fields or tensors.
+    """
+    hf = read_config(model_dir)
+    config = config_from_hf(hf, dropout, str(Path(model_dir) / CONFIG_NAME))
+    tensors = read_weights(model_dir)
+    model = GPT(config, seed=0)
+    load_pretrained_into(model, model_dir, hf=hf, tensors=tensors)
+    model.eval()
+    return model
+
+
+def load_pretrained_into(model: GPT, model_dir: str | os.PathLike, hf: dict[str, Any] | None = None,
+                         tensors: dict[str, np.ndarray] | None = None) -> GPT:
+    """Copy a GPT-2 folder's weights into an existing ``model`` (the fine-tuning start).
+
+    The model must have the folder's ``n_layer``, ``n_head``, ``n_embd`` and ``vocab_size``, biases,
+    and ``block_size <= n_positions`` (its position embeddings are the first ``block_size`` rows,
+    nanoGPT's ``crop_block_size``). Dropout is the model's own.
+
+    Raises:
+        PretrainedFormatError: the shapes differ, or the folder is unusable (see :func:`load_pretrained`).
+    """
+    hf = read_config(model_dir) if hf is None else hf
+    source = str(Path(model_dir) / CONFIG_NAME)
+    want = config_from_hf(hf, model.config.dropout, source)
+    c = model.config
+    differ = {k: (getattr(c, k), getattr(want, k)) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "bias")
+              if getattr(c, k) != getattr(want, k)}
+    if differ:
+        raise PretrainedFormatError(f"{model_dir}: the model and the folder differ in "
+                                    + ", ".join(f"{k} ({a} vs {b})" for k, (a, b) in differ.items()))
+    if c.block_size > want.block_size:
+        raise PretrainedFormatError(f"{model_dir}: block_size {c.block_size} is longer than the folder's "
+                                    f"n_positions {want.block_size}")
+    eps = hf.get("layer_norm_epsilon", 1e-5)
+    ours = _layer_norm_eps(model)
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isclose(eps, ours, rel_tol=1e-6):
+        raise PretrainedFormatError(f"{source}: layer_norm_epsilon {eps!r}, but tinygpt's LayerNorm uses "
+                                    f"eps {ours}; other values are not supported")
+    tensors = read_weights(model_dir) if tensors is None else tensors
+    state = hf_to_state_dict(tensors, model, hf, str(Path(model_dir) / WEIGHTS_NAME))
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def save_pretrained(model: GPT, model_dir: str | os.PathLike) -> Path:
+    """Write ``model`` as a GPT-2 folder that transformers' ``GPT2LMHeadModel.from_pretrained`` loads.
+
+    Writes ``model.safetensors`` (``transformer.`` names, Conv1D weights ``[in, out]``, float32, no
+    ``lm_head.weight``: it is tied) and then ``config.json``, each atomically (a temporary file in the
+    folder, fsynced, then ``os.replace``d). :func:`load_pretrained` gives back the same arrays bit for bit.
+
+    Returns:
+        The folder.
+    """
+    if not isinstance(model, GPT):
+        raise TypeError(f"save_pretrained needs a GPT, got {type(model).__name__}")
+    d = Path(model_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    tensors = state_dict_to_hf(model)
+    config = hf_config(model)
+    _atomic_write(d / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    text = json.dumps(config, indent=2) + "\n"
+    _atomic_write(d / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return d
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Run ``write(temporary path)`` in ``path``'s folder, fsync the file, then ``os.replace`` it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------------------------------- tokenizer
+def load_tokenizer(model_dir: str | os.PathLike, tokenizer: str | os.PathLike | None = None,
+                   vocab_size: int | None = None):
+    """GPT-2's BPE tokenizer for a model folder.
+
+    Args:
+        model_dir: the model folder; by default its ``encoder.json`` + ``vocab.bpe`` are used.
+        tokenizer: instead, a folder holding ``encoder.json`` + ``vocab.bpe``, a tokenizer saved with
+            ``tokenizer.save`` (a JSON file), or ``"gpt2"`` (``tokenizer.load_gpt2()``: ``$TINYGPT_DATA/gpt2``,
+            the download cache, or OpenAI's files, checksum-verified).
+        vocab_size: the model's; a tokenizer with more ids than this is an error.
+
+    Raises:
+        FileNotFoundError: no tokenizer files where looked.
+        ValueError: the tokenizer has more ids than the model.
+    """
+    import tokenizer as tk
+
+    if tokenizer is not None and str(tokenizer) == "gpt2":
+        tok = tk.load_gpt2()
+    else:
+        src = Path(tokenizer) if tokenizer is not None else Path(model_dir)
+        if src.is_file():
+            tok = tk.load(src)
+        elif all((src / f).is_file() for f in TOKENIZER_FILES):
+            tok = tk.load_gpt2(src / TOKENIZER_FILES[0], src / TOKENIZER_FILES[1])
+        else:
+            raise FileNotFoundError(
+                f"no GPT-2 tokenizer in {str(src)!r} (it needs {' and '.join(TOKENIZER_FILES)}); pass "
+                f"--tokenizer DIR (a folder with GPT-2's {TOKENIZER_FILES[0]} and {TOKENIZER_FILES[1]}), "
+                f"--tokenizer gpt2 (found in $TINYGPT_DATA/gpt2 or downloaded), or a saved tokenizer's JSON")
+    if vocab_size is not None and tok.vocab_size > vocab_size:
+        raise ValueError(f"the tokenizer has {tok.vocab_size} ids but the model's vocab_size is {vocab_size}: "
+                         f"they do not belong together")
+    return tok
+
+
+# ------------------------------------------------------------------------------------------ sampling
+def sample_pretrained(model_dir: str | os.PathLike, prompt: str = "\n", max_new_tokens: int = 200,
+                      temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
+                      seed: int | None = None, num_samples: int = 1,
+                      tokenizer: str | os.PathLike | None = None, stream: TextIO | None = None) -> list[str]:
+    """Load a GPT-2 folder and write ``prompt`` + each sampled continuation to ``stream`` as it is made.
+
+    Generation uses the KV cache; text is written piece by piece (an incremental UTF-8 decoder keeps
+    characters split across tokens whole). Samples are separated as ``tinygpt sample`` does.
+
+    Args:
+        model_dir: the GPT-2 folder (see :func:`load_pretrained`).
+        prompt: the text to continue.
+        max_new_tokens, temperature, top_k, top_p: as :meth:`GPT.generate` (temperature 0 is greedy).
+        seed: one random stream for all samples: the same seed gives the same text.
+        num_samples: how many continuations.
+        tokenizer: where the tokenizer comes from (see :func:`load_tokenizer`); default the folder's.
+        stream: where to write (default ``sys.stdout``).
+
+    Returns:
+        The continuations (without the prompt).
+    """
+    from .sample import stream_text
+
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+    model = load_pretrained(model_dir)
+    tok = load_tokenizer(model_dir, tokenizer, model.config.vocab_size)
+    out = stream if stream is not None else sys.stdout
+    rng = np.random.default_rng(seed)
+    texts = []
+    for k in range(num_samples):
+        if k:
+            out.write("\n---------------\n")
+        out.write(prompt)
+        pieces = []
+        for piece in stream_text(model, tok, prompt, max_new_tokens, temperature, top_k, top_p, rng):
+            out.write(piece)
+            out.flush()
+            pieces.append(piece)
+        out.write("\n")
+        out.flush()
+        texts.append("".join(pieces))
+    return texts
+
+
+# ---------------------------------------------------------------------------------------- fine-tuning
+# nanoGPT's config/finetune_shakespeare.py (lr 3e-5 constant, 20 iterations, eval every 5, no dropout),
+# scaled to a CPU: 256-token windows, 4 x 8 = 32 sequences (8,192 tokens) per iteration instead of 32 x 1024.
+FINETUNE_DEFAULTS: dict[str, Any] = dict(
+    block_size=256, batch_size=4, gradient_accumulation_steps=8, max_iters=20, learning_rate=3e-5,
+    decay_lr=False, warmup_iters=0, lr_decay_iters=20, min_lr=3e-5, eval_interval=5, eval_iters=10,
+    dropout=0.0, weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0, out_dir="out-finetune")
+_FIXED_BY_MODEL = ("n_layer", "n_head", "n_embd", "bias")
+TOKENIZER_SAVE_NAME = "gpt2-tokenizer.json"
+
+
+def finetune_values(init_from: str | os.PathLike, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The TrainConfig values for fine-tuning the GPT-2 folder ``init_from``.
+
+    :data:`FINETUNE_DEFAULTS`, then the model's shape (``n_layer``, ``n_head``, ``n_embd``, ``bias``), then
+    ``overrides`` (``--key=value``; they may not change the shape). ``tokenizer`` in ``overrides`` says where
+    the tokenizer comes from (see :func:`load_tokenizer`; default the folder's files); it is saved as
+    ``OUT_DIR/gpt2-tokenizer.json`` and the returned ``tokenizer`` value points at that file.
+
+    Raises:
+        ValueError: an override of the model's shape, ``block_size`` beyond ``n_positions``, or a tokenizer
+            whose size is not the model's ``vocab_size``.
+    """
+    hf = read_config(init_from)
+    pcfg = config_from_hf(hf, source=str(Path(init_from) / CONFIG_NAME))
+    overrides = dict(overrides or {})
+    shape = {k: getattr(pcfg, k) for k in _FIXED_BY_MODEL}
+    clash = {k: overrides[k] for k in _FIXED_BY_MODEL if k in overrides and overrides[k] != shape[k]}
+    if clash:
+        raise ValueError(f"--init_from {init_from} fixes {shape}; cannot set {clash}")
+    tok_source = overrides.pop("tokenizer", None)
+    values = {**FINETUNE_DEFAULTS, **overrides, **shape, "init_from": str(init_from)}
+    if values["block_size"] > pcfg.block_size:
+        raise ValueError(f"block_size {values['block_size']} is longer than {init_from}'s n_positions "
+                         f"{pcfg.block_size}")
+    if tok_source == "char":
+        raise ValueError("a pretrained GPT-2 needs its own BPE tokenizer, not --tokenizer=char")
+    tok = load_tokenizer(init_from, tok_source)
+    if tok.vocab_size != pcfg.vocab_size:
+        raise ValueError(f"the tokenizer has {tok.vocab_size} ids but {init_from} has vocab_size "
+                         f"{pcfg.vocab_size}; fine-tuning sizes the model by the tokenizer, so they must match")
+    values["tokenizer"] = str(tok.save(Path(values["out_dir"]) / TOKENIZER_SAVE_NAME))
+    return values
+
+
+def finetune_config(init_from: str | os.PathLike, overrides: dict[str, Any] | None = None):
+    """:func:`finetune_values` as a ``TrainConfig`` (needs its ``init_from`` field)."""
+    from .config import make_config
+    return make_config(None, finetune_values(init_from, overrides))
+
+
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "FINETUNE_DEFAULTS", "PretrainedFormatError", "read_config",
+           "config_from_hf", "hf_config", "read_safetensors", "read_weights", "hf_to_state_dict",
+           "state_dict_to_hf", "load_pretrained", "load_pretrained_into", "save_pretrained", "load_tokenizer",
+           "sample_pretrained", "finetune_values", "finetune_config"]
