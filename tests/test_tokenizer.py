@@ -464,6 +464,15 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, gpt4_tok):
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
+def test_saved_file_gets_normal_permissions(tmp_path, gpt4_tok):
+    """Not mkstemp's private 0o600: a new file follows the umask, a replaced file keeps its mode."""
+    path = gpt4_tok.save(tmp_path / "a.json")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~tokenizer.base._UMASK
+    path.chmod(0o640)
+    gpt4_tok.save(path)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
 def test_load_rejects_other_files(tmp_path, gpt4_tok):
     p = tmp_path / "x.json"
     p.write_text('{"hello": 1}')

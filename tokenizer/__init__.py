@@ -14,6 +14,7 @@ from .bpe import (
     learn_merges,
     merge,
     recover_merges,
+    resolve_pattern,
 )
 from .char import CharTokenizer
 from .gpt2 import (
@@ -45,6 +46,7 @@ __all__ = [
     "load_tiktoken_ranks",
     "merge",
     "recover_merges",
+    "resolve_pattern",
     "save_tiktoken_ranks",
     "simple_split",
 ]

@@ -183,6 +183,27 @@ def resolve_special(
     return allowed, disallowed
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def file_mode_for(path: Path) -> int:
+    """The permission bits a replacement for ``path`` should get: the old file's, else 0o666 minus umask.
+
+    ``tempfile.mkstemp`` creates files as 0o600; without this an atomically written file would end up
+    private to its owner.
+    """
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the new one, never half.
 
@@ -192,6 +213,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode_for(path))
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
             f.flush()

@@ -339,8 +339,8 @@ def learn_merges(
             out = w[:j]
             while j < n:
                 if w[j] == a and j + 1 < n and w[j + 1] == b:
-                    # subtle: the left neighbour is read from `out`, so after "a b a b" -> "X" the next
-                    # occurrence sees X, not b; each old pair is decremented exactly once.
+                    # subtle: the left neighbour is read from `out` (already merged), so in "a b a b" the
+                    # second occurrence sees X on its left, not b: each old pair is decremented once.
                     if out:
                         p = out[-1]
                         if (p, a) != pair:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from .base import atomic_write_text
+from .base import atomic_write_text, file_mode_for
 from .bpe import GPT2_PATTERN, BPETokenizer
 
 __all__ = [
@@ -95,6 +95,7 @@ def download_file(url: str, dest: str | os.PathLike[str], sha256: str, *, timeou
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
+        os.fchmod(fd, file_mode_for(dest))
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
             for block in iter(lambda: response.read(1 << 16), b""):
