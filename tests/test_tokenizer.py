@@ -241,6 +241,12 @@ def test_untrained_tokenizer_is_raw_bytes():
     assert tok.encode("hé") == [104, 0xC3, 0xA9]
 
 
+def test_pattern_with_capture_groups_uses_whole_matches():
+    tok = BPETokenizer(pattern=r"(\w)(\w*)|\W").train(CORPUS, 300)
+    assert tok.decode(tok.encode("hello, world")) == "hello, world"
+    assert tok.to_tiktoken().encode("hello, world") == tok.encode("hello, world")
+
+
 def test_bad_pattern_is_a_value_error():
     with pytest.raises(ValueError, match="invalid tokenizer pattern"):
         BPETokenizer(pattern="(unclosed")
