@@ -1,0 +1,469 @@
+"""Kernel tests: the reference (``numpy_ref``) and the compiled twin (``numba_cpu``).
+
+* Behaviour tests are parametrized over both modules (documented edge cases: masked rows, NaN,
+  ignored targets, repeated ids, K = 0, in-place AdamW, ...).
+* Hypothesis tests check ``numba_cpu`` against ``numpy_ref`` over both float dtypes, sizes that are
+  not multiples of the GEMM tiles, size-1 dims, empty K and non-contiguous views.
+* Two subprocess tests: the compiled kernels under ``NUMBA_DISABLE_JIT=1`` (plain Python), and this
+  module under ``NUMBA_BOUNDSCHECK=1`` with a few examples per test.
+
+``TINYTENSOR_KERNEL_EXAMPLES`` overrides the hypothesis profile's example count per test.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tinytensor.kernels import numpy_ref
+
+numba_cpu = pytest.importorskip("tinytensor.kernels.numba_cpu")
+
+MODULES = [pytest.param(numpy_ref, id="numpy_ref"), pytest.param(numba_cpu, id="numba_cpu")]
+# TINYTENSOR_KERNEL_DTYPES=float32 narrows the dtype axis (the bounds-checked run: indexing is
+# dtype-independent and one dtype halves its compile time).
+DTYPES = [np.dtype(d).type for d in os.environ.get("TINYTENSOR_KERNEL_DTYPES", "float32,float64").split(",")]
+_EXAMPLES = os.environ.get("TINYTENSOR_KERNEL_EXAMPLES")  # else the profile's count (tests/conftest.py)
+HYP = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow],
+               **({"max_examples": int(_EXAMPLES)} if _EXAMPLES else {}))
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------- helpers
+def tols(dtype, scale=1.0):
+    """(rtol, atol) for comparing a kernel against the reference in ``dtype``; atol scales with the
+    magnitude of the values that were summed (``scale``)."""
+    if np.dtype(dtype) == np.float32:
+        return 1e-4, 2e-6 * scale
+    return 1e-9, 1e-12 * scale
+
+
+def close(actual, expected, dtype, scale=1.0):
+    """Same dtype, same shape, values within the dtype's tolerance (NaN equal to NaN)."""
+    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    rtol, atol = tols(dtype, scale)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
+
+
+def make(rng, shape, dtype, layout="c", scale=1.0):
+    """A ``shape`` array of N(0, scale^2) values: C-contiguous, a transposed view or a strided view."""
+    shape = tuple(shape)
+    if layout == "t" and len(shape) >= 2:
+        return np.swapaxes((rng.standard_normal(shape[:-2] + shape[:-3:-1]) * scale).astype(dtype), -1, -2)
+    if layout == "s" and len(shape) >= 1:
+        return (rng.standard_normal(shape[:-1] + (2 * shape[-1],)) * scale).astype(dtype)[..., ::2]
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+dtypes = st.sampled_from(DTYPES)
+layouts = st.sampled_from(["c", "t", "s"])
+seeds = st.integers(0, 2**32 - 1)
+
+
+# ========================================================================================= matmul
+@HYP
+@given(dtype=dtypes, m=st.integers(1, 70), k=st.integers(0, 70), n=st.integers(1, 70),
+       batch=st.sampled_from([(), (1,), (3,), (2, 2)]), la=layouts, lb=layouts, seed=seeds)
+def test_matmul_matches_reference(dtype, m, k, n, batch, la, lb, seed):
+    rng = np.random.default_rng(seed)
+    a = make(rng, batch + (m, k), dtype, la)
+    b = make(rng, batch + (k, n), dtype, lb)
+    close(numba_cpu.matmul(a, b), numpy_ref.matmul(a, b), dtype, scale=max(k, 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(65, 129, 33), (1, 1, 1), (5, 0, 7), (1, 300, 1), (257, 1100, 130),
+                                   (130, 64, 300)])
+def test_matmul_odd_and_large_shapes(dtype, shape):
+    """Sizes off the 4x3 tile and the K block (1100 > 1024), a K = 0 product, and the parallel path."""
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    a, b = make(rng, (m, k), dtype), make(rng, (k, n), dtype)
+    close(numba_cpu.matmul(a, b), numpy_ref.matmul(a, b), dtype, scale=max(k, 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_batched_parallel_and_broadcast(dtype):
+    rng = np.random.default_rng(1)
+    a, b = make(rng, (48, 64, 32), dtype), make(rng, (48, 32, 64), dtype)
+    close(numba_cpu.matmul(a, b), numpy_ref.matmul(a, b), dtype, scale=32)
+    w = make(rng, (32, 40), dtype, "t")  # [B, T, C] @ W: folded into one 2-D GEMM
+    close(numba_cpu.matmul(a, w), numpy_ref.matmul(a, w), dtype, scale=32)
+    c = make(rng, (1, 32, 5), dtype)  # batch broadcast 48 x 1
+    close(numba_cpu.matmul(a, c), numpy_ref.matmul(a, c), dtype, scale=32)
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_matmul_promotes_and_handles_empty_k(mod):
+    a = np.ones((3, 0), np.float32)
+    b = np.ones((0, 4), np.float64)
+    out = mod.matmul(a, b)
+    assert out.dtype == np.float64 and out.shape == (3, 4) and not out.any()
+    with pytest.raises(ValueError):
+        mod.matmul(np.ones((2, 3)), np.ones((4, 2)))
+
+
+# ======================================================================================== softmax
+@HYP
+@given(dtype=dtypes, shape=st.lists(st.integers(1, 40), min_size=1, max_size=3), causal=st.booleans(),
+       scale=st.sampled_from([1.0, 30.0, 1e4]), layout=layouts, seed=seeds)
+def test_softmax_family_matches_reference(dtype, shape, causal, scale, layout, seed):
+    rng = np.random.default_rng(seed)
+    if causal and len(shape) < 2:
+        shape = [3] + shape
+    x = make(rng, shape, dtype, layout, scale)
+    y = numpy_ref.softmax(x, causal)
+    close(numba_cpu.softmax(x, causal), y, dtype)
+    dy = make(rng, shape, dtype, layout)
+    close(numba_cpu.softmax_backward(y, dy), numpy_ref.softmax_backward(y, dy), dtype, scale=4)
+    ly = numpy_ref.log_softmax(x)
+    close(numba_cpu.log_softmax(x), ly, dtype, scale=scale)
+    close(numba_cpu.log_softmax_backward(ly, dy), numpy_ref.log_softmax_backward(ly, dy), dtype,
+          scale=shape[-1])
+
+
+@pytest.mark.parametrize("mod", MODULES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_masked_rows_and_nan(mod, dtype):
+    x = np.array([[1.0, 2.0, 3.0], [-np.inf] * 3, [0.0, np.nan, 1.0], [-np.inf, 0.0, -np.inf]], dtype)
+    y = mod.softmax(x)
+    assert np.allclose(y[0].sum(), 1.0) and (np.diff(y[0]) > 0).all()
+    assert (y[1] == 0).all(), "a row of all -inf has no softmax: documented as all zeros"
+    assert np.isnan(y[2]).all(), "NaN propagates to the whole row"
+    assert np.array_equal(y[3], [0, 1, 0])
+    ly = mod.log_softmax(x[:2])
+    assert np.isnan(ly[1]).all(), "log-softmax of an all -inf row is NaN"
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_causal_softmax_masks_future_keys(mod):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 6)).astype(np.float32)  # T=4 queries over S=6 keys (2 cached)
+    y = mod.softmax(x, causal=True)
+    mask = np.arange(6)[None, :] > np.arange(4)[:, None] + 2
+    assert (y[:, mask] == 0).all()
+    np.testing.assert_allclose(y.sum(-1), 1.0, rtol=1e-6)
+    # more queries than keys: the first query sees nothing, a fully masked row comes out zeros
+    y = mod.softmax(x[:, :, :3], causal=True)
+    assert (y[:, 0] == 0).all() and np.allclose(y[:, 1:].sum(-1), 1.0)
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_softmax_backward_matches_finite_differences(mod):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5))
+    dy = rng.standard_normal((2, 5))
+    dx = mod.softmax_backward(mod.softmax(x), dy)
+    ldx = mod.log_softmax_backward(mod.log_softmax(x), dy)
+    eps = 1e-6
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = eps
+        num = ((mod.softmax(x + e) - mod.softmax(x - e)) * dy).sum() / (2 * eps)
+        lnum = ((mod.log_softmax(x + e) - mod.log_softmax(x - e)) * dy).sum() / (2 * eps)
+        assert abs(num - dx[i]) < 1e-6 and abs(lnum - ldx[i]) < 1e-6
+
+
+# ================================================================================== cross-entropy
+@HYP
+@given(dtype=dtypes, n=st.integers(1, 40), v=st.integers(1, 80), scale=st.sampled_from([1.0, 1e4]),
+       ignore_frac=st.sampled_from([0.0, 0.3, 1.0]), layout=layouts, seed=seeds)
+def test_cross_entropy_matches_reference(dtype, n, v, scale, ignore_frac, layout, seed):
+    rng = np.random.default_rng(seed)
+    x = make(rng, (n, v), dtype, layout, scale)
+    t = rng.integers(0, v, n)
+    t[rng.random(n) < ignore_frac] = -100
+    loss, lse = numpy_ref.cross_entropy(x, t, -100)
+    nloss, nlse = numba_cpu.cross_entropy(x, t, -100)
+    assert nloss.dtype == nlse.dtype == np.float64
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(nlse, lse, rtol=rtol, atol=rtol * scale)
+    np.testing.assert_allclose(nloss, loss, rtol=rtol, atol=rtol * scale)
+    dloss = rng.standard_normal(n)
+    close(numba_cpu.cross_entropy_backward(x, t, lse, dloss, -100),
+          numpy_ref.cross_entropy_backward(x, t, lse, dloss, -100), dtype, scale=4)
+
+
+@pytest.mark.parametrize("mod", MODULES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_ignore_extremes_and_bad_targets(mod, dtype):
+    x = np.array([[1e4, -1e4, 0.0], [0.0, 0.0, 0.0], [-1e4, 1e4, 1e4]], dtype)
+    t = np.array([1, -1, 2])
+    loss, lse = mod.cross_entropy(x, t, ignore_index=-1)
+    assert np.isfinite(loss).all() and np.isfinite(lse).all()
+    np.testing.assert_allclose(loss, [2e4, 0.0, np.log(2)], rtol=1e-6)
+    dx = mod.cross_entropy_backward(x, t, lse, np.ones(3), -1)
+    assert dx.dtype == dtype and (dx[1] == 0).all(), "ignored rows get zero gradient"
+    np.testing.assert_allclose(dx.astype(np.float64).sum(axis=1), 0.0, atol=1e-6)
+    for bad in ([3, 0, 0], [-2, 0, 0]):
+        with pytest.raises(IndexError):
+            mod.cross_entropy(x, np.array(bad), ignore_index=-1)
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_cross_entropy_all_masked_logits_row_is_nan(mod):
+    x = np.array([[-np.inf, -np.inf], [0.0, 1.0]])
+    loss, lse = mod.cross_entropy(x, np.array([0, 1]), ignore_index=-100)
+    assert np.isnan(lse[0]) and np.isnan(loss[0]) and np.isfinite(loss[1])
+
+
+# ===================================================================================== layer norm
+@HYP
+@given(dtype=dtypes, n=st.integers(1, 40), c=st.integers(1, 200), layout=layouts, seed=seeds,
+       offset=st.sampled_from([0.0, 100.0]))
+def test_layer_norm_matches_reference(dtype, n, c, layout, seed, offset):
+    rng = np.random.default_rng(seed)
+    x = make(rng, (n, c), dtype, layout) + dtype(offset)
+    w, b = make(rng, (c,), dtype), make(rng, (c,), dtype)
+    y, mean, rstd = numpy_ref.layer_norm(x, w, b, 1e-5)
+    ny, nmean, nrstd = numba_cpu.layer_norm(x, w, b, 1e-5)
+    close(ny, y, dtype, scale=4)
+    close(nmean, mean, dtype, scale=1 + offset)
+    close(nrstd, rstd, dtype, scale=1 / np.sqrt(1e-5))
+    dy = make(rng, (n, c), dtype, layout)
+    for got, want in zip(numba_cpu.layer_norm_backward(dy, x, w, mean, rstd),
+                         numpy_ref.layer_norm_backward(dy, x, w, mean, rstd)):
+        close(got, want, dtype, scale=4 * max(n, c) * float(np.max(rstd)))
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_layer_norm_normalises_and_parallel_partials_add_up(mod):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 384)) * 3 + 1  # big enough for the parallel path
+    y, mean, rstd = mod.layer_norm(x, np.ones(384), np.zeros(384), 1e-5)
+    np.testing.assert_allclose(y.mean(1), 0, atol=1e-12)
+    np.testing.assert_allclose(y.var(1), 1, rtol=1e-5)
+    dy = rng.standard_normal(x.shape)
+    _, dw, db = mod.layer_norm_backward(dy, x, np.ones(384), mean, rstd)
+    np.testing.assert_allclose(db, dy.sum(0), rtol=1e-12)
+    np.testing.assert_allclose(dw, (dy * y).sum(0), rtol=1e-10, atol=1e-10)
+
+
+# =========================================================================================== GELU
+@HYP
+@given(dtype=dtypes, shape=st.lists(st.integers(1, 60), min_size=1, max_size=3), layout=layouts,
+       scale=st.sampled_from([1.0, 5.0, 100.0]), seed=seeds)
+def test_gelu_matches_reference(dtype, shape, layout, scale, seed):
+    rng = np.random.default_rng(seed)
+    x = make(rng, shape, dtype, layout, scale)
+    dy = make(rng, shape, dtype, layout)
+    close(numba_cpu.gelu(x), numpy_ref.gelu(x), dtype)
+    # float32 tanh is a rational approximation (abs error < 4e-7), amplified by x^3 in the derivative
+    close(numba_cpu.gelu_backward(x, dy), numpy_ref.gelu_backward(x, dy), dtype, scale=5 * float(np.abs(dy).max()))
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_gelu_special_values(mod):
+    x = np.array([0.0, np.inf, -np.inf, np.nan, 30.0, -30.0], np.float32)
+    y = mod.gelu(x)
+    assert y[0] == 0 and y[1] == np.inf and y[2] == 0 or np.isnan(y[2])  # -inf * 0: NaN allowed
+    assert np.isnan(y[3]) and y[4] == 30 and y[5] == 0
+
+
+# ======================================================================================= embedding
+@HYP
+@given(dtype=dtypes, n=st.integers(0, 60), c=st.integers(1, 100), vocab=st.integers(1, 70),
+       same=st.booleans(), layout=layouts, seed=seeds)
+def test_embedding_backward_matches_reference(dtype, n, c, vocab, same, layout, seed):
+    rng = np.random.default_rng(seed)
+    ids = np.full(n, vocab - 1) if same else rng.integers(0, vocab, n)
+    dout = make(rng, (n, c), dtype, layout)
+    want = numpy_ref.embedding_backward(ids, dout, vocab)
+    got = numba_cpu.embedding_backward(ids, dout, vocab)
+    assert got.dtype == want.dtype and np.array_equal(got, want), "same summation order: bit-identical"
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_embedding_backward_repeated_ids_parallel(mod):
+    rng = np.random.default_rng(0)
+    dout = rng.standard_normal((4096, 384)).astype(np.float32)  # parallel path: column slices
+    ids = np.zeros(4096, np.int64)
+    ids[::2] = 64
+    dw = mod.embedding_backward(ids, dout, 65)
+    np.testing.assert_allclose(dw[64], dout[::2].sum(0), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(dw[0], dout[1::2].sum(0), rtol=1e-4, atol=1e-3)
+    assert not dw[1:64].any()
+    with pytest.raises(IndexError):
+        mod.embedding_backward(np.array([0, 65]), dout[:2], 65)
+    with pytest.raises(IndexError):
+        mod.embedding_backward(np.array([0, -1]), dout[:2], 65)
+
+
+# ========================================================================================== AdamW
+@HYP
+@given(dtype=dtypes, n=st.integers(1, 5000), t=st.integers(1, 1000), wd=st.sampled_from([0.0, 0.1]),
+       seed=seeds)
+def test_adamw_matches_reference(dtype, n, t, wd, seed):
+    rng = np.random.default_rng(seed)
+    state = [make(rng, (n,), dtype) for _ in range(3)] + [make(rng, (n,), dtype) ** 2]
+    ref = [a.copy() for a in state]
+    assert numba_cpu.adamw_step(*state, 3e-4, (0.9, 0.95), 1e-8, wd, t) is None
+    numpy_ref.adamw_step(*ref, 3e-4, (0.9, 0.95), 1e-8, wd, t)
+    for got, want in zip(state, ref):
+        close(got, want, dtype)
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_adamw_updates_in_place_including_views(mod):
+    p = np.ones((4, 6), np.float32)
+    view = p[:, ::2]  # non-contiguous parameter view: must still be updated in place
+    g = np.full(view.shape, 0.5, np.float32)
+    m = np.zeros(view.shape, np.float32)
+    v = np.zeros(view.shape, np.float32)
+    mod.adamw_step(view, g, m, v, 0.1, (0.9, 0.999), 1e-8, 0.0, 1)
+    # step 1: m_hat = g, v_hat = g^2, so the update is lr * sign(g)
+    np.testing.assert_allclose(p[:, ::2], 0.9, rtol=1e-6)
+    assert (p[:, 1::2] == 1).all()
+    np.testing.assert_allclose(m, 0.05, rtol=1e-6)
+    np.testing.assert_allclose(v, 0.00025, rtol=1e-5)
+
+
+# ====================================================================================== attention
+@HYP
+@given(dtype=dtypes, b=st.integers(1, 2), h=st.integers(1, 3), t=st.integers(1, 20), extra=st.integers(0, 5),
+       d=st.integers(1, 17), causal=st.booleans(), layout=st.sampled_from(["c", "s"]), seed=seeds)
+def test_attention_matches_reference(dtype, b, h, t, extra, d, causal, layout, seed):
+    rng = np.random.default_rng(seed)
+    s = t + extra  # S >= T: every query sees at least one key
+    q = make(rng, (b, h, t, d), dtype, layout)
+    k = make(rng, (b, h, s, d), dtype, layout)
+    v = make(rng, (b, h, s, d), dtype, layout)
+    scale = 1 / np.sqrt(d)
+    out, lse = numpy_ref.attention(q, k, v, scale, causal)
+    nout, nlse = numba_cpu.attention(q, k, v, scale, causal)
+    close(nout, out, dtype, scale=4)
+    assert nlse.dtype == np.float64
+    np.testing.assert_allclose(nlse, lse, rtol=tols(dtype)[0], atol=tols(dtype, 4)[1])
+    dout = make(rng, (b, h, t, d), dtype, layout)
+    for got, want in zip(numba_cpu.attention_backward(q, k, v, lse, dout, scale, causal),
+                         numpy_ref.attention_backward(q, k, v, lse, dout, scale, causal)):
+        close(got, want, dtype, scale=4 * s)
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_attention_equals_composition(mod):
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 2, 9, 4)) for _ in range(3))
+    out, lse = mod.attention(q, k, v, 0.5, causal=True)
+    p = mod.softmax(mod.matmul(q, np.swapaxes(k, -1, -2)) * 0.5, causal=True)
+    np.testing.assert_allclose(out, mod.matmul(p, v), rtol=1e-10, atol=1e-12)
+    # fully masked queries (T > S): documented NaN output and lse, as the reference gives
+    out, lse = mod.attention(q, k[:, :, :5], v[:, :, :5], 0.5, causal=True)
+    assert np.isnan(lse[:, :, :4]).all() and np.isnan(out[:, :, :4]).all() and np.isfinite(out[:, :, 4:]).all()
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_attention_backward_matches_finite_differences(mod):
+    rng = np.random.default_rng(5)
+    q, k, v = (rng.standard_normal((1, 1, 4, 3)) for _ in range(3))
+    dout = rng.standard_normal((1, 1, 4, 3))
+    out, lse = mod.attention(q, k, v, 0.7)
+    grads = mod.attention_backward(q, k, v, lse, dout, 0.7)
+    eps = 1e-6
+    for which, g in zip(range(3), grads):
+        args = [q, k, v]
+        for i in np.ndindex(args[which].shape):
+            plus = [a.copy() for a in args]
+            minus = [a.copy() for a in args]
+            plus[which][i] += eps
+            minus[which][i] -= eps
+            num = ((mod.attention(*plus, 0.7)[0] - mod.attention(*minus, 0.7)[0]) * dout).sum() / (2 * eps)
+            assert abs(num - g[i]) < 1e-6
+
+
+# ================================================================================ misc + modes
+def test_threads_env_is_validated(monkeypatch):
+    monkeypatch.setenv("TINYTENSOR_NUM_THREADS", "zero")
+    with pytest.raises(ValueError):
+        numba_cpu.set_num_threads()
+    monkeypatch.delenv("TINYTENSOR_NUM_THREADS")
+    assert numba_cpu.set_num_threads() >= 1
+
+
+def test_every_reference_kernel_has_a_numba_twin():
+    import inspect
+    names = [n for n, f in vars(numpy_ref).items()
+             if not n.startswith("_") and callable(f) and getattr(f, "__module__", "") == numpy_ref.__name__]
+    for n in names:
+        twin = getattr(numba_cpu, n)
+        assert list(inspect.signature(twin).parameters) == list(inspect.signature(getattr(numpy_ref, n)).parameters), n
+
+
+_PLAIN_PYTHON_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    from tinytensor.kernels import numba_cpu as nc, numpy_ref as nr
+    rng = np.random.default_rng(0)
+    for dt in (np.float32, np.float64):
+        tol = 1e-4 if dt == np.float32 else 1e-9
+        def ok(a, b):
+            a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
+            for x, y in zip(a, b):
+                np.testing.assert_allclose(x, y, rtol=tol, atol=tol, equal_nan=True)
+        x = rng.standard_normal((5, 7)).astype(dt)
+        ok(nc.matmul(x, x.T), nr.matmul(x, x.T))
+        ok(nc.softmax(x, True), nr.softmax(x, True))
+        ok(nc.softmax_backward(x, x), nr.softmax_backward(x, x))
+        ok(nc.log_softmax(x), nr.log_softmax(x))
+        ok(nc.log_softmax_backward(x, x), nr.log_softmax_backward(x, x))
+        t = np.array([0, 6, -1, 3, 3])
+        loss, lse = nr.cross_entropy(x, t, -1)
+        ok(nc.cross_entropy(x, t, -1), (loss, lse))
+        ok(nc.cross_entropy_backward(x, t, lse, loss, -1), nr.cross_entropy_backward(x, t, lse, loss, -1))
+        w = np.ones(7, dt)
+        y, mu, rs = nr.layer_norm(x, w, w, 1e-5)
+        ok(nc.layer_norm(x, w, w, 1e-5), (y, mu, rs))
+        ok(nc.layer_norm_backward(x, x, w, mu, rs), nr.layer_norm_backward(x, x, w, mu, rs))
+        ok(nc.gelu(x), nr.gelu(x))
+        ok(nc.gelu_backward(x, x), nr.gelu_backward(x, x))
+        ok(nc.embedding_backward(np.array([1, 1, 0, 2, 1]), x, 3), nr.embedding_backward(np.array([1, 1, 0, 2, 1]), x, 3))
+        s1 = [x.copy() for _ in range(3)] + [x * x]
+        s2 = [a.copy() for a in s1]
+        nc.adamw_step(*s1, 1e-3, (0.9, 0.95), 1e-8, 0.1, 2)
+        nr.adamw_step(*s2, 1e-3, (0.9, 0.95), 1e-8, 0.1, 2)
+        ok(tuple(s1), tuple(s2))
+        q = x.reshape(1, 1, 5, 7)
+        out, alse = nr.attention(q, q, q, 0.3)
+        ok(nc.attention(q, q, q, 0.3), (out, alse))
+        ok(nc.attention_backward(q, q, q, alse, q, 0.3), nr.attention_backward(q, q, q, alse, q, 0.3))
+    print("plain python ok")
+""")
+
+
+def _subprocess_env(**extra):
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
+
+
+def test_kernels_run_as_plain_python_with_jit_disabled():
+    """``NUMBA_DISABLE_JIT=1``: every kernel runs as ordinary Python (for teaching and debugging)."""
+    r = subprocess.run([sys.executable, "-c", _PLAIN_PYTHON_SCRIPT], cwd=REPO, capture_output=True, text=True,
+                       env=_subprocess_env(NUMBA_DISABLE_JIT="1"), timeout=300)
+    assert r.returncode == 0 and "plain python ok" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_BOUNDSCHECK") == "1", reason="already the bounds-checked run")
+def test_kernel_module_under_boundscheck():
+    """The numba-vs-reference tests again, in a subprocess with ``NUMBA_BOUNDSCHECK=1``, float32 only and
+    3 examples per hypothesis test (every kernel, serial and parallel paths, odd sizes and views).
+
+    Bounds-checked code is compiled into its own cache directory (``<NUMBA_CACHE_DIR>-boundscheck``,
+    or ``~/.cache/tinytensor/numba-boundscheck``) so it never mixes with the fast build; only the first
+    run on a machine pays the compile.
+    """
+    base = os.environ.get("NUMBA_CACHE_DIR")
+    cache = base.rstrip("/\\") + "-boundscheck" if base else str(Path.home() / ".cache/tinytensor/numba-boundscheck")
+    env = _subprocess_env(NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=cache, TINYTENSOR_KERNEL_EXAMPLES="3",
+                          TINYTENSOR_KERNEL_DTYPES="float32")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__,
+                        "-k", "matches_reference or odd_and_large or batched_parallel or repeated_ids_parallel"],
+                       cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
