@@ -51,13 +51,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", metavar="PNG", help="image path (default OUT_DIR/loss.png)")
     p.set_defaults(func=run_plot)
 
-    p = sub.add_parser("demo", help="train the baby preset on Tiny Shakespeare, then sample from it")
+    p = sub.add_parser("demo", help="train the baby preset on Tiny Shakespeare, then sample from it",
+                       allow_abbrev=False,
+                       description="Train the baby preset (nanoGPT's CPU run) and print a sample. Config keys "
+                                   "can be overridden as for train, e.g. --max_iters=500 for a quicker demo.")
     p.add_argument("--data", metavar="PATH", help="the text (default: Tiny Shakespeare, downloaded if needed)")
     p.add_argument("--out_dir", default="out-demo", metavar="DIR")
-    p.add_argument("--max_iters", type=int, default=None, help="fewer iterations for a quicker demo")
     p.add_argument("--max_new_tokens", type=int, default=500)
-    p.add_argument("--seed", type=int, default=1337, help="sampling seed")
-    p.set_defaults(func=run_demo)
+    p.add_argument("--sample_seed", type=int, default=1337, help="sampling seed")
+    p.set_defaults(func=run_demo, accepts_overrides=True)
 
 
 def _sample_args(p: argparse.ArgumentParser, out_dir_required: bool) -> None:
@@ -166,12 +168,12 @@ def run_demo(args: argparse.Namespace) -> int:
     from .train import TrainingStopped, train
     from .sample import load_model, stream_text
 
-    overrides = {"out_dir": args.out_dir}
+    overrides = parse_overrides(getattr(args, "overrides", None) or [])
+    overrides["out_dir"] = args.out_dir
     if args.data is not None:
         overrides["dataset"] = args.data
-    if args.max_iters is not None:
-        overrides["max_iters"] = args.max_iters
-        overrides["lr_decay_iters"] = max(1, args.max_iters)
+    if "max_iters" in overrides and "lr_decay_iters" not in overrides:  # a shorter run decays sooner
+        overrides["lr_decay_iters"] = max(1, overrides["max_iters"])
     cfg = make_config("baby", overrides)
     print(f"training the baby preset ({cfg.max_iters} iterations) into {cfg.out_dir} ...", flush=True)
     try:
@@ -183,7 +185,7 @@ def run_demo(args: argparse.Namespace) -> int:
         return 130
     print(f"val loss {res.val_loss:.4f} after {res.iter_num} iterations ({res.elapsed_s:.0f} s). A sample:\n")
     model, tok, _ = load_model(cfg.out_dir)
-    for piece in stream_text(model, tok, "\n", args.max_new_tokens, temperature=0.8, seed=args.seed):
+    for piece in stream_text(model, tok, "\n", args.max_new_tokens, temperature=0.8, seed=args.sample_seed):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
