@@ -46,7 +46,8 @@ _PARAGRAPHS = [
     "\treturn {\"ok\": True, 'n': [1, 2, 3]}  # done\r\n",
     "Café, naïve, résumé, coöperate; e\u0301 (e + combining acute), n\u0303, A\u030a\u0301.\n"
     "Привет, мир! Как дела? 東京は日本の首都です。 Ελληνικά γράμματα. مرحبا بالعالم",
-    "Emoji: 👍 👍🏽 👨\u200d👩\u200d👧\u200d👦 🏳\ufe0f\u200d🌈 🇫🇷 ❤\ufe0f — so   many    spaces\t\ttabs \u00a0nbsp \u3000ideographic.\n"
+    "Emoji: 👍 👍🏽 👨\u200d👩\u200d👧\u200d👦 🏳\ufe0f\u200d🌈 🇫🇷 ❤\ufe0f — "
+    "so   many    spaces\t\ttabs \u00a0nbsp \u3000ideographic.\n"
     "   leading spaces, trailing spaces   \n\n\n\nfour newlines above; a line ending in CRLF\r\nand a lone CR\rhere.",
 ]
 CORPUS = "\n\n".join(p.replace("fox", animal) for animal in ("fox", "cat", "owl", "yak") for p in _PARAGRAPHS)
@@ -629,7 +630,9 @@ def test_simple_tokenizer_without_unk_raises_naming_the_word():
 _VERDICT = Path(os.environ.get("TINYGPT_DATA", "/nonexistent")) / "the-verdict.txt"
 
 
-@pytest.mark.skipif(not _VERDICT.is_file(), reason="needs $TINYGPT_DATA/the-verdict.txt (TINYGPT_DATA unset or file absent)")
+@pytest.mark.skipif(
+    not _VERDICT.is_file(), reason="needs $TINYGPT_DATA/the-verdict.txt (TINYGPT_DATA unset or file absent)"
+)
 def test_simple_tokenizer_reproduces_the_books_ids():
     tok = SimpleTokenizer.from_text(_VERDICT.read_text(encoding="utf-8"))
     assert tok.vocab_size == 1132

@@ -77,7 +77,8 @@ def test_encode_from_file_and_stdin(trained, tmp_path, capsys, monkeypatch):
     tok = tokenizer.load(trained)
     code, out, _ = run(["encode", "--tokenizer", str(trained), "--input", str(f)], capsys)
     assert code == 0 and [int(x) for x in out.split()] == tok.encode("the question\n")
-    code, out, _ = run(["encode", "--tokenizer", str(trained)], capsys, stdin="sea of troubles", monkeypatch=monkeypatch)
+    code, out, _ = run(["encode", "--tokenizer", str(trained)], capsys, stdin="sea of troubles",
+                       monkeypatch=monkeypatch)
     assert code == 0 and [int(x) for x in out.split()] == tok.encode("sea of troubles")
 
 

@@ -191,7 +191,9 @@ def load_gpt2(
         try:
             ranks[bytes(byte_of[ch] for ch in token)] = i
         except KeyError:
-            raise ValueError(f"{encoder_json_path}: token {token!r} uses a character outside GPT-2's byte map") from None
+            raise ValueError(
+                f"{encoder_json_path}: token {token!r} uses a character outside GPT-2's byte map"
+            ) from None
 
     merges = []
     start = 1 if lines and lines[0].startswith("#version") else 0
