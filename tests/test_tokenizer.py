@@ -291,6 +291,18 @@ def test_parity_with_tiktoken_on_fixed_corpus(gpt4_tok, gpt4_enc, gpt2_tok, gpt2
             assert tok.encode_ordinary(line) == enc.encode_ordinary(line)
 
 
+def test_chunk_cache_stays_bounded_and_correct(monkeypatch, gpt2_enc):
+    import tokenizer.bpe as bpe
+
+    monkeypatch.setattr(bpe, "_CACHE_MAX_ENTRIES", 8)
+    monkeypatch.setattr(bpe, "_CACHE_MAX_CHUNK", 6)
+    tok = BPETokenizer("gpt2").train(CORPUS, 380, special_tokens=["<|endoftext|>"])
+    text = CORPUS + " " + " ".join(f"w{i}x" for i in range(500))
+    assert tok.encode_ordinary(text) == gpt2_enc.encode_ordinary(text)
+    assert len(tok._cache) <= 8
+    assert all(len(chunk) <= 6 for chunk in tok._cache)
+
+
 def test_tiktoken_ranks_are_the_vocabulary(gpt4_tok):
     ranks = gpt4_tok.to_tiktoken_ranks()
     assert len(ranks) == 418
