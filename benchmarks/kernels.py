@@ -323,9 +323,11 @@ def run(quick: bool, threads: int | None) -> dict:
     rows = []
     for c in cases:
         r = {"kernel": c.kernel, "shape": c.label, "model": c.model}
-        tn = time_fn(c.nb, min_time=min_time)["median"]
+        tn_all = time_fn(c.nb, min_time=min_time)
+        tn = tn_all["median"]
         tr = time_fn(c.ref, min_time=min_time, min_reps=2 if quick else 3)["median"]
         r["numba_us"] = tn * 1e6
+        r["numba_min_us"] = tn_all["min"] * 1e6
         r["ref_us"] = tr * 1e6
         if c.flops:
             r["gflops"] = c.flops / tn / 1e9
@@ -348,6 +350,7 @@ def run(quick: bool, threads: int | None) -> dict:
         print(f"  {c.model:11s} {c.kernel:22s} {c.label:34s} {tn * 1e6:10.1f} us  x{r['x_ref']:.2f} ref"
               + (f"  x{r['x_torch']:.2f} torch" if "x_torch" in r else ""), flush=True)
 
+    info["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     return {"quick": quick, "threads": threads, "machine": info,
             "peak": {"sgemm_gflops": peak_gflops, "triad_gbs": triad_gbs},
             "compile": compile_info, "rows": rows, "auto": auto_choice(rows), "targets": targets(rows),
@@ -397,6 +400,10 @@ def report(res: dict) -> str:
              f"STREAM triad {res['peak']['triad_gbs']:.1f} GB/s; threads {res['threads']}",
              f"numba compile ({res['compile']['what']}): cold {res['compile'].get('cold_s')} s, "
              f"warm cache {res['compile'].get('warm_cache_s')} s",
+             f"load average (1 min) at start {res['machine'].get('load_avg_1m')}, at end "
+             f"{res['machine'].get('load_avg_1m_end')}"
+             + ("  -- other processes were running: parallel timings are inflated" if max(
+                 res['machine'].get('load_avg_1m') or 0, res['machine'].get('load_avg_1m_end') or 0) > 1.5 else ""),
              "x columns are speed-ups of the Numba kernel (>1: Numba faster); % peak is of the sgemm peak "
              "(GFLOP/s rows) or of the triad bandwidth (GB/s rows).", "",
              format_table(res["rows"], COLUMNS), "", "targets:"]

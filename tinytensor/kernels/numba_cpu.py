@@ -118,7 +118,9 @@ def _exp_f32(x):
     """Cephes ``expf``: ``exp(x) = 2^n * e^r``, ``n = round(x / ln 2)``, ``|r| <= ln(2)/2``.
 
     ``e^r`` is a degree-7 polynomial (relative error < 1e-7); ``2^n`` is built by writing ``n + 127``
-    into a float32's exponent bits. Inputs below -87.3 give 0, above 88.7 inf, NaN gives NaN.
+    into a float32's exponent bits. Inputs below -87 give 0 (true value < 1.7e-38), above 88 inf (the
+    bit trick needs ``n <= 127``; true value finite up to 88.72), NaN gives NaN. Only the kernels'
+    arguments ``x - max <= 0`` and log-probabilities reach it, so the clamps never bite there.
     """
     xc = min(max(x, np.float32(-87.0)), np.float32(88.0))
     n = np.floor(xc * np.float32(_LOG2E) + np.float32(0.5))
@@ -397,11 +399,13 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     M, K = a.shape[-2:]
     N = b.shape[-1]
     if b.ndim == 2:
-        out = _gemm_batched(a.reshape(1, -1, K) if a.ndim > 2 else a[None], b[None])
+        rows = int(np.prod(a.shape[:-1], dtype=np.int64))
+        out = _gemm_batched(a.reshape(1, rows, K), b[None])
         return out.reshape(a.shape[:-1] + (N,))
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    a3 = np.broadcast_to(a, batch + (M, K)).reshape(-1, M, K)
-    b3 = np.broadcast_to(b, batch + (K, N)).reshape(-1, K, N)
+    nbatch = int(np.prod(batch, dtype=np.int64))
+    a3 = np.broadcast_to(a, batch + (M, K)).reshape(nbatch, M, K)
+    b3 = np.broadcast_to(b, batch + (K, N)).reshape(nbatch, K, N)
     return _gemm_batched(a3, b3).reshape(batch + (M, N))
 
 
