@@ -440,17 +440,21 @@ def _softmax_rows(x, y, lo, hi, T, off, causal):
     ``causal``.
     """
     S = x.shape[1]
+    i = lo % T  # query index of row r (kept incrementally: no integer division per row)
     for r in range(lo, hi):
         lim = S
         if causal:
-            lim = min(S, max(0, r % T + off + 1))
+            lim = min(S, max(0, i + off + 1))
+        i += 1
+        if i == T:
+            i = 0
         m = _row_max(x, r, lim)
         s = 0.0
         for j in range(lim):
             e = _exp(x[r, j] - m)
             y[r, j] = e
             s += e
-        inv = 0.0 if s == 0.0 else 1.0 / s
+        inv = x.dtype.type(0.0 if s == 0.0 else 1.0 / s)
         for j in range(lim):
             y[r, j] = y[r, j] * inv
         for j in range(lim, S):
@@ -493,8 +497,9 @@ def _softmax_bwd_rows(y, dy, dx, lo, hi):
         dot = 0.0
         for j in range(S):
             dot += dy[r, j] * y[r, j]
+        d = y.dtype.type(dot)  # the write pass runs in y's dtype: 8 float32 lanes, no conversions
         for j in range(S):
-            dx[r, j] = y[r, j] * (dy[r, j] - dot)
+            dx[r, j] = y[r, j] * (dy[r, j] - d)
 
 
 @_jit(**_PAR)
@@ -527,9 +532,11 @@ def _log_softmax_rows(x, y, lo, hi):
         s = 0.0
         for j in range(S):
             s += _exp(x[r, j] - m)
-        lse = np.log(s) + m
+        # y = (x - m) - log(s): x - m is exact-ish in x's dtype and log(s) is in [0, log S], so the
+        # write pass stays in x's dtype (8 float32 lanes) without losing the float64 lse's accuracy.
+        ls = x.dtype.type(np.log(s))
         for j in range(S):
-            y[r, j] = x[r, j] - lse
+            y[r, j] = (x[r, j] - m) - ls
 
 
 @_jit(**_PAR)
@@ -561,8 +568,9 @@ def _log_softmax_bwd_rows(y, dy, dx, lo, hi):
         s = 0.0
         for j in range(S):
             s += dy[r, j]
+        sd = y.dtype.type(s)
         for j in range(S):
-            dx[r, j] = dy[r, j] - _exp(y[r, j]) * s
+            dx[r, j] = dy[r, j] - _exp(y[r, j]) * sd
 
 
 @_jit(**_PAR)
@@ -678,7 +686,7 @@ def _xent_bwd_rows(x, t, ignore, lse, dloss, dx, lo, hi):
         if not np.isfinite(m):
             m = x.dtype.type(0)
         g = dloss[r]
-        f = np.exp(m - lse[r]) * g
+        f = x.dtype.type(np.exp(m - lse[r]) * g)
         for j in range(V):
             dx[r, j] = _exp(x[r, j] - m) * f
         dx[r, tr] = np.exp(x[r, tr] - lse[r]) * g - g
