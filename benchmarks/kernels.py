@@ -418,8 +418,14 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="baby shapes and GEMMs up to 1024 only (< 2 min)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON (atomically)")
     ap.add_argument("--threads", type=int, default=None,
-                    help="thread count for Numba and torch (default: TINYTENSOR_NUM_THREADS or all cores)")
+                    help="thread count for Numba, OpenBLAS and torch (default: TINYTENSOR_NUM_THREADS or all "
+                         "cores; OpenBLAS then keeps its own default)")
     args = ap.parse_args(argv)
+    if args.threads and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
+        # OpenBLAS reads its thread count when NumPy loads it: restart with the same count for BLAS
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads))
+        argv = sys.argv[1:] if argv is None else list(argv)
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.kernels", *argv], env)
     res = run(args.quick, args.threads)
     print()
     print(report(res))
