@@ -1,0 +1,281 @@
+"""Question: how many training tokens per second does tinytensor do, against PyTorch eager, on this CPU?
+
+    python -m benchmarks.train_throughput --preset baby [--iters 20] [--rounds 5] [--json PATH]
+
+Same config, same batches (random token ids: speed does not depend on the text), same AdamW, same thread
+count. Each framework runs in its own worker process, so each one's peak RSS is its own; the parent
+alternates rounds between them (tinytensor, torch, tinytensor, ...) so machine noise hits both alike,
+and only one runs at a time. A training step is forward, backward, global-norm clipping (1.0) and an
+AdamW step, as in ``gpt/train.py``. The first round of each is warm-up (Numba compile, allocator) and is
+not counted. Reported: median tokens/s over the counted rounds, the ratio, and peak RSS.
+
+The PyTorch side (needs the ``bench`` extra) is nanoGPT's model: the same pre-LN blocks, tanh GELU,
+tied head, ``F.scaled_dot_product_attention(is_causal=True)``, ``torch.optim.AdamW``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+PRESETS = {
+    # nanoGPT's CPU run of shakespeare_char ("baby") and its GPU config; vocab 65 = Tiny Shakespeare chars
+    "baby": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0, bias=False,
+                 vocab_size=65),
+    "shakespeare-char": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, dropout=0.2,
+                             bias=False, vocab_size=65),
+}
+LR, BETAS, WD = 1e-3, (0.9, 0.99), 0.1
+
+
+def _threads() -> int:
+    return int(os.environ.get("TINYTENSOR_NUM_THREADS") or os.cpu_count() or 1)
+
+
+def _batches(cfg: dict, n: int, seed: int = 0):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    B, T, V = cfg["batch_size"], cfg["block_size"], cfg["vocab_size"]
+    data = rng.integers(0, V, size=(n, B, T + 1))
+    return [(d[:, :-1].astype(np.int64), d[:, 1:].astype(np.int64)) for d in data]
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+# ------------------------------------------------------------------------------------ tinytensor
+def _tt_worker(cfg: dict):
+    import numpy as np
+    import tinytensor as tt
+    from tinytensor import optim
+    from gpt import GPT, GPTConfig
+
+    mcfg = GPTConfig(**{k: cfg[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias",
+                                            "vocab_size")})
+    model = GPT(mcfg, seed=1337)
+    opt = model.configure_optimizers(weight_decay=WD, learning_rate=LR, betas=BETAS)
+    params = list(model.parameters())
+
+    def step(x, y):
+        _, loss = model(x, y)
+        opt.zero_grad() if hasattr(opt, "zero_grad") else None
+        for p in params:
+            p.grad = None
+        loss.backward()
+        optim.clip_grad_norm_(params, 1.0)
+        opt.step()
+        return float(loss.item())
+
+    def profile(x, y):
+        with tt.profile() as prof:
+            step(x, y)
+        return prof.table()
+
+    return step, profile, np
+
+
+# ------------------------------------------------------------------------------------------ torch
+def _torch_worker(cfg: dict):
+    import math
+
+    import torch
+    import torch.nn as tnn
+    import torch.nn.functional as TF
+
+    torch.set_num_threads(_threads())
+    torch.manual_seed(1337)
+    C, H, L, V, Tb = cfg["n_embd"], cfg["n_head"], cfg["n_layer"], cfg["vocab_size"], cfg["block_size"]
+    p_drop, bias = cfg["dropout"], cfg["bias"]
+
+    class Attn(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_attn = tnn.Linear(C, 3 * C, bias=bias)
+            self.c_proj = tnn.Linear(C, C, bias=bias)
+            self.drop = tnn.Dropout(p_drop)
+
+        def forward(self, x):
+            B, T, _ = x.shape
+            q, k, v = self.c_attn(x).split(C, dim=2)
+            q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))
+            y = TF.scaled_dot_product_attention(q, k, v, dropout_p=p_drop if self.training else 0.0, is_causal=True)
+            return self.drop(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
+
+    class Block(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.ln_2 = tnn.LayerNorm(C, bias=bias), tnn.LayerNorm(C, bias=bias)
+            self.attn = Attn()
+            self.c_fc, self.c_proj = tnn.Linear(C, 4 * C, bias=bias), tnn.Linear(4 * C, C, bias=bias)
+            self.drop = tnn.Dropout(p_drop)
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.drop(self.c_proj(TF.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")))
+
+    class GPT(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte, self.wpe = tnn.Embedding(V, C), tnn.Embedding(Tb, C)
+            self.drop = tnn.Dropout(p_drop)
+            self.h = tnn.ModuleList(Block() for _ in range(L))
+            self.ln_f = tnn.LayerNorm(C, bias=bias)
+            self.lm_head = tnn.Linear(C, V, bias=False)
+            self.lm_head.weight = self.wte.weight
+            for n, p in self.named_parameters():
+                if p.dim() >= 2:
+                    tnn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * L) if n.endswith("c_proj.weight") else 0.02)
+
+        def forward(self, idx, targets):
+            T = idx.shape[1]
+            x = self.drop(self.wte(idx) + self.wpe(torch.arange(T)))
+            for b in self.h:
+                x = b(x)
+            logits = self.lm_head(self.ln_f(x))
+            return logits, TF.cross_entropy(logits.view(-1, V), targets.view(-1))
+
+    model = GPT().train()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WD}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=LR, betas=BETAS)
+
+    def step(x, y):
+        _, loss = model(torch.from_numpy(x), torch.from_numpy(y))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return float(loss.item())
+
+    return step, None, None
+
+
+def worker(kind: str, preset: str) -> None:
+    """Line protocol on stdin/stdout: `run N` -> JSON {seconds, loss}; `rss` -> JSON; `profile`; `quit`."""
+    cfg = PRESETS[preset]
+    step, profile, _ = (_tt_worker if kind == "tinytensor" else _torch_worker)(cfg)
+    batches = _batches(cfg, 8)
+    i = 0
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd or cmd[0] == "quit":
+            break
+        if cmd[0] == "run":
+            n = int(cmd[1])
+            t0 = time.perf_counter()
+            loss = 0.0
+            for _ in range(n):
+                x, y = batches[i % len(batches)]
+                i += 1
+                loss = step(x, y)
+            print(json.dumps({"seconds": time.perf_counter() - t0, "loss": loss}), flush=True)
+        elif cmd[0] == "rss":
+            print(json.dumps({"peak_rss_mb": _peak_rss_mb()}), flush=True)
+        elif cmd[0] == "profile":
+            x, y = batches[0]
+            print(json.dumps({"table": profile(x, y) if profile else ""}), flush=True)
+
+
+class _Worker:
+    def __init__(self, kind: str, preset: str):
+        self.kind = kind
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.train_throughput", "--worker", kind,
+                                      "--preset", preset], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.kind} worker died (exit code {self.proc.wait()})")
+        return json.loads(line)
+
+    def ask(self, cmd: str) -> dict:
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        self.proc.wait(timeout=60)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="baby")
+    ap.add_argument("--iters", type=int, default=None, help="training steps per round (default: baby 20, big 3)")
+    ap.add_argument("--rounds", type=int, default=5, help="counted rounds per framework (after 1 warm-up)")
+    ap.add_argument("--json", default=None, help="write the results here (atomically)")
+    ap.add_argument("--no-torch", action="store_true", help="measure tinytensor only")
+    ap.add_argument("--profile", action="store_true", help="also print tinytensor's per-op profile of one step")
+    ap.add_argument("--worker", choices=["tinytensor", "torch"], help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.preset)
+        return 0
+
+    from benchmarks._util import machine_info, write_json_atomic
+
+    cfg = PRESETS[args.preset]
+    iters = args.iters or (20 if args.preset == "baby" else 3)
+    tokens = iters * cfg["batch_size"] * cfg["block_size"]
+    kinds = ["tinytensor"]
+    if not args.no_torch:
+        try:
+            import torch  # noqa: F401
+            kinds.append("torch")
+        except ImportError:
+            print("torch is not installed (pip install '.[bench]'): measuring tinytensor only")
+    workers = {k: _Worker(k, args.preset) for k in kinds}
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    try:
+        for r in range(args.rounds + 1):
+            for k in kinds:
+                res = workers[k].ask(f"run {iters}")
+                if r > 0:
+                    times[k].append(res["seconds"])
+                print(f"round {r}{' (warm-up)' if r == 0 else ''} {k:<10} {tokens / res['seconds']:>9.0f} tok/s  "
+                      f"loss {res['loss']:.3f}", flush=True)
+        rss = {k: workers[k].ask("rss")["peak_rss_mb"] for k in kinds}
+        prof = workers["tinytensor"].ask("profile")["table"] if args.profile else None
+    finally:
+        for w in workers.values():
+            w.close()
+
+    result = {"question": "training tokens/s, tinytensor vs PyTorch eager", "preset": args.preset, "config": cfg,
+              "iters_per_round": iters, "rounds": args.rounds, "threads": _threads(), "machine": machine_info()}
+    print(f"\n{args.preset}: {cfg['n_layer']} layers, {cfg['n_head']} heads, {cfg['n_embd']} wide, block "
+          f"{cfg['block_size']}, batch {cfg['batch_size']}; {_threads()} threads; {args.rounds} rounds x {iters} steps")
+    print(f"{'framework':<12}{'tokens/s':>12}{'ms/step':>10}{'peak RSS MB':>13}")
+    for k in kinds:
+        med = statistics.median(times[k])
+        result[k] = {"tokens_per_s": tokens / med, "ms_per_step": 1e3 * med / iters, "peak_rss_mb": rss[k],
+                     "round_seconds": times[k]}
+        print(f"{k:<12}{tokens / med:>12.0f}{1e3 * med / iters:>10.1f}{rss[k]:>13.0f}")
+    if "torch" in kinds:
+        ratio = result["tinytensor"]["tokens_per_s"] / result["torch"]["tokens_per_s"]
+        rss_ratio = rss["tinytensor"] / rss["torch"]
+        result["speed_ratio"], result["rss_ratio"] = ratio, rss_ratio
+        print(f"tinytensor / torch: {ratio:.2f}x tokens/s, {rss_ratio:.2f}x peak RSS")
+    if prof:
+        print("\ntinytensor profile of one step:\n" + prof)
+        result["profile"] = prof
+    if args.json:
+        write_json_atomic(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
