@@ -985,55 +985,114 @@ def adamw_step(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: f
 
 
 # ===================================================================================== attention
+@_jit(inline="always")
+def _transpose_head(a, h, at):
+    """``at[d, j] = a[h, j, d]``: a head's keys (or values) as ``[D, S]`` rows, so that the score loop
+    below runs over keys, contiguous, 8 lanes wide."""
+    for j in range(a.shape[1]):
+        for d in range(a.shape[2]):
+            at[d, j] = a[h, j, d]
+
+
+@_jit(inline="always")
+def _row_dots(x, mt, out, lim, scale):
+    """``out[j] = scale * (x . M[j])`` for ``j < lim`` with ``mt = M^T`` (``[D, S]``).
+
+    Loop nest: 4 rows of ``mt`` per sweep over ``j`` (4 loads + 4 FMAs + 1 load/store of ``out`` per
+    8 keys), instead of one horizontal-sum reduction per key.
+    """
+    D = x.shape[0]
+    for j in range(lim):
+        out[j] = 0
+    d = 0
+    while d + 4 <= D:
+        a0 = x[d] * scale
+        a1 = x[d + 1] * scale
+        a2 = x[d + 2] * scale
+        a3 = x[d + 3] * scale
+        m0 = mt[d]
+        m1 = mt[d + 1]
+        m2 = mt[d + 2]
+        m3 = mt[d + 3]
+        for j in range(lim):
+            out[j] += a0 * m0[j] + a1 * m1[j] + a2 * m2[j] + a3 * m3[j]
+        d += 4
+    while d < D:
+        a0 = x[d] * scale
+        m0 = mt[d]
+        for j in range(lim):
+            out[j] += a0 * m0[j]
+        d += 1
+
+
+@_jit(inline="always")
+def _weighted_rows(w, m, h, lim, acc):
+    """``acc[:] += sum_{j < lim} w[j] * m[h, j, :]``, 4 rows per sweep over the D columns."""
+    D = acc.shape[0]
+    j = 0
+    while j + 4 <= lim:
+        w0 = w[j]
+        w1 = w[j + 1]
+        w2 = w[j + 2]
+        w3 = w[j + 3]
+        r0 = m[h, j]
+        r1 = m[h, j + 1]
+        r2 = m[h, j + 2]
+        r3 = m[h, j + 3]
+        for d in range(D):
+            acc[d] += w0 * r0[d] + w1 * r1[d] + w2 * r2[d] + w3 * r3[d]
+        j += 4
+    while j < lim:
+        w0 = w[j]
+        r0 = m[h, j]
+        for d in range(D):
+            acc[d] += w0 * r0[d]
+        j += 1
+
+
 @_jit
 def _attn_head(q, k, v, out, lse, h, scale, causal):
     """One (batch, head): for each query row i, with ``lim`` visible keys::
 
-        s[j] = (q[i] . k[j]) * scale          j < lim   (D-long dot, 8 lanes)
-        m = max s;  s[j] = exp(s[j] - m);  l = sum s  (float64)
-        out[i] = sum_j (s[j] / l) v[j]                  (D-long axpy per key)
+        s[j] = (q[i] . k[j]) * scale      j < lim   (_row_dots over K^T: 8 keys per vector)
+        m = max s;  s[j] = exp(s[j] - m);  l = sum s  (8-lane exp, float64 sum)
+        out[i] = sum_j (s[j] / l) v[j]              (_weighted_rows: 4 keys per sweep over D)
         lse[i] = m + log l
 
     Masked keys are never touched, so causal attention does half the work of the dense one, and
-    the T x S matrix is never stored (one S-long row buffer).
+    the T x S matrix is never stored (one S-long row buffer per head).
     """
     T = q.shape[1]
     S = k.shape[1]
     D = q.shape[2]
     off = S - T
+    kt = np.empty((D, S), dtype=q.dtype)
+    _transpose_head(k, h, kt)
     srow = np.empty(S, dtype=q.dtype)
     acc = np.empty(D, dtype=q.dtype)
     for i in range(T):
         lim = min(S, max(0, i + off + 1)) if causal else S
-        m = q.dtype.type(-np.inf)
-        for j in range(lim):
-            s = q.dtype.type(0)
+        if lim == 0:  # no visible key: no distribution (the reference gives NaN too)
+            lse[h, i] = np.nan
             for d in range(D):
-                s += q[h, i, d] * k[h, j, d]
-            s *= scale
-            srow[j] = s
-            if s > m:
-                m = s
+                out[h, i, d] = np.nan
+            continue
+        _row_dots(q[h, i], kt, srow, lim, scale)
+        m = _row_max(srow.reshape(1, S), 0, lim)
         l = 0.0
         for j in range(lim):
             e = _exp(srow[j] - m)
             srow[j] = e
             l += e
-        lse[h, i] = np.log(l) + m  # fully masked row: log(0) + (-inf) = -inf ... see attention()
-        if lim == 0:
-            lse[h, i] = np.nan
-        inv = 1.0 / l if l > 0.0 else np.nan
+        lse[h, i] = np.log(l) + m
+        inv = q.dtype.type(1.0 / l)
+        for j in range(lim):
+            srow[j] = srow[j] * inv
         for d in range(D):
             acc[d] = 0
-        for j in range(lim):
-            pj = q.dtype.type(srow[j] * inv)
-            for d in range(D):
-                acc[d] += pj * v[h, j, d]
+        _weighted_rows(srow, v, h, lim, acc)
         for d in range(D):
             out[h, i, d] = acc[d]
-        if lim == 0:
-            for d in range(D):
-                out[h, i, d] = np.nan
 
 
 @_jit(**_PAR)
@@ -1051,10 +1110,11 @@ def _attn_fwd(q, k, v, out, lse, scale, causal, parallel):
 def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal):
     """Backward for one (batch, head), one query row at a time, recomputing P from ``lse``::
 
-        p[j] = exp(q[i] . k[j] * scale - lse[i])          j < lim
-        o = sum_j p[j] v[j];  delta = do[i] . o            (float64)
-        ds[j] = p[j] * (do[i] . v[j] - delta)
-        dq[i] += scale * ds[j] k[j];  dk[j] += scale * ds[j] q[i];  dv[j] += p[j] do[i]
+        p[j] = exp(q[i] . k[j] * scale - lse[i])       j < lim   (_row_dots over K^T)
+        o = sum_j p[j] v[j];  delta = do[i] . o                    (float64 dot)
+        ds[j] = scale * p[j] * (do[i] . v[j] - delta)             (_row_dots over V^T)
+        dq[i] = sum_j ds[j] k[j]                                   (_weighted_rows)
+        dk[j] += ds[j] q[i];  dv[j] += p[j] do[i]                  (rank-1 updates, D wide)
 
     dk/dv rows are shared by all queries of this head only, so one head per thread is race-free.
     """
@@ -1062,48 +1122,47 @@ def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal):
     S = k.shape[1]
     D = q.shape[2]
     off = S - T
+    kt = np.empty((D, S), dtype=q.dtype)
+    vt = np.empty((D, S), dtype=q.dtype)
+    _transpose_head(k, h, kt)
+    _transpose_head(v, h, vt)
     prow = np.empty(S, dtype=q.dtype)
-    o = np.empty(D, dtype=np.float64)
+    dsrow = np.empty(S, dtype=q.dtype)
+    o = np.empty(D, dtype=q.dtype)
     dqi = np.empty(D, dtype=q.dtype)
+    one = q.dtype.type(1.0)
     for i in range(T):
         lim = min(S, max(0, i + off + 1)) if causal else S
-        m = q.dtype.type(-np.inf)
-        for j in range(lim):
-            s = q.dtype.type(0)
-            for d in range(D):
-                s += q[h, i, d] * k[h, j, d]
-            s *= scale
-            prow[j] = s
-            if s > m:
-                m = s
-        if not np.isfinite(m):
-            m = q.dtype.type(0)
-        f = np.exp(m - lse[h, i])
+        _row_dots(q[h, i], kt, prow, lim, scale)
+        m = _row_max(prow.reshape(1, S), 0, lim)
+        f = q.dtype.type(np.exp(m - lse[h, i]))
         for j in range(lim):
             prow[j] = _exp(prow[j] - m) * f
         for d in range(D):
-            o[d] = 0.0
-        for j in range(lim):
-            pj = np.float64(prow[j])
-            for d in range(D):
-                o[d] += pj * v[h, j, d]
+            o[d] = 0
+        _weighted_rows(prow, v, h, lim, o)
+        doi = do[h, i]
         delta = 0.0
         for d in range(D):
-            delta += do[h, i, d] * o[d]
+            delta += doi[d] * o[d]
+        dl = q.dtype.type(delta)
+        _row_dots(doi, vt, dsrow, lim, one)
+        for j in range(lim):
+            dsrow[j] = prow[j] * (dsrow[j] - dl) * scale
         for d in range(D):
             dqi[d] = 0
-        for j in range(lim):
-            dp = q.dtype.type(0)
-            for d in range(D):
-                dp += do[h, i, d] * v[h, j, d]
-            pj = prow[j]
-            ds = q.dtype.type(pj * (dp - delta)) * scale
-            for d in range(D):
-                dqi[d] += ds * k[h, j, d]
-                dk[h, j, d] += ds * q[h, i, d]
-                dv[h, j, d] += pj * do[h, i, d]
+        _weighted_rows(dsrow, k, h, lim, dqi)
         for d in range(D):
             dq[h, i, d] = dqi[d]
+        qi = q[h, i]
+        for j in range(lim):
+            dsj = dsrow[j]
+            pj = prow[j]
+            dkj = dk[h, j]
+            dvj = dv[h, j]
+            for d in range(D):
+                dkj[d] += dsj * qi[d]
+                dvj[d] += pj * doi[d]
 
 
 @_jit(**_PAR)
