@@ -1,7 +1,8 @@
 """Question: how many tokens/s does GPT-2 small decode on this CPU, with and without the KV cache, and
 against Hugging Face transformers?
 
-    python -m benchmarks.generate [--json PATH] [--new_tokens 256] [--prompt_tokens 32] [--no_transformers]
+    python -m benchmarks.generate [--json PATH] [--threads N] [--new_tokens 256] [--prompt_tokens 32]
+                                  [--no_transformers]
 
 GPT-2-124M's shapes (12 layers, 12 heads, 768 wide, 1,024 positions, vocab 50,257) with random weights
 (GPT-2's init, seed 0), written once with ``save_pretrained`` so every side decodes the same model. Batch 1,
@@ -16,7 +17,10 @@ near-ties, so a float-rounding difference can fork the text; this is information
 * tinygpt, KV cache: ``GPT.generate_stream(use_cache=True)``: one position per step.
 * tinygpt, no cache: ``use_cache=False``: every step recomputes the whole context (32 .. 287 tokens).
 * transformers (the ``bench`` extra): ``GPT2LMHeadModel.generate(do_sample=False, use_cache=True)`` under
-  ``torch.inference_mode()``, ``torch.set_num_threads(cores)``, EOS disabled so it always makes 256 tokens.
+  ``torch.inference_mode()``, EOS disabled so it always makes 256 tokens.
+
+Threads: all cores by default; ``--threads N`` sets OpenBLAS, Numba (``TINYTENSOR_NUM_THREADS``) and torch
+to N in every worker (useful when another job holds a core: spinning BLAS threads then distort the figures).
 
 Targets: cached ≥ 1.0x transformers; cached ≥ 5x uncached at 256 new tokens.
 """
@@ -40,6 +44,10 @@ KINDS = {"cache": "tinygpt, KV cache", "nocache": "tinygpt, no cache", "transfor
 def _prompt(n: int) -> list[int]:
     import numpy as np
     return np.random.default_rng(1).integers(0, GPT2_SMALL["vocab_size"], size=n).tolist()
+
+
+def _threads() -> int:
+    return int(os.environ.get("TINYTENSOR_NUM_THREADS") or os.cpu_count() or 1)
 
 
 def _peak_rss_mb() -> float:
@@ -75,7 +83,7 @@ def _transformers_run(model_dir: str, prompt: list[int], new_tokens: int) -> dic
     from transformers import GenerationConfig, GPT2LMHeadModel
     from transformers.generation.streamers import BaseStreamer
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(_threads())
     t0 = time.perf_counter()
     model = GPT2LMHeadModel.from_pretrained(model_dir).eval()
     load_s = time.perf_counter() - t0
@@ -125,8 +133,12 @@ def worker(kind: str, model_dir: str, prompt_tokens: int, new_tokens: int) -> No
 def _spawn(kind: str, model_dir: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.generate", "--worker", kind, "--model_dir", model_dir,
            "--prompt_tokens", str(args.prompt_tokens), "--new_tokens", str(args.new_tokens)]
+    env = dict(os.environ)
+    if args.threads:
+        n = str(args.threads)
+        env.update(OPENBLAS_NUM_THREADS=n, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, TINYTENSOR_NUM_THREADS=n)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"the {kind} worker failed (exit code {proc.returncode}); see its stderr above")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -147,10 +159,14 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, metavar="PATH", help="write the results here (atomically)")
     ap.add_argument("--new_tokens", type=int, default=256)
     ap.add_argument("--prompt_tokens", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=None, help="threads for BLAS, Numba and torch in every "
+                    "worker (default: all cores)")
     ap.add_argument("--no_transformers", action="store_true", help="measure tinygpt only")
     ap.add_argument("--worker", choices=sorted(KINDS), help=argparse.SUPPRESS)
     ap.add_argument("--model_dir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        ap.error("--threads must be >= 1")
     if args.new_tokens < 1 or args.prompt_tokens < 1 or args.prompt_tokens + args.new_tokens > GPT2_SMALL["block_size"]:
         ap.error(f"need 1 <= prompt_tokens, 1 <= new_tokens and prompt_tokens + new_tokens <= "
                  f"{GPT2_SMALL['block_size']}")
@@ -170,8 +186,10 @@ def main(argv=None) -> int:
     else:
         print("transformers is not installed (pip install transformers 'torch==2.13.0'): tinygpt only\n")
     info = machine_info()
+    info["threads"] = args.threads or os.cpu_count()
     print(f"{machine_line(info)}\nGPT-2 small shapes, random weights; batch 1, {args.prompt_tokens}-token prompt, "
-          f"{args.new_tokens} new tokens, greedy; one timed run each after an {WARMUP_TOKENS}-token warm-up\n",
+          f"{args.new_tokens} new tokens, greedy; {info['threads']} threads; one timed run each after an "
+          f"{WARMUP_TOKENS}-token warm-up\n",
           flush=True)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="tinygpt-bench-") as tmp:
