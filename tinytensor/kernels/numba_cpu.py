@@ -104,6 +104,26 @@ def _float_pair(*arrays):
     return all(a.dtype in _FLOATS for a in arrays)
 
 
+def _as(a, shape: tuple, dtype) -> np.ndarray:
+    """``a`` broadcast to ``shape`` as a C-contiguous ``dtype`` array, copying only when needed
+    (wrapper overhead is a visible part of a 50 us kernel)."""
+    a = np.asarray(a)
+    if a.shape != shape:
+        a = np.broadcast_to(a, shape)
+    if a.dtype != dtype or not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a, dtype=dtype)
+    return a
+
+
+def _quiet(fn, *args):
+    """Call a driver; under ``NUMBA_DISABLE_JIT`` silence NumPy's scalar warnings (log(0), inf - inf)
+    that compiled code does not raise (``np.errstate`` costs ~5 us, so only then)."""
+    if numba.config.DISABLE_JIT:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            return fn(*args)
+    return fn(*args)
+
+
 # ================================================================ vectorisable exp / tanh helpers
 _LOG2E = 1.4426950408889634
 _GELU_C = 0.7978845608028654  # sqrt(2 / pi)
@@ -523,7 +543,7 @@ def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     if not _float_pair(y, dy) or y.size == 0:
         return numpy_ref.softmax_backward(y, dy)
     y2 = _rows(y)
-    dy2 = _rows(np.broadcast_to(dy, y.shape).astype(y.dtype, copy=False))
+    dy2 = _rows(_as(dy, y.shape, y.dtype))
     dx = np.empty_like(y2)
     _softmax_bwd_2d(y2, dy2, dx, _nchunks(y2.size))
     return dx.reshape(y.shape)
@@ -561,8 +581,7 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
         return numpy_ref.log_softmax(x)
     x2 = _rows(x)
     y = np.empty_like(x2)
-    with np.errstate(divide="ignore", invalid="ignore"):  # NUMBA_DISABLE_JIT: log(0) of all -inf rows
-        _log_softmax_2d(x2, y, _nchunks(x2.size))
+    _quiet(_log_softmax_2d, x2, y, _nchunks(x2.size))
     return y.reshape(x.shape)
 
 
@@ -594,7 +613,7 @@ def log_softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     if not _float_pair(y, dy) or y.size == 0:
         return numpy_ref.log_softmax_backward(y, dy)
     y2 = _rows(y)
-    dy2 = _rows(np.broadcast_to(dy, y.shape).astype(y.dtype, copy=False))
+    dy2 = _rows(_as(dy, y.shape, y.dtype))
     dx = np.empty_like(y2)
     _log_softmax_bwd_2d(y2, dy2, dx, _nchunks(y2.size))
     return dx.reshape(y.shape)
@@ -638,13 +657,23 @@ def _xent_2d(x, t, ignore, loss, lse, nchunks):
             _xent_rows(x, t, ignore, loss, lse, c * N // nchunks, (c + 1) * N // nchunks)
 
 
+@_jit
+def _first_bad_index(t, lo, hi, skip):
+    """Position of the first ``t[i]`` outside ``[lo, hi)`` that is not ``skip``, or -1."""
+    for i in range(t.shape[0]):
+        if t[i] != skip and (t[i] < lo or t[i] >= hi):
+            return i
+    return -1
+
+
 def _check_targets(targets: np.ndarray, n: int, v: int, ignore_index: int) -> np.ndarray:
-    t = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
-    if t.shape[0] != n:
-        raise ValueError(f"cross_entropy: {t.shape[0]} targets for {n} rows of logits")
-    bad = (t != ignore_index) & ((t < 0) | (t >= v))
-    if bad.any():
-        raise IndexError(f"cross_entropy: target {int(t[bad][0])} out of range [0, {v}) "
+    t = np.asarray(targets)
+    if t.size != n:
+        raise ValueError(f"cross_entropy: {t.size} targets for {n} rows of logits")
+    t = _as(t.reshape(-1), (n,), np.int64)
+    i = _first_bad_index(t, 0, v, ignore_index)
+    if i >= 0:
+        raise IndexError(f"cross_entropy: target {int(t[i])} out of range [0, {v}) "
                          f"(and not ignore_index={ignore_index})")
     return t
 
@@ -665,8 +694,7 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int) ->
     x = np.ascontiguousarray(logits)
     loss = np.empty(n, dtype=np.float64)
     lse = np.empty(n, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        _xent_2d(x, t, ignore_index, loss, lse, _nchunks(x.size))
+    _quiet(_xent_2d, x, t, ignore_index, loss, lse, _nchunks(x.size))
     return loss, lse
 
 
@@ -718,10 +746,10 @@ def cross_entropy_backward(logits: np.ndarray, targets: np.ndarray, lse: np.ndar
     if not _float_pair(logits):
         return numpy_ref.cross_entropy_backward(logits, t, lse, dloss, ignore_index)
     x = np.ascontiguousarray(logits)
-    lse64 = np.ascontiguousarray(lse, dtype=np.float64).reshape(-1)
-    dl64 = np.ascontiguousarray(np.broadcast_to(dloss, (n,)), dtype=np.float64)
+    lse64 = _as(np.asarray(lse).reshape(-1), (n,), np.float64)
+    dl64 = _as(dloss, (n,), np.float64)
     dx = np.empty_like(x)
-    _xent_bwd_2d(x, t, ignore_index, lse64, dl64, dx, _nchunks(x.size))
+    _quiet(_xent_bwd_2d, x, t, ignore_index, lse64, dl64, dx, _nchunks(x.size))
     return dx
 
 
@@ -763,12 +791,13 @@ def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> tuple
         return numpy_ref.layer_norm(x, w, b, eps)
     x2 = _rows(x)
     C = x2.shape[1]
-    w64 = np.ascontiguousarray(np.broadcast_to(w, (C,)), dtype=np.float64)
-    b64 = np.ascontiguousarray(np.broadcast_to(b, (C,)), dtype=np.float64)
+    pdt = np.result_type(np.asarray(w).dtype, np.asarray(b).dtype, x.dtype)  # row math is float64 anyway
+    w1 = _as(w, (C,), pdt)
+    b1 = _as(b, (C,), pdt)
     y = np.empty_like(x2)
     mean = np.empty(x2.shape[0], dtype=x.dtype)
     rstd = np.empty(x2.shape[0], dtype=x.dtype)
-    _ln_2d(x2, w64, b64, float(eps), y, mean, rstd, _nchunks(x2.size))
+    _ln_2d(x2, w1, b1, float(eps), y, mean, rstd, _nchunks(x2.size))
     return y.reshape(x.shape), mean.reshape(x.shape[:-1]), rstd.reshape(x.shape[:-1])
 
 
@@ -798,7 +827,7 @@ def _ln_bwd_rows(dy, x, w, mean, rstd, dx, dw, db, lo, hi):
         mgx = sgx / C
         for j in range(C):
             xh = (x[r, j] - mu) * rs
-            dx[r, j] = rs * (dy[r, j] * w[j] - mg - xh * mgx)
+            dx[r, j] = rs * (np.float64(dy[r, j]) * w[j] - mg - xh * mgx)
 
 
 @_jit(**_PAR)
@@ -819,17 +848,18 @@ def layer_norm_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, mean: np.n
         return numpy_ref.layer_norm_backward(dy, x, w, mean, rstd)
     x2 = _rows(x)
     N, C = x2.shape
-    dy2 = _rows(np.broadcast_to(dy, x.shape).astype(x.dtype, copy=False))
-    w64 = np.ascontiguousarray(np.broadcast_to(w, (C,)), dtype=np.float64)
-    mean64 = np.ascontiguousarray(mean, dtype=np.float64).reshape(-1)
-    rstd64 = np.ascontiguousarray(rstd, dtype=np.float64).reshape(-1)
+    dy2 = _rows(_as(dy, x.shape, x.dtype))
+    w1 = _as(w, (C,), np.result_type(np.asarray(w).dtype, x.dtype))
+    mean1 = _as(np.asarray(mean).reshape(-1), (N,), x.dtype)  # read as float64 inside the kernel
+    rstd1 = _as(np.asarray(rstd).reshape(-1), (N,), x.dtype)
     nch = _nchunks(x2.size)
     dx = np.empty_like(x2)
     dwp = np.zeros((nch, C))
     dbp = np.zeros((nch, C))
-    _ln_bwd_2d(dy2, x2, w64, mean64, rstd64, dx, dwp, dbp, nch)
+    _ln_bwd_2d(dy2, x2, w1, mean1, rstd1, dx, dwp, dbp, nch)
     wdt = np.asarray(w).dtype
-    return dx.reshape(x.shape), dwp.sum(axis=0).astype(wdt), dbp.sum(axis=0).astype(wdt)
+    dw, db = (dwp[0], dbp[0]) if nch == 1 else (dwp.sum(axis=0), dbp.sum(axis=0))
+    return dx.reshape(x.shape), dw.astype(wdt), db.astype(wdt)
 
 
 # ========================================================================================= GELU
@@ -895,7 +925,7 @@ def gelu_backward(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     if not _float_pair(x, dy) or x.size == 0:
         return numpy_ref.gelu_backward(x, dy)
     x1 = np.ascontiguousarray(x).reshape(-1)
-    dy1 = np.ascontiguousarray(np.broadcast_to(dy, x.shape), dtype=x.dtype).reshape(-1)
+    dy1 = _as(dy, x.shape, x.dtype).reshape(-1)
     dx = np.empty_like(x1)
     _gelu_bwd_1d(x1, dy1, dx, _nchunks(x1.size))
     return dx.reshape(x.shape)
