@@ -30,6 +30,36 @@ def time_fn(fn: Callable[[], object], *, min_time: float = 0.3, min_reps: int = 
     return {"median": statistics.median(times), "min": min(times), "reps": len(times)}
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return idle, sum(fields)
+
+
+def cpu_busy_fraction(interval: float = 0.25) -> float | None:
+    """Fraction of all cores busy during ``interval`` seconds while this process sleeps, i.e. the load
+    other processes put on the machine (Linux ``/proc/stat``; None elsewhere)."""
+    a = _cpu_times()
+    time.sleep(interval)
+    b = _cpu_times()
+    if a is None or b is None or b[1] == a[1]:
+        return None
+    return 1.0 - (b[0] - a[0]) / (b[1] - a[1])
+
+
+def wait_for_idle(threshold: float = 0.15, max_wait: float = 10.0) -> float | None:
+    """Sleep until other processes use less than ``threshold`` of the machine (or ``max_wait``
+    seconds pass); returns the last busy fraction seen, for the report."""
+    deadline = time.perf_counter() + max_wait
+    busy = cpu_busy_fraction()
+    while busy is not None and busy > threshold and time.perf_counter() < deadline:
+        busy = cpu_busy_fraction(0.5)
+    return busy
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

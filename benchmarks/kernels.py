@@ -24,7 +24,8 @@ import time
 
 import numpy as np
 
-from benchmarks._util import format_table, machine_info, machine_line, time_fn, write_json_atomic
+from benchmarks._util import (format_table, machine_info, machine_line, time_fn, wait_for_idle,
+                              write_json_atomic)
 
 BABY = dict(name="baby", n_layer=4, n_head=4, n_embd=128, block=64, batch=12, vocab=65)
 SHAKES = dict(name="shakespeare", n_layer=6, n_head=6, n_embd=384, block=256, batch=64, vocab=65)
@@ -323,6 +324,8 @@ def run(quick: bool, threads: int | None) -> dict:
     rows = []
     for c in cases:
         r = {"kernel": c.kernel, "shape": c.label, "model": c.model}
+        busy = wait_for_idle(max_wait=2.0 if quick else 10.0)  # other processes make prange wait a time slice
+        r["busy_pct"] = None if busy is None else round(100 * busy)
         tn_all = time_fn(c.nb, min_time=min_time)
         tn = tn_all["median"]
         tr = time_fn(c.ref, min_time=min_time, min_reps=2 if quick else 3)["median"]
@@ -391,7 +394,7 @@ def targets(rows: list[dict]) -> list[dict]:
 
 COLUMNS = [("model", "model"), ("kernel", "kernel"), ("shape", "shape"), ("numba_us", "numba us"),
            ("gflops", "GFLOP/s"), ("gbs", "GB/s"), ("pct_peak", "% peak"), ("x_ref", "x numpy ref"),
-           ("x_blas", "x BLAS/composed"), ("x_torch", "x torch")]
+           ("x_blas", "x BLAS/composed"), ("x_torch", "x torch"), ("busy_pct", "busy %")]
 
 
 def report(res: dict) -> str:
@@ -405,7 +408,8 @@ def report(res: dict) -> str:
              + ("  -- other processes were running: parallel timings are inflated" if max(
                  res['machine'].get('load_avg_1m') or 0, res['machine'].get('load_avg_1m_end') or 0) > 1.5 else ""),
              "x columns are speed-ups of the Numba kernel (>1: Numba faster); % peak is of the sgemm peak "
-             "(GFLOP/s rows) or of the triad bandwidth (GB/s rows).", "",
+             "(GFLOP/s rows) or of the triad bandwidth (GB/s rows); busy % is the CPU other processes used "
+             "just before the row was measured (rows above ~20% are not trustworthy).", "",
              format_table(res["rows"], COLUMNS), "", "targets:"]
     for t in res["targets"]:
         lines.append(f"  {'MET ' if t['met'] else 'NOT '} {t['target']}: worst {t['worst']}x (goal {t['goal']}x)")
