@@ -324,7 +324,7 @@ def run(quick: bool, threads: int | None) -> dict:
     rows = []
     for c in cases:
         r = {"kernel": c.kernel, "shape": c.label, "model": c.model}
-        busy = wait_for_idle(max_wait=2.0 if quick else 10.0)  # other processes make prange wait a time slice
+        busy = wait_for_idle(max_wait=2.0 if quick else 5.0)  # other processes make prange wait a time slice
         r["busy_pct"] = None if busy is None else round(100 * busy)
         tn_all = time_fn(c.nb, min_time=min_time)
         tn = tn_all["median"]
