@@ -137,12 +137,15 @@ def _spawn(kind: str, model_dir: str, args: argparse.Namespace) -> dict:
     if args.threads:
         n = str(args.threads)
         env.update(OPENBLAS_NUM_THREADS=n, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, TINYTENSOR_NUM_THREADS=n)
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"the {kind} worker failed (exit code {proc.returncode}); see its stderr above")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     res["process_s"] = time.perf_counter() - t0
+    # a 1-minute load average well above 1 during a run means another job shared the cores
+    res["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return res
 
 
@@ -200,7 +203,8 @@ def main(argv=None) -> int:
             print(f"running {KINDS[kind]} ...", flush=True)
             res = results[kind] = _spawn(kind, tmp, args)
             print(f"  {len(res['tokens'])} tokens in {res['seconds']:.1f} s: "
-                  f"{len(res['tokens']) / res['seconds']:.2f} tokens/s", flush=True)
+                  f"{len(res['tokens']) / res['seconds']:.2f} tokens/s (load average {res['load_avg_1m'][0]} "
+                  f"before, {res['load_avg_1m'][1]} after)", flush=True)
 
     ref = results["cache"]["tokens"]
     hf_tps = None
