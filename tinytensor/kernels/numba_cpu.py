@@ -34,7 +34,8 @@ Design
 * Everything also runs with ``NUMBA_DISABLE_JIT=1`` as plain Python (slowly), for teaching and
   debugging: the ``_exp``/``_tanh`` helpers fall back to NumPy's, ``prange`` becomes ``range``.
 
-Threads come from ``TINYTENSOR_NUM_THREADS`` (default: all cores) through ``numba.set_num_threads``.
+Threads come from ``TINYTENSOR_NUM_THREADS`` (default: all cores) through ``numba.set_num_threads``,
+under the policy of :mod:`tinytensor.threads` (one thread when OpenBLAS's workers spin).
 Compiled code is cached on disk (``cache=True``); when ``NUMBA_CACHE_DIR`` is unset and this package
 directory is not writable the cache goes to ``~/.cache/tinytensor/numba``.
 """
@@ -52,6 +53,7 @@ from numba import njit, prange, types  # noqa: E402
 from numba.extending import overload  # noqa: E402
 
 from . import numpy_ref  # noqa: E402
+from .. import threads  # noqa: E402
 
 if os.environ.get("NUMBA_CACHE_DIR") and not numba.config.CACHE_DIR:  # numba was imported before us
     numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
@@ -74,22 +76,15 @@ _FLOATS = (np.float32, np.float64)
 
 
 def set_num_threads(n: int | None = None) -> int:
-    """Set Numba's thread count (default: ``TINYTENSOR_NUM_THREADS`` or all cores); returns it."""
+    """Set Numba's thread count (default: :func:`tinytensor.threads.kernel_threads`, i.e.
+    ``TINYTENSOR_NUM_THREADS`` or all cores, or 1 when OpenBLAS spins); returns it."""
     if n is None:
-        env = os.environ.get("TINYTENSOR_NUM_THREADS", "").strip()
-        if env:
-            try:
-                n = int(env)
-            except ValueError:
-                raise ValueError(f"TINYTENSOR_NUM_THREADS={env!r} is not an integer") from None
-        else:
-            n = numba.config.NUMBA_NUM_THREADS
+        n = threads.kernel_threads()
     if n < 1:
         raise ValueError(f"thread count must be >= 1, got {n}")
     n = min(int(n), numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(n)
     return n
-
 
 set_num_threads()
 
