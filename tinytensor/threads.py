@@ -59,4 +59,5 @@ def blas_spins() -> bool:
 
 def kernel_threads() -> int:
     """Threads for the Numba kernels under this policy."""
-    return 1 if blas_spins() else requested_threads()
+    n = requested_threads()  # validated even when the policy then says 1
+    return 1 if blas_spins() else n
