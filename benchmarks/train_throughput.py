@@ -51,8 +51,8 @@ def _peak_rss_mb() -> float:
 
 # ------------------------------------------------------------------------------------ tinytensor
 def _tt_worker(cfg: dict):
+    import tinytensor as tt  # before NumPy: tinytensor sets the thread policy (tinytensor/threads.py)
     import numpy as np
-    import tinytensor as tt
     from tinytensor import optim
     from gpt import GPT, GPTConfig
 

@@ -5,6 +5,8 @@
     logits, loss = model(x, y)            # x, y: [B, T] int arrays
     model.generate(x[:1], 100, temperature=0.8, top_k=40, seed=0)
 """
+import tinytensor as _tt  # noqa: F401  (first: it sets the BLAS/Numba thread policy before NumPy loads)
+
 from .config import PRESETS, TrainConfig, make_config
 from .model import GPT, GPTConfig, KVCache
 
