@@ -3,11 +3,11 @@
     python -m benchmarks.train_throughput --preset baby [--iters 20] [--rounds 5] [--json PATH]
 
 Same config, same batches (random token ids: speed does not depend on the text), same AdamW, same thread
-count. Each framework runs in its own worker process, so each one's peak RSS is its own; the parent
-alternates rounds between them (tinytensor, torch, tinytensor, ...) so machine noise hits both alike,
-and only one runs at a time. A training step is forward, backward, global-norm clipping (1.0) and an
-AdamW step, as in ``gpt/train.py``. The first round of each is warm-up (Numba compile, allocator) and is
-not counted. Reported: median tokens/s over the counted rounds, the ratio, and peak RSS.
+count. Each round of each framework runs in a fresh worker process, so each one's peak RSS is its own
+and only one process is alive at a time (an idle PyTorch process's thread pool slows its neighbour);
+the parent alternates rounds (tinytensor, torch, tinytensor, ...) so machine noise hits both alike. A training step is forward, backward, global-norm clipping (1.0) and an
+AdamW step, as in ``gpt/train.py``. Each worker's first step, and the whole first round, are warm-up (Numba
+compile, allocator) and are not counted. Reported: median tokens/s over the counted rounds, the ratio, and peak RSS.
 
 The PyTorch side (needs the ``bench`` extra) is nanoGPT's model: the same pre-LN blocks, tanh GELU,
 tied head, ``F.scaled_dot_product_attention(is_causal=True)``, ``torch.optim.AdamW``.
@@ -238,20 +238,32 @@ def main(argv=None) -> int:
             kinds.append("torch")
         except ImportError:
             print("torch is not installed (pip install '.[bench]'): measuring tinytensor only")
-    workers = {k: _Worker(k, args.preset) for k in kinds}
     times: dict[str, list[float]] = {k: [] for k in kinds}
-    try:
-        for r in range(args.rounds + 1):
-            for k in kinds:
-                res = workers[k].ask(f"run {iters}")
-                if r > 0:
-                    times[k].append(res["seconds"])
-                print(f"round {r}{' (warm-up)' if r == 0 else ''} {k:<10} {tokens / res['seconds']:>9.0f} tok/s  "
-                      f"loss {res['loss']:.3f}", flush=True)
-        rss = {k: workers[k].ask("rss")["peak_rss_mb"] for k in kinds}
-        prof = workers["tinytensor"].ask("profile")["table"] if args.profile else None
-    finally:
-        for w in workers.values():
+    rss: dict[str, float] = {k: 0.0 for k in kinds}
+    losses: dict[str, float] = {}
+    # A fresh worker per round and framework: only one process is alive at a time, because an idle
+    # PyTorch process's OpenMP pool measurably slows the other one down on 2 cores.
+    for r in range(args.rounds + 1):
+        for k in kinds:
+            w = _Worker(k, args.preset)
+            try:
+                w.ask("run 1")                      # warm-up step: allocator, Numba cache load
+                res = w.ask(f"run {iters}")
+                rss[k] = max(rss[k], w.ask("rss")["peak_rss_mb"])
+            finally:
+                w.close()
+            if r > 0:
+                times[k].append(res["seconds"])
+            losses[k] = res["loss"]
+            print(f"round {r}{' (warm-up)' if r == 0 else ''} {k:<10} {tokens / res['seconds']:>9.0f} tok/s  "
+                  f"loss {res['loss']:.3f}", flush=True)
+    prof = None
+    if args.profile:
+        w = _Worker("tinytensor", args.preset)
+        try:
+            w.ask("run 2")
+            prof = w.ask("profile")["table"]
+        finally:
             w.close()
 
     result = {"question": "training tokens/s, tinytensor vs PyTorch eager", "preset": args.preset, "config": cfg,
