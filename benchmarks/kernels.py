@@ -339,10 +339,24 @@ def run(quick: bool, threads: int | None) -> dict:
               + (f"  x{r['x_torch']:.2f} torch" if "x_torch" in r else "") + f"  busy {r['busy_pct']}%", flush=True)
 
     info["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
-    return {"quick": quick, "threads": threads, "machine": info,
-            "peak": {"sgemm_gflops": peak_gflops, "triad_gbs": triad_gbs},
-            "compile": compile_info, "rows": rows, "auto": auto_choice(rows), "targets": targets(rows),
-            "seconds": time.perf_counter() - t0}
+    res = {"quick": quick, "threads": threads, "machine": info,
+           "peak": {"sgemm_gflops": peak_gflops, "sgemm_2048_gflops": peak_gflops, "triad_gbs": triad_gbs},
+           "compile": compile_info, "rows": rows, "auto": auto_choice(rows), "targets": targets(rows),
+           "seconds": time.perf_counter() - t0}
+    return rescale_peak(res)
+
+
+def rescale_peak(res: dict) -> dict:
+    """Make the sgemm peak the best of the 2048^2 probe and every BLAS GEMM measured in the run
+    (OpenBLAS with 2 threads is faster at 512-1024 than at 2048 here), and recompute "% peak"."""
+    blas = [r["flops"] / (r["ref_us"] * 1e-6) / 1e9 for r in _clean(res["rows"])
+            if r["kernel"] == "matmul" and r.get("flops")]
+    peak = max([res["peak"]["sgemm_2048_gflops"]] + blas)
+    res["peak"]["sgemm_gflops"] = peak
+    for r in res["rows"]:
+        if r.get("gflops"):
+            r["pct_peak"] = 100 * r["gflops"] / peak
+    return res
 
 
 def measure(c: Case, min_time: float, quick: bool, peak_gflops: float, triad_gbs: float) -> dict:
@@ -355,6 +369,7 @@ def measure(c: Case, min_time: float, quick: bool, peak_gflops: float, triad_gbs
     r["numba_min_us"] = tn_all["min"] * 1e6
     r["ref_us"] = tr * 1e6
     if c.flops:
+        r["flops"] = c.flops
         r["gflops"] = c.flops / tn / 1e9
         r["pct_peak"] = 100 * r["gflops"] / peak_gflops
     if c.nbytes:
@@ -419,7 +434,8 @@ COLUMNS = [("model", "model"), ("kernel", "kernel"), ("shape", "shape"), ("numba
 
 def report(res: dict) -> str:
     lines = [f"machine: {machine_line(res['machine'])}",
-             f"peak: sgemm {res['peak']['sgemm_gflops']:.0f} GFLOP/s (np.matmul 2048^2 f32), "
+             f"peak: sgemm {res['peak']['sgemm_gflops']:.0f} GFLOP/s (best np.matmul float32 in this run; "
+             f"the 2048^2 probe gave {res['peak']['sgemm_2048_gflops']:.0f}), "
              f"STREAM triad {res['peak']['triad_gbs']:.1f} GB/s; threads {res['threads']}",
              f"numba compile ({res['compile']['what']}): cold {res['compile'].get('cold_s')} s, "
              f"warm cache {res['compile'].get('warm_cache_s')} s",
