@@ -865,9 +865,11 @@ def _gelu_span(x, y, lo, hi):
     one = x.dtype.type(1.0)
     c = x.dtype.type(_GELU_C)
     a = x.dtype.type(_GELU_A)
-    for i in range(lo, hi):
-        v = x[i]
-        y[i] = half * v * (one + _tanh(c * (v + a * v * v * v)))
+    xs = x[lo:hi]  # subtle: index slices from 0 so LLVM sees non-negative indices and vectorises
+    ys = y[lo:hi]
+    for i in range(xs.shape[0]):
+        v = xs[i]
+        ys[i] = half * v * (one + _tanh(c * (v + a * v * v * v)))
 
 
 @_jit
@@ -878,11 +880,14 @@ def _gelu_bwd_span(x, dy, dx, lo, hi):
     c = x.dtype.type(_GELU_C)
     a = x.dtype.type(_GELU_A)
     a3 = x.dtype.type(3 * _GELU_A)
-    for i in range(lo, hi):
-        v = x[i]
+    xs = x[lo:hi]
+    dys = dy[lo:hi]
+    dxs = dx[lo:hi]
+    for i in range(xs.shape[0]):
+        v = xs[i]
         t = _tanh(c * (v + a * v * v * v))
         d = half * (one + t) + half * v * (one - t * t) * c * (one + a3 * v * v)
-        dx[i] = dy[i] * d
+        dxs[i] = dys[i] * d
 
 
 @_jit(**_PAR)
@@ -932,9 +937,10 @@ def _emb_bwd_cols(ids, dout, dw, c0, c1):
     """``dw[ids[n], c0:c1] += dout[n, c0:c1]`` for every n in order: rows are added in the same
     order as ``np.add.at``, so the result is bit-identical to the reference."""
     for n in range(ids.shape[0]):
-        row = ids[n]
-        for j in range(c0, c1):
-            dw[row, j] += dout[n, j]
+        dst = dw[ids[n], c0:c1]  # slices indexed from 0: no wraparound fix-up, vector adds
+        src = dout[n, c0:c1]
+        for j in range(dst.shape[0]):
+            dst[j] += src[j]
 
 
 @_jit(**_PAR)
@@ -975,14 +981,23 @@ def embedding_backward(ids: np.ndarray, dout: np.ndarray, vocab_size: int) -> np
 # ======================================================================================== AdamW
 @_jit
 def _adamw_span(p, g, m, v, decay, b1, c1, b2, c2, step, bc2, eps, lo, hi):
-    """One fused pass over ``lo..hi``: 4 reads (p, g, m, v), 3 writes, no temporaries."""
-    for i in range(lo, hi):
-        gi = g[i]
-        mi = m[i] * b1 + c1 * gi
-        vi = v[i] * b2 + c2 * (gi * gi)
-        m[i] = mi
-        v[i] = vi
-        p[i] = p[i] * decay - step * mi / (np.sqrt(vi / bc2) + eps)
+    """One fused pass over ``lo..hi``: 4 reads (p, g, m, v), 3 writes, no temporaries.
+
+    The chunk is sliced first: indices then start at 0, which LLVM can prove non-negative, so the
+    loop is vectorised (indexing ``p[i]`` for ``i`` in ``range(lo, hi)`` keeps a wraparound check
+    per element and runs scalar, several times slower).
+    """
+    ps = p[lo:hi]
+    gs = g[lo:hi]
+    ms = m[lo:hi]
+    vs = v[lo:hi]
+    for i in range(ps.shape[0]):
+        gi = gs[i]
+        mi = ms[i] * b1 + c1 * gi
+        vi = vs[i] * b2 + c2 * (gi * gi)
+        ms[i] = mi
+        vs[i] = vi
+        ps[i] = ps[i] * decay - step * mi / (np.sqrt(vi / bc2) + eps)
 
 
 @_jit(**_PAR)
