@@ -59,7 +59,6 @@ _GPT2_PARAM = re.compile(r"(wte|wpe)\.weight|ln_f\.(weight|bias)"
 # transformers' names for GELU's tanh form, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), the one tinygpt uses
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 GPT2_EOT_ID = 50256
-_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 
 
 class PretrainedFormatError(ValueError):
