@@ -22,7 +22,9 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+import tinytensor  # noqa: F401  (first: its thread policy must be set before NumPy loads OpenBLAS)
+
+import numpy as np  # noqa: E402
 
 from benchmarks._util import (cpu_busy_fraction, format_table, machine_info, machine_line, time_fn,
                               wait_for_idle, write_json_atomic)
