@@ -33,10 +33,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out_dir from its latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start afresh even if --out_dir holds a checkpoint")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument("--init_from", metavar="DIR", help="fine-tune a GPT-2 folder (config.json + model.safetensors, "
+                   "tokenizer from its encoder.json + vocab.bpe or --tokenizer=DIR|gpt2) with nanoGPT's "
+                   "finetune_shakespeare settings for a CPU; --preset is not used")
     p.set_defaults(func=run_train, accepts_overrides=True)
 
     p = sub.add_parser("sample", help="print a prompt and its sampled continuation, streaming")
-    _sample_args(p, out_dir_required=True)
+    _sample_args(p, out_dir_required=False)
+    p.add_argument("--pretrained", metavar="DIR", help="sample from a GPT-2 folder (config.json + model.safetensors) "
+                   "instead of a training run's --out_dir")
+    p.add_argument("--tokenizer", metavar="PATH", help="with --pretrained: a folder with GPT-2's encoder.json + "
+                   "vocab.bpe, a saved tokenizer JSON, or gpt2 (default: the files in DIR)")
     p.set_defaults(func=run_sample)
 
     p = sub.add_parser("eval", help="train and val loss of a checkpoint")
@@ -84,6 +91,11 @@ def run_train(args: argparse.Namespace) -> int:
         if args.out_dir is None:
             raise ValueError("--resume needs --out_dir (the run to continue)")
         cfg = resume_config(args.out_dir, overrides)
+    elif args.init_from:
+        from .pretrained import finetune_config
+        if args.out_dir:
+            overrides["out_dir"] = args.out_dir
+        cfg = finetune_config(args.init_from, overrides)
     else:
         overrides["out_dir"] = args.out_dir or overrides.get("out_dir") or f"out-{args.preset}"
         cfg = make_config(args.preset, overrides)
@@ -106,6 +118,15 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 0 or args.num_samples < 1:
         raise ValueError(f"--max_new_tokens must be >= 0 and --num_samples >= 1; got {args.max_new_tokens}, "
                          f"{args.num_samples}")
+    if (args.out_dir is None) == (args.pretrained is None):
+        raise ValueError("sample needs --out_dir (a training run) or --pretrained (a GPT-2 folder), one of them")
+    if args.pretrained:
+        from .pretrained import sample_pretrained
+        sample_pretrained(args.pretrained, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
+                          args.top_p, args.seed, args.num_samples, tokenizer=args.tokenizer)
+        return 0
+    if args.tokenizer:
+        raise ValueError("--tokenizer goes with --pretrained (a training run has its own tokenizer)")
     model, tok, _ = load_model(args.out_dir)
     prompt = args.prompt
     rng = np.random.default_rng(args.seed)  # one stream for all samples: the first equals generate(seed=S)

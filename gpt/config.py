@@ -47,6 +47,7 @@ class TrainConfig:
     # system
     seed: int = 1337
     max_bad_steps: int = 5               # stop after this many non-finite steps in a row
+    init_from: str = ""                  # fine-tune: a GPT-2 folder (config.json + model.safetensors)
 
     def __post_init__(self):
         self.model_config(vocab_size=1)  # the model's fields, by GPTConfig's rules

@@ -245,6 +245,17 @@ class GPT(nn.Module):
                   {"params": no_decay, "weight_decay": 0.0}]
         return optim.AdamW(groups, lr=learning_rate, betas=betas)
 
+    @classmethod
+    def from_pretrained(cls, model_dir, dropout: float = 0.0) -> "GPT":
+        """A GPT with a GPT-2 folder's weights (transformers' config.json + model.safetensors); see gpt.pretrained."""
+        from .pretrained import load_pretrained
+        return load_pretrained(model_dir, dropout=dropout)
+
+    def save_pretrained(self, model_dir):
+        """Write config.json + model.safetensors that transformers' GPT2LMHeadModel.from_pretrained loads."""
+        from .pretrained import save_pretrained
+        return save_pretrained(self, model_dir)
+
     # ------------------------------------------------------------------------------------ generation
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | np.random.Generator | None = None,

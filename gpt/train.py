@@ -178,6 +178,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
                          f"pass --data with the original file")
 
     model = GPT(cfg.model_config(tok.vocab_size), seed=cfg.seed)
+    if ckpt is None and cfg.init_from:
+        from .pretrained import load_pretrained_into
+        load_pretrained_into(model, cfg.init_from)
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
     samplers = make_samplers(train_ids, val_ids, cfg.block_size, cfg.batch_size, cfg.seed)
     params = list(model.parameters())
