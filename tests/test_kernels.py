@@ -388,6 +388,50 @@ def test_threads_env_is_validated(monkeypatch):
     assert numba_cpu.set_num_threads() >= 1
 
 
+def test_parallel_branches_match_reference(monkeypatch):
+    """Every driver's ``prange`` branch, forced on small inputs (the size threshold depends on the
+    OpenMP wait policy, so the other tests may all run serially)."""
+    monkeypatch.setattr(numba_cpu, "_PAR_MIN", 1)
+    rng = np.random.default_rng(11)
+    for dt in DTYPES:
+        x = make(rng, (37, 29), dt)
+        dy = make(rng, (37, 29), dt)
+        close(numba_cpu.softmax(x.reshape(1, 37, 29), True), numpy_ref.softmax(x.reshape(1, 37, 29), True), dt)
+        y = numpy_ref.softmax(x)
+        close(numba_cpu.softmax_backward(y, dy), numpy_ref.softmax_backward(y, dy), dt, scale=4)
+        ly = numpy_ref.log_softmax(x)
+        close(numba_cpu.log_softmax(x), ly, dt)
+        close(numba_cpu.log_softmax_backward(ly, dy), numpy_ref.log_softmax_backward(ly, dy), dt, scale=29)
+        t = rng.integers(0, 29, 37)
+        loss, lse = numpy_ref.cross_entropy(x, t, -1)
+        np.testing.assert_allclose(numba_cpu.cross_entropy(x, t, -1)[1], lse, rtol=1e-6)
+        close(numba_cpu.cross_entropy_backward(x, t, lse, loss, -1),
+              numpy_ref.cross_entropy_backward(x, t, lse, loss, -1), dt, scale=4)
+        w = make(rng, (29,), dt)
+        _, mu, rs = numpy_ref.layer_norm(x, w, w, 1e-5)
+        for got, want in zip(numba_cpu.layer_norm(x, w, w, 1e-5), numpy_ref.layer_norm(x, w, w, 1e-5)):
+            close(got, want, dt, scale=4)
+        for got, want in zip(numba_cpu.layer_norm_backward(dy, x, w, mu, rs),
+                             numpy_ref.layer_norm_backward(dy, x, w, mu, rs)):
+            close(got, want, dt, scale=200)
+        close(numba_cpu.gelu(x), numpy_ref.gelu(x), dt)
+        close(numba_cpu.gelu_backward(x, dy), numpy_ref.gelu_backward(x, dy), dt, scale=20)
+        dout = make(rng, (37, 40), dt)
+        assert np.array_equal(numba_cpu.embedding_backward(t, dout, 29), numpy_ref.embedding_backward(t, dout, 29))
+        st = [make(rng, (1001,), dt) for _ in range(3)] + [make(rng, (1001,), dt) ** 2]
+        ref = [a.copy() for a in st]
+        numba_cpu.adamw_step(*st, 1e-3, (0.9, 0.95), 1e-8, 0.1, 3)
+        numpy_ref.adamw_step(*ref, 1e-3, (0.9, 0.95), 1e-8, 0.1, 3)
+        for got, want in zip(st, ref):
+            close(got, want, dt)
+        q, k, v = (make(rng, (2, 3, 9, 5), dt) for _ in range(3))
+        out, alse = numpy_ref.attention(q, k, v, 0.4)
+        close(numba_cpu.attention(q, k, v, 0.4)[0], out, dt, scale=4)
+        for got, want in zip(numba_cpu.attention_backward(q, k, v, alse, out, 0.4),
+                             numpy_ref.attention_backward(q, k, v, alse, out, 0.4)):
+            close(got, want, dt, scale=40)
+
+
 def test_every_reference_kernel_has_a_numba_twin():
     import inspect
     names = [n for n, f in vars(numpy_ref).items()
@@ -464,6 +508,7 @@ def test_kernel_module_under_boundscheck():
     env = _subprocess_env(NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=cache, TINYTENSOR_KERNEL_EXAMPLES="3",
                           TINYTENSOR_KERNEL_DTYPES="float32")
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__,
-                        "-k", "matches_reference or odd_and_large or batched_parallel or repeated_ids_parallel"],
+                        "-k", "matches_reference or odd_and_large or batched_parallel or repeated_ids_parallel "
+                              "or parallel_branches"],
                        cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]

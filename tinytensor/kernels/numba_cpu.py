@@ -71,7 +71,12 @@ _FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
 _JIT = dict(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 _PAR = dict(_JIT, parallel=True)
 
-_PAR_MIN = 1 << 15  # elements of work below which a kernel runs serially (no prange launch)
+# Elements of work below which a kernel runs serially (no prange launch). A launch costs ~10-20 us
+# with spinning OpenMP workers, but ~100+ us when they sleep (OMP_WAIT_POLICY=PASSIVE, the policy of
+# tinytensor.threads): measured on the 2-core EPYC, passive 2-thread runs of the baby GPT's row kernels
+# (50K-400K elements) were no faster than 1 thread, while the shakespeare ones (1M+) gained 1.3-1.9x.
+_PASSIVE = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+_PAR_MIN = 1 << 19 if _PASSIVE else 1 << 15
 _FLOATS = (np.float32, np.float64)
 
 
@@ -1277,7 +1282,7 @@ def warmup() -> None:
     through both the serial and the parallel branch of each driver."""
     rng = np.random.default_rng(0)
     for dt in _FLOATS:
-        for n in (4, 200):  # 200 x 200 is past _PAR_MIN and the GEMM's parallel threshold
+        for n in (4, 200):  # one signature per dtype compiles both the serial and the prange branch
             x = rng.standard_normal((n, n)).astype(dt)
             matmul(x, x)
             matmul(x, x.T)
