@@ -21,25 +21,25 @@ from .kernels import numpy_ref
 BACKENDS = ("numpy", "numba", "auto")
 
 # Kernel name -> backend used under "auto". Filled from `python -m benchmarks.kernels` on the 2-core
-# AMD EPYC (float32, baby and shakespeare-char shapes; figures are speed-ups of the Numba kernel over
-# the NumPy reference, 1 thread / 2 threads); a kernel missing here runs on numba when that module has
-# it, else on numpy.
+# AMD EPYC (float32; figures are speed-ups of the Numba kernel over the NumPy reference at the baby /
+# shakespeare-char shapes, 2 threads, rows undisturbed by other processes); a kernel missing here runs
+# on numba when that module has it, else on numpy.
 AUTO_CHOICE: dict[str, str] = {
-    "matmul": "numpy",                  # OpenBLAS: the Numba GEMM reaches 0.34-1.0x of it (0.6-0.8x typical)
-    "softmax": "numba",                 # causal mask fused: 7.6-9.1x
-    "softmax_backward": "numba",        # 6.8-7.2x
-    "log_softmax": "numba",             # 4.2-7.8x
-    "log_softmax_backward": "numba",    # 3.5-7.7x
-    "cross_entropy": "numba",           # fused log-softmax + NLL: 4.0-5.7x
-    "cross_entropy_backward": "numba",  # 4.3-8.2x
-    "layer_norm": "numba",              # 5.8-36x
-    "layer_norm_backward": "numba",     # 7.5-22x
-    "gelu": "numba",                    # 15-18x
-    "gelu_backward": "numba",           # 29x
-    "embedding_backward": "numba",      # vs np.add.at: 43-66x
-    "adamw_step": "numba",              # one fused pass: 7.9-13x
-    "attention": "numba",               # fused core: 4.7-5.9x (vs BLAS + numba softmax: 0.74x baby, 1.2x shakespeare)
-    "attention_backward": "numba",      # 2.3-2.7x
+    "matmul": "numpy",                  # OpenBLAS: the Numba GEMM reaches only 0.35-0.96x of it
+    "softmax": "numba",                 # causal mask fused: 6.7x / 16.5x
+    "softmax_backward": "numba",        # 6.0x / 11.8x
+    "log_softmax": "numba",             # 3.8x / 9.3x
+    "log_softmax_backward": "numba",    # 3.0x / 8.0x
+    "cross_entropy": "numba",           # fused log-softmax + NLL: 3.9x / 9.7x
+    "cross_entropy_backward": "numba",  # 4.2x / 10.7x
+    "layer_norm": "numba",              # 5.2x / 42x
+    "layer_norm_backward": "numba",     # 6.7x / 44x
+    "gelu": "numba",                    # 16x / 25x
+    "gelu_backward": "numba",           # 15x / 31x
+    "embedding_backward": "numba",      # vs np.add.at: 23x / 40x
+    "adamw_step": "numba",              # one fused pass: 5.5x / 11x
+    "attention": "numba",               # fused core: 6.9x baby (1.06x the BLAS + numba-softmax composition)
+    "attention_backward": "numba",      # 3.2x / 3.3x
 }
 
 _KERNEL_NAMES = [n for n in dir(numpy_ref) if not n.startswith("_") and callable(getattr(numpy_ref, n))
