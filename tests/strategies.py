@@ -159,6 +159,18 @@ def _matmul(draw):
 
 
 @st.composite
+def _linear(draw):
+    """``x @ W.T + b``: x of 1-3 dims (the rows are every axis but the last), with and without bias."""
+    n_in, n_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    lead = draw(st.sampled_from([(), (3,), (2, 3)]))
+    x, w = draw(arrays(lead + (n_in,))), draw(arrays((n_out, n_in)))
+    if draw(st.booleans()):
+        return OpCase(lambda a, wa, ba: F.linear(a, wa, ba), [x, w, draw(arrays((n_out,)))],
+                      lambda a, wa, ba: a @ wa.T + ba)
+    return OpCase(lambda a, wa: F.linear(a, wa), [x, w], lambda a, wa: a @ wa.T)
+
+
+@st.composite
 def _reshape(draw):
     x = draw(arrays(draw(shapes)))
     n = x.size
@@ -326,6 +338,7 @@ OP_CASES: dict[str, st.SearchStrategy[OpCase]] = {
     "cast": _cast(),
     "where": _where(),
     "matmul": _matmul(),
+    "linear": _linear(),
     "sum": _reduction("sum", np.sum),
     "mean": _reduction("mean", np.mean),
     "max": _reduction("max", np.max, "distinct"),

@@ -100,6 +100,7 @@ def test_fused_ops_match_composed_definitions(backend, seed, causal, T, D):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((2, T, 7))
     w, b = rng.standard_normal(7), rng.standard_normal(7)
+    wl, bl = rng.standard_normal((5, 7)), rng.standard_normal(5)
     targets = rng.integers(0, 7, size=(2, T))
     q, k, v = (rng.standard_normal((2, 3, T, D)) for _ in range(3))
     pairs = [
@@ -108,6 +109,7 @@ def test_fused_ops_match_composed_definitions(backend, seed, causal, T, D):
         (lambda a: F.cross_entropy(a, targets), lambda a: F.cross_entropy_composed(a, targets), [x]),
         (lambda a, c, d: F.layer_norm(a, c, d), lambda a, c, d: F.layer_norm_composed(a, c, d), [x, w, b]),
         (F.gelu, F.gelu_composed, [x]),
+        (lambda a, c, d: F.linear(a, c, d), lambda a, c, d: F.linear_composed(a, c, d), [x, wl, bl]),
         (lambda a, c, d: F.scaled_dot_product_attention(a, c, d, causal=causal, impl="fused"),
          lambda a, c, d: F.attention_composed(a, c, d, causal=causal), [q, k, v]),
         (lambda a, c, d: F.scaled_dot_product_attention(a, c, d, causal=causal, impl="composed"),

@@ -40,6 +40,13 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int | None = None, redu
     return ops.CrossEntropy.apply(logits, targets=t, ignore_index=ignore_index, reduction=reduction)
 
 
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias`` with ``weight [out, in]`` (one fused op; see ``ops.Linear``)."""
+    if bias is None:
+        return ops.Linear.apply(x, weight)
+    return ops.Linear.apply(x, weight, bias)
+
+
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """Normalise the last axis to zero mean and unit (population) variance, then scale and shift."""
     if bias is None:
@@ -119,6 +126,11 @@ def cross_entropy_composed(logits: Tensor, targets) -> Tensor:
     t = np.asarray(targets.data if isinstance(targets, Tensor) else targets).reshape(-1)
     lp = log_softmax_composed(logits.reshape(-1, logits.shape[-1]))
     return -lp[np.arange(t.size), t].mean()
+
+
+def linear_composed(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    y = x @ weight.T
+    return y + bias if bias is not None else y
 
 
 def layer_norm_composed(x: Tensor, weight: Tensor, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:

@@ -234,6 +234,7 @@ def example_cases() -> dict[str, tuple[Callable[..., Tensor], list[Any]]]:
         "cast": (lambda a: a.astype(np.float64) * 2.0, [_t(rng, 3, 4)]),
         "where": (lambda a, b: where(mask, a, b), [_t(rng, 3, 4), _t(rng, 4)]),
         "matmul": (lambda a, b: a @ b, [_t(rng, 2, 3, 4), _t(rng, 4, 5)]),
+        "linear": (lambda x, w, b: F.linear(x, w, b), [_t(rng, 2, 3, 4), _t(rng, 5, 4), _t(rng, 5)]),
         "sum": (lambda a: a.sum(axis=(0, 2), keepdims=True), [_t(rng, 2, 3, 4)]),
         "mean": (lambda a: a.mean(axis=1), [_t(rng, 2, 3, 4)]),
         "max": (lambda a: a.max(axis=-1), [_distinct(rng, 3, 4)]),

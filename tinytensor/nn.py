@@ -163,8 +163,7 @@ class Linear(Module):
         self.bias = Parameter(_uniform(g, bound, (out_features,), dtype)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        y = x @ self.weight.T                                   # [..., out]
-        return y + self.bias if self.bias is not None else y
+        return F.linear(x, self.weight, self.bias)              # x @ weight.T + bias: [..., out]
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -386,6 +386,39 @@ class MatMul(Function):
         return ga, gb
 
 
+class Linear(Function):
+    """``x @ weight.T + bias`` for ``x [..., in]``, ``weight [out, in]`` (PyTorch layout), ``bias [out]``.
+
+    One op instead of transpose + matmul + add: the rows of ``x`` go through one ``[N, in] @ [in, out]``
+    GEMM, and backward computes ``dW = g^T @ x`` directly in ``weight``'s own (contiguous) layout, so
+    the optimizer gets a C-contiguous gradient without a copy. ``db`` is ``g`` summed over the rows.
+    """
+    name = "linear"
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        if x.ndim == 0 or weight.ndim != 2 or x.shape[-1] != weight.shape[1] or (
+                bias is not None and bias.shape != (weight.shape[0],)):
+            raise ValueError(f"linear: x {x.shape} needs weight [out, {x.shape[-1] if x.ndim else '?'}] and "
+                             f"bias [out]; got weight {weight.shape}, bias {None if bias is None else bias.shape}")
+        x2 = x.reshape(-1, x.shape[-1])                                   # [N, in]
+        y = kernels().matmul(x2, weight.T)                                # [N, out]
+        if bias is not None:
+            y += bias
+        ctx.x2, ctx.w, ctx.shape = x2, weight, x.shape
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    @staticmethod
+    def backward(ctx, g):
+        g2 = g.reshape(-1, g.shape[-1])                                   # [N, out]
+        needs = ctx.needs_input_grad
+        dx = kernels().matmul(g2, ctx.w).reshape(ctx.shape) if needs[0] else None   # [N, in]
+        dw = kernels().matmul(g2.T, ctx.x2) if needs[1] else None                   # [out, in]
+        if len(needs) == 2:
+            return dx, dw
+        return dx, dw, (g2.sum(axis=0) if needs[2] else None)
+
+
 def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Matrix product routed to the backend kernel where its shapes fit (2-D or equal 3-D batches)."""
     K = kernels()
