@@ -297,6 +297,27 @@ def test_embedding_backward_repeated_ids_parallel(mod):
         mod.embedding_backward(np.array([0, -1]), dout[:2], 65)
 
 
+# ================================================================================== sum_squares
+@HYP
+@given(dtype=dtypes, shape=st.sampled_from([(0,), (1,), (7,), (1000,), (33, 65), (2, 3, 129)]),
+       layout=layouts, scale=st.sampled_from([1e-3, 1.0, 1e4]), seed=seeds)
+def test_sum_squares_matches_reference(dtype, shape, layout, scale, seed):
+    x = make(np.random.default_rng(seed), shape, dtype, layout, scale)
+    got, want = numba_cpu.sum_squares(x), numpy_ref.sum_squares(x)
+    assert isinstance(got, float)
+    # float64 accumulation in both: only the summation order differs
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_sum_squares_is_float64_and_propagates_nonfinite(mod):
+    x = np.full(1_000_000, 3e-4, np.float32)   # float32 accumulation would drift visibly here
+    assert mod.sum_squares(x) == pytest.approx(1_000_000 * float(np.float32(3e-4)) ** 2, rel=1e-9)
+    assert mod.sum_squares(np.array([1e30, 1e30], np.float32)) == pytest.approx(2e60, rel=1e-6)  # no overflow
+    assert np.isnan(mod.sum_squares(np.array([1.0, np.nan], np.float32)))
+    assert mod.sum_squares(np.array([1.0, -np.inf], np.float32)) == np.inf
+
+
 # ========================================================================================== AdamW
 @HYP
 @given(dtype=dtypes, n=st.integers(1, 5000), t=st.integers(1, 1000), wd=st.sampled_from([0.0, 0.1]),

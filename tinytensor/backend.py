@@ -37,6 +37,7 @@ AUTO_CHOICE: dict[str, str] = {
     "gelu": "numba",                    # 16x / 25x
     "gelu_backward": "numba",           # 15x / 31x
     "embedding_backward": "numba",      # vs np.add.at: 23x / 40x
+    "sum_squares": "numba",             # float64 accumulator without a float64 copy (grad clipping)
     "adamw_step": "numba",              # one fused pass: 5.5x / 11x
     "attention": "numba",               # fused core: 6.9x baby (1.06x the BLAS + numba-softmax composition)
     "attention_backward": "numba",      # 3.2x / 3.3x

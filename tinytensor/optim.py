@@ -146,8 +146,8 @@ def clip_grad_norm_(params: Iterable[Tensor], max_norm: float) -> float:
     never silently applied.
     """
     grads = [p.grad for p in params if p.grad is not None]
-    total = math.sqrt(sum(float(np.dot(g.ravel().astype(np.float64, copy=False),
-                                       g.ravel().astype(np.float64, copy=False))) for g in grads))
+    sum_squares = kernels().sum_squares            # float64 accumulator, no float64 copy
+    total = math.sqrt(sum(sum_squares(g) for g in grads))
     if not math.isfinite(total):
         return total
     if total > max_norm:

@@ -185,6 +185,13 @@ def embedding_backward(ids: np.ndarray, dout: np.ndarray, vocab_size: int) -> np
     return dw
 
 
+# ------------------------------------------------------------------------------- gradient norm
+def sum_squares(x: np.ndarray) -> float:
+    """``sum(x**2)`` accumulated in float64 (global-norm clipping sums this over every gradient)."""
+    x64 = np.asarray(x, dtype=np.float64).ravel()
+    return float(np.dot(x64, x64))
+
+
 # ------------------------------------------------------------------------------------------ AdamW
 def adamw_step(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float,
                betas: tuple[float, float], eps: float, weight_decay: float, t: int) -> None:
