@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import tinytensor as tt
 import tinytensor.functional as F
+from tinytensor.kernels import numpy_ref
 
 
 @dataclass
@@ -293,12 +294,16 @@ def _embedding(draw):
     return OpCase(lambda w: F.embedding(ids, w), [draw(arrays((V, C)))], lambda w: w[ids])
 
 
-def _np_attention(q, k, v, causal):
+def _np_attention(q, k, v, causal, dropout_p=0.0, seed=0):
     s = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
     if causal:
         T, S = s.shape[-2:]
         s = np.where(np.arange(S)[None, :] > np.arange(T)[:, None] + (S - T), -np.inf, s)
-    return _np_softmax(s, -1) @ v
+    p = _np_softmax(s, -1)
+    if dropout_p:  # the kernels' mask: a hash of (seed, flat index of the probability)
+        keep = numpy_ref.dropout_keep(seed, np.arange(p.size, dtype=np.uint64), dropout_p).reshape(p.shape)
+        p = p * keep / (1.0 - dropout_p)
+    return p @ v
 
 
 @st.composite
@@ -308,6 +313,11 @@ def _attention(draw):
     T = draw(st.integers(1, S))
     causal = draw(st.booleans())
     q, k, v = draw(arrays((B, H, T, D))), draw(arrays((B, H, S, D))), draw(arrays((B, H, S, D)))
+    if draw(st.booleans()):  # dropout on the weights, with a fixed seed so every call has one mask
+        p, seed = draw(st.sampled_from([0.2, 0.5])), draw(st.integers(0, 2**63 - 1))
+        return OpCase(lambda a, b, c: tt.ops.Attention.apply(a, b, c, scale=1 / math.sqrt(D), causal=causal,
+                                                            dropout_p=p, seed=seed),
+                      [q, k, v], lambda a, b, c: _np_attention(a, b, c, causal, p, seed))
     return OpCase(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, causal=causal, impl="fused"),
                   [q, k, v], lambda a, b, c: _np_attention(a, b, c, causal))
 

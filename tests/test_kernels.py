@@ -350,23 +350,50 @@ def test_adamw_updates_in_place_including_views(mod):
 # ====================================================================================== attention
 @HYP
 @given(dtype=dtypes, b=st.integers(1, 2), h=st.integers(1, 3), t=st.integers(1, 20), extra=st.integers(0, 5),
-       d=st.integers(1, 17), causal=st.booleans(), layout=st.sampled_from(["c", "s"]), seed=seeds)
-def test_attention_matches_reference(dtype, b, h, t, extra, d, causal, layout, seed):
+       d=st.integers(1, 17), causal=st.booleans(), layout=st.sampled_from(["c", "s"]),
+       dropout_p=st.sampled_from([0.0, 0.0, 0.1, 0.5]), seed=seeds)
+def test_attention_matches_reference(dtype, b, h, t, extra, d, causal, layout, dropout_p, seed):
     rng = np.random.default_rng(seed)
     s = t + extra  # S >= T: every query sees at least one key
     q = make(rng, (b, h, t, d), dtype, layout)
     k = make(rng, (b, h, s, d), dtype, layout)
     v = make(rng, (b, h, s, d), dtype, layout)
     scale = 1 / np.sqrt(d)
-    out, lse = numpy_ref.attention(q, k, v, scale, causal)
-    nout, nlse = numba_cpu.attention(q, k, v, scale, causal)
-    close(nout, out, dtype, scale=4)
+    drop = (dropout_p, seed)  # the dropout mask is a hash of this seed: the same in both modules
+    out, lse = numpy_ref.attention(q, k, v, scale, causal, *drop)
+    nout, nlse = numba_cpu.attention(q, k, v, scale, causal, *drop)
+    close(nout, out, dtype, scale=4 / (1 - dropout_p))
     assert nlse.dtype == np.float64
     np.testing.assert_allclose(nlse, lse, rtol=tols(dtype)[0], atol=tols(dtype, 4)[1])
     dout = make(rng, (b, h, t, d), dtype, layout)
-    for got, want in zip(numba_cpu.attention_backward(q, k, v, lse, dout, scale, causal),
-                         numpy_ref.attention_backward(q, k, v, lse, dout, scale, causal)):
-        close(got, want, dtype, scale=4 * s)
+    for got, want in zip(numba_cpu.attention_backward(q, k, v, lse, dout, scale, causal, *drop),
+                         numpy_ref.attention_backward(q, k, v, lse, dout, scale, causal, *drop)):
+        close(got, want, dtype, scale=4 * s / (1 - dropout_p))
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_dropout_keep_rate_and_twins(mod):
+    idx = np.arange(200_000, dtype=np.uint64)
+    for p in (0.0, 0.2, 0.5):
+        keep = mod.dropout_keep(1234, idx, p)
+        assert keep.dtype == np.bool_ and keep.shape == idx.shape
+        assert abs(keep.mean() - (1 - p)) < 0.005          # binomial sd ~0.001
+    k1, k2 = mod.dropout_keep(1, idx, 0.5), mod.dropout_keep(2, idx, 0.5)
+    assert abs((k1 == k2).mean() - 0.5) < 0.01             # other seed, independent mask
+    assert not (k1[:-1] == k1[1:]).all()
+    np.testing.assert_array_equal(mod.dropout_keep(99, idx[::7], 0.3), numpy_ref.dropout_keep(99, idx[::7], 0.3))
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_attention_dropout_zeroes_weights_and_rescales(mod):
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((1, 1, 6, 4))
+    k = np.zeros((1, 1, 6, 4))          # all scores 0: uniform attention over the visible keys
+    v = rng.standard_normal((1, 1, 6, 4))
+    out, _ = mod.attention(q, k, v, 1.0, False, 0.5, 7)
+    keep = numpy_ref.dropout_keep(7, np.arange(36, dtype=np.uint64), 0.5).reshape(6, 6)
+    np.testing.assert_allclose(out[0, 0], (keep / 6 / 0.5) @ v[0, 0], rtol=1e-12, atol=1e-12)
+    assert not keep.all() and keep.any()
 
 
 @pytest.mark.parametrize("mod", MODULES)

@@ -91,18 +91,27 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     """``softmax(q k^T / sqrt(D) [+ causal mask]) v`` for ``[..., T, D]`` q and ``[..., S, D]`` k, v.
 
     With ``causal=True`` query ``i`` sees keys ``0 .. i + S - T`` (the last T of S positions, as with a
-    KV cache). ``impl="fused"`` uses the attention kernel (4-D inputs, no dropout), ``"composed"``
-    the primitives below; ``"auto"`` takes the fused kernel whenever it applies.
+    KV cache). ``impl="fused"`` uses the attention kernel (4-D inputs), ``"composed"`` the primitives
+    below; ``"auto"`` takes the fused kernel whenever it applies. Dropout on the attention weights
+    (``dropout_p`` while ``training``) draws one seed from ``rng`` per call; the fused kernel derives
+    its mask from that seed by hashing, the composed path draws a mask array.
     """
     if impl not in ("auto", "fused", "composed"):
         raise ValueError(f"scaled_dot_product_attention: impl must be auto, fused or composed, got {impl!r}")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p}")
     q, k, v = as_tensor(q), as_tensor(k), as_tensor(v)
     scale = 1.0 / math.sqrt(q.shape[-1])
-    fusable = q.ndim == 4 and (dropout_p == 0.0 or not training) and k.shape == v.shape
+    fusable = q.ndim == 4 and k.shape == v.shape
     if impl == "fused" and not fusable:
-        raise ValueError(f"fused attention needs 4-D q/k/v without dropout; got {q.shape}, {k.shape}, {v.shape}")
+        raise ValueError(f"fused attention needs 4-D q/k/v with k, v alike; got {q.shape}, {k.shape}, {v.shape}")
     if impl == "fused" or (impl == "auto" and fusable):
-        return ops.Attention.apply(q, k, v, scale=scale, causal=causal)
+        p = dropout_p if training else 0.0
+        seed = 0
+        if p > 0.0:
+            from .tensor import default_rng
+            seed = int((rng if rng is not None else default_rng()).integers(2**63))
+        return ops.Attention.apply(q, k, v, scale=scale, causal=causal, dropout_p=p, seed=seed)
     att = (q @ k.swapaxes(-1, -2)) * scale                       # [..., T, S]
     att = ops.Softmax.apply(att, axis=-1, causal=causal)         # masked entries get exactly 0
     att = dropout(att, dropout_p, training, rng)

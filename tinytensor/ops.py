@@ -783,23 +783,28 @@ class Embedding(Function):
 
 
 class Attention(Function):
-    """Fused attention core ``softmax(q k^T * scale [causal mask]) v`` for ``[B, H, T, D]`` inputs.
+    """Fused attention core ``dropout(softmax(q k^T * scale [causal mask])) v`` for ``[B, H, T, D]`` inputs.
 
     Saves only q, k, v, the output's row logsumexp, never the ``[T, S]`` probability matrix: the
-    backward kernel recomputes it (flash-attention style).
+    backward kernel recomputes it (flash-attention style). Dropout (``dropout_p > 0``) stores no mask
+    either: a hash of ``seed`` and each probability's index decides (``kernels.numpy_ref.dropout_keep``),
+    so the backward recomputes the same mask.
     """
     name = "attention"
 
     @staticmethod
-    def forward(ctx, q, k, v, scale, causal=True):
+    def forward(ctx, q, k, v, scale, causal=True, dropout_p=0.0, seed=0):
         if q.ndim != 4 or k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
             raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape} must be [B, H, T, D] / [B, H, S, D]")
+        if not 0.0 <= dropout_p < 1.0:
+            raise ValueError(f"attention: dropout_p must be in [0, 1), got {dropout_p}")
         q, k, v = (_contig(a) for a in (q, k, v))
-        out, lse = kernels().attention(q, k, v, scale, causal)
+        out, lse = kernels().attention(q, k, v, scale, causal, dropout_p, seed)
         ctx.q, ctx.k, ctx.v, ctx.lse, ctx.scale, ctx.causal = q, k, v, lse, scale, causal
+        ctx.dropout_p, ctx.seed = dropout_p, seed
         return out
 
     @staticmethod
     def backward(ctx, g):
         return kernels().attention_backward(ctx.q, ctx.k, ctx.v, ctx.lse, _contig(g),
-                                            ctx.scale, ctx.causal)
+                                            ctx.scale, ctx.causal, ctx.dropout_p, ctx.seed)

@@ -61,7 +61,7 @@ if os.environ.get("NUMBA_CACHE_DIR") and not numba.config.CACHE_DIR:  # numba wa
 __all__ = [
     "matmul", "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
     "cross_entropy", "cross_entropy_backward", "layer_norm", "layer_norm_backward",
-    "gelu", "gelu_backward", "embedding_backward", "sum_squares", "adamw_step", "attention", "attention_backward",
+    "gelu", "gelu_backward", "embedding_backward", "sum_squares", "adamw_step", "dropout_keep", "attention", "attention_backward",
     "set_num_threads", "warmup",
 ]
 
@@ -1053,6 +1053,42 @@ def adamw_step(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: f
               ty(lr / bc1), ty(bc2), ty(eps), _nchunks(3 * p.size))
 
 
+# ============================================================================== dropout hashing
+_U1, _U2, _U3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
+
+
+@_jit(inline="always")
+def _u24(seed, idx):
+    """Top 24 bits of SplitMix64's finaliser of ``idx * golden + seed`` (see numpy_ref.dropout_keep)."""
+    z = idx * _U1 + seed
+    z = (z ^ (z >> _S30)) * _U2
+    z = (z ^ (z >> _S27)) * _U3
+    z = z ^ (z >> _S31)
+    return z >> _S40
+
+
+@_jit
+def _keep_1d(seed, idx, thresh, out):
+    for n in range(idx.shape[0]):
+        out[n] = _u24(seed, idx[n]) >= thresh
+
+
+def _dropout_args(dropout_p: float, seed: int) -> tuple[np.uint64, np.uint64]:
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    return np.uint64(seed % 2**64), np.uint64(round(dropout_p * (1 << 24)))
+
+
+def dropout_keep(seed: int, idx: np.ndarray, p: float) -> np.ndarray:
+    """Compiled twin of :func:`numpy_ref.dropout_keep` (the same bits, element for element)."""
+    sd, thresh = _dropout_args(p, seed)
+    idx = np.ascontiguousarray(idx, dtype=np.uint64)
+    out = np.empty(idx.shape, dtype=np.bool_)
+    _keep_1d(sd, idx.reshape(-1), thresh, out.reshape(-1))
+    return out
+
+
 # ===================================================================================== attention
 @_jit(inline="always")
 def _transpose_head(a, h, at):
@@ -1120,7 +1156,7 @@ def _weighted_rows(w, m, h, lim, acc):
 
 
 @_jit
-def _attn_head(q, k, v, out, lse, h, scale, causal):
+def _attn_head(q, k, v, out, lse, h, scale, causal, seed, thresh, zscale):
     """One (batch, head): for each query row i, with ``lim`` visible keys::
 
         s[j] = (q[i] . k[j]) * scale      j < lim   (_row_dots over K^T: 8 keys per vector)
@@ -1157,6 +1193,13 @@ def _attn_head(q, k, v, out, lse, h, scale, causal):
         inv = q.dtype.type(1.0 / l)
         for j in range(lim):
             srow[j] = srow[j] * inv
+        if thresh > 0:  # dropout on the probabilities: the hash of (seed, flat index) decides
+            base = np.uint64((h * T + i) * S)
+            for j in range(lim):
+                if _u24(seed, base + np.uint64(j)) >= thresh:
+                    srow[j] = srow[j] * zscale
+                else:
+                    srow[j] = 0
         for d in range(D):
             acc[d] = 0
         _weighted_rows(srow, v, h, lim, acc)
@@ -1165,18 +1208,18 @@ def _attn_head(q, k, v, out, lse, h, scale, causal):
 
 
 @_jit(**_PAR)
-def _attn_fwd(q, k, v, out, lse, scale, causal, parallel):
+def _attn_fwd(q, k, v, out, lse, scale, causal, seed, thresh, zscale, parallel):
     BH = q.shape[0]
     if parallel:
         for h in prange(BH):
-            _attn_head(q, k, v, out, lse, h, scale, causal)
+            _attn_head(q, k, v, out, lse, h, scale, causal, seed, thresh, zscale)
     else:
         for h in range(BH):
-            _attn_head(q, k, v, out, lse, h, scale, causal)
+            _attn_head(q, k, v, out, lse, h, scale, causal, seed, thresh, zscale)
 
 
 @_jit
-def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal):
+def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal, seed, thresh, zscale):
     """Backward for one (batch, head), one query row at a time, recomputing P from ``lse``::
 
         p[j] = exp(q[i] . k[j] * scale - lse[i])       j < lim   (_row_dots over K^T)
@@ -1184,6 +1227,9 @@ def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal):
         ds[j] = scale * p[j] * (do[i] . v[j] - delta)             (_row_dots over V^T)
         dq[i] = sum_j ds[j] k[j]                                   (_weighted_rows)
         dk[j] += ds[j] q[i];  dv[j] += p[j] do[i]                  (rank-1 updates, D wide)
+
+    With dropout, ``z[j]`` (0 or 1/(1-p), the forward's hash) multiplies ``p[j]`` in ``o`` and
+    ``dv``, and ``do[i] . v[j]`` in ``ds``.
 
     dk/dv rows are shared by all queries of this head only, so one head per thread is race-free.
     """
@@ -1197,6 +1243,9 @@ def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal):
     _transpose_head(v, h, vt)
     prow = np.empty(S, dtype=q.dtype)
     dsrow = np.empty(S, dtype=q.dtype)
+    dropping = thresh > 0
+    zrow = np.empty(S if dropping else 0, dtype=q.dtype)
+    pz = np.empty(S, dtype=q.dtype) if dropping else prow  # p * z (p itself without dropout)
     o = np.empty(D, dtype=q.dtype)
     dqi = np.empty(D, dtype=q.dtype)
     one = q.dtype.type(1.0)
@@ -1207,17 +1256,26 @@ def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal):
         f = q.dtype.type(np.exp(m - lse[h, i]))
         for j in range(lim):
             prow[j] = _exp(prow[j] - m) * f
+        if dropping:
+            base = np.uint64((h * T + i) * S)
+            for j in range(lim):
+                zrow[j] = zscale if _u24(seed, base + np.uint64(j)) >= thresh else 0
+                pz[j] = prow[j] * zrow[j]
         for d in range(D):
             o[d] = 0
-        _weighted_rows(prow, v, h, lim, o)
+        _weighted_rows(pz, v, h, lim, o)
         doi = do[h, i]
         delta = 0.0
         for d in range(D):
             delta += doi[d] * o[d]
         dl = q.dtype.type(delta)
         _row_dots(doi, vt, dsrow, lim, one)
-        for j in range(lim):
-            dsrow[j] = prow[j] * (dsrow[j] - dl) * scale
+        if dropping:
+            for j in range(lim):
+                dsrow[j] = prow[j] * (dsrow[j] * zrow[j] - dl) * scale
+        else:
+            for j in range(lim):
+                dsrow[j] = prow[j] * (dsrow[j] - dl) * scale
         for d in range(D):
             dqi[d] = 0
         _weighted_rows(dsrow, k, h, lim, dqi)
@@ -1226,7 +1284,7 @@ def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal):
         qi = q[h, i]
         for j in range(lim):
             dsj = dsrow[j]
-            pj = prow[j]
+            pj = pz[j]
             dkj = dk[h, j]
             dvj = dv[h, j]
             for d in range(D):
@@ -1235,14 +1293,14 @@ def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal):
 
 
 @_jit(**_PAR)
-def _attn_bwd(q, k, v, lse, do, dq, dk, dv, scale, causal, parallel):
+def _attn_bwd(q, k, v, lse, do, dq, dk, dv, scale, causal, seed, thresh, zscale, parallel):
     BH = q.shape[0]
     if parallel:
         for h in prange(BH):
-            _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal)
+            _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal, seed, thresh, zscale)
     else:
         for h in range(BH):
-            _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal)
+            _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal, seed, thresh, zscale)
 
 
 def _attn_args(q, k, v):
@@ -1255,30 +1313,34 @@ def _attn_args(q, k, v):
     return dt, q3, k3, v3
 
 
-def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal: bool = True
-              ) -> tuple[np.ndarray, np.ndarray]:
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal: bool = True,
+              dropout_p: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Fused attention core ``softmax(q k^T * scale [+ causal mask]) v``; returns ``(out, lse f64)``.
 
     One kernel per (batch, head), ``prange`` over heads. A query with no visible key (only possible
     when ``T > S``) has no distribution: its output row and lse are NaN, as in the reference.
     """
     if q.dtype not in _FLOATS:
-        return numpy_ref.attention(q, k, v, scale, causal)
+        return numpy_ref.attention(q, k, v, scale, causal, dropout_p, seed)
+    sd, thresh = _dropout_args(dropout_p, seed)
     dt, q3, k3, v3 = _attn_args(q, k, v)
     BH, T, D = q3.shape
     out = np.empty_like(q3)
     lse = np.empty((BH, T), dtype=np.float64)
     if q3.size and T:
         work = BH * T * k3.shape[1] * max(D, 1)
-        _attn_fwd(q3, k3, v3, out, lse, dt.type(scale), bool(causal), numba.get_num_threads() > 1 and work >= _PAR_MIN)
+        _attn_fwd(q3, k3, v3, out, lse, dt.type(scale), bool(causal), sd, thresh, dt.type(1.0 / (1.0 - dropout_p)),
+                  numba.get_num_threads() > 1 and work >= _PAR_MIN)
     return out.reshape(q.shape[:-1] + (D,)).astype(q.dtype, copy=False), lse.reshape(q.shape[:-1])
 
 
 def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndarray, dout: np.ndarray,
-                       scale: float, causal: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       scale: float, causal: bool = True, dropout_p: float = 0.0, seed: int = 0
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backward of :func:`attention` for one fused kernel per (batch, head); returns ``(dq, dk, dv)``."""
     if q.dtype not in _FLOATS:
-        return numpy_ref.attention_backward(q, k, v, lse, dout, scale, causal)
+        return numpy_ref.attention_backward(q, k, v, lse, dout, scale, causal, dropout_p, seed)
+    sd, thresh = _dropout_args(dropout_p, seed)
     dt, q3, k3, v3 = _attn_args(q, k, v)
     BH, T, D = q3.shape
     do3 = np.ascontiguousarray(dout, dtype=dt).reshape(q3.shape)
@@ -1288,8 +1350,8 @@ def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndar
     dv = np.zeros_like(v3)
     if q3.size and T:
         work = BH * T * k3.shape[1] * max(D, 1)
-        _attn_bwd(q3, k3, v3, lse2, do3, dq, dk, dv, dt.type(scale), bool(causal),
-                  numba.get_num_threads() > 1 and work >= _PAR_MIN)
+        _attn_bwd(q3, k3, v3, lse2, do3, dq, dk, dv, dt.type(scale), bool(causal), sd, thresh,
+                  dt.type(1.0 / (1.0 - dropout_p)), numba.get_num_threads() > 1 and work >= _PAR_MIN)
     return (dq.reshape(q.shape).astype(q.dtype, copy=False), dk.reshape(k.shape).astype(k.dtype, copy=False),
             dv.reshape(v.shape).astype(v.dtype, copy=False))
 
@@ -1324,3 +1386,6 @@ def warmup() -> None:
             q = x.reshape(1, 1, n, n)[..., :8].copy()
             out, alse = attention(q, q, q, 0.3)
             attention_backward(q, q, q, alse, out, 0.3)
+            out, alse = attention(q, q, q, 0.3, True, 0.1, 7)
+            attention_backward(q, q, q, alse, out, 0.3, True, 0.1, 7)
+            dropout_keep(7, np.arange(n, dtype=np.uint64), 0.1)

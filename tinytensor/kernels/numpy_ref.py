@@ -212,12 +212,42 @@ def adamw_step(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: f
 
 
 # ------------------------------------------------------------------------------ causal attention
-def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal: bool = True
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Attention core ``softmax(q k^T * scale [+ causal mask]) v`` for ``[B, H, T, D]`` q and ``[B, H, S, D]`` k, v.
+# Attention dropout draws no random numbers: whether probability (b, h, i, j) is kept is a hash of
+# (seed, its flat index), so the backward recomputes exactly the forward's mask without storing the
+# [T, S] matrix (flash-attention style), and the compiled twin reproduces it bit for bit.
+_M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def dropout_keep(seed: int, idx: np.ndarray, p: float) -> np.ndarray:
+    """True where element ``idx`` (uint64 flat indices) is kept by dropout with probability ``p``.
+
+    SplitMix64's finaliser of ``idx * golden + seed`` gives 64 well-mixed bits; the top 24 form
+    ``u`` uniform on ``[0, 2^24)`` and the element is kept when ``u >= round(p * 2^24)``.
+    """
+    z = np.asarray(idx, dtype=np.uint64) * _M1 + np.uint64(seed % 2**64)
+    z = (z ^ (z >> np.uint64(30))) * _M2
+    z = (z ^ (z >> np.uint64(27))) * _M3
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(40)) >= np.uint64(round(p * (1 << 24)))
+
+
+def _dropout_scale(shape: tuple[int, ...], dropout_p: float, seed: int) -> np.ndarray | None:
+    """``keep / (1 - p)`` over a ``[..., T, S]`` score tensor (None when there is no dropout)."""
+    if dropout_p == 0.0:
+        return None
+    keep = dropout_keep(seed, np.arange(math.prod(shape), dtype=np.uint64), dropout_p).reshape(shape)
+    return keep / (1.0 - dropout_p)
+
+
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal: bool = True,
+              dropout_p: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Attention core ``dropout(softmax(q k^T * scale [+ causal mask])) v`` for ``[B, H, T, D]`` q and
+    ``[B, H, S, D]`` k, v.
 
     Returns ``(out [B, H, T, D], lse [B, H, T] float64)``: the row logsumexp lets the backward
-    rebuild the probabilities without storing the ``[T, S]`` matrix.
+    rebuild the probabilities without storing the ``[T, S]`` matrix. With ``dropout_p > 0`` each
+    probability is zeroed (kept ones scaled by ``1 / (1 - p)``) as :func:`dropout_keep` says for
+    ``seed``; pass the same seed to the backward.
     """
     s = np.matmul(q, np.swapaxes(k, -1, -2)).astype(np.float64) * scale
     if causal:
@@ -225,15 +255,18 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal:
     m = s.max(axis=-1, keepdims=True)
     lse = np.log(np.exp(s - m).sum(axis=-1, keepdims=True)) + m
     p = np.exp(s - lse)
-    out = np.matmul(p, v.astype(np.float64))
+    drop = _dropout_scale(p.shape, dropout_p, seed)
+    out = np.matmul(p if drop is None else p * drop, v.astype(np.float64))
     return out.astype(q.dtype), lse[..., 0]
 
 
 def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndarray, dout: np.ndarray,
-                       scale: float, causal: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       scale: float, causal: bool = True, dropout_p: float = 0.0, seed: int = 0
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backward of ``attention``. Returns ``(dq, dk, dv)``.
 
-    With ``P = exp(S - lse)``: ``dV = P^T dO``; ``dP = dO V^T``; ``dS = P * (dP - rowsum(dO * O))``;
+    With ``P = exp(S - lse)`` and the dropout scale ``Z`` (all ones without dropout), ``O = (P Z) V``:
+    ``dV = (P Z)^T dO``; ``dP = (dO V^T) Z``; ``dS = P * (dP - rowsum(dO * O))``;
     ``dQ = dS K * scale``; ``dK = dS^T Q * scale``.
     """
     q64, k64, v64, do64 = (a.astype(np.float64) for a in (q, k, v, dout))
@@ -241,9 +274,13 @@ def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndar
     if causal:
         s = np.where(_causal_mask(s.shape[-2], s.shape[-1]), -np.inf, s)
     p = np.exp(s - lse[..., None])
-    dv = np.matmul(np.swapaxes(p, -1, -2), do64)
+    drop = _dropout_scale(p.shape, dropout_p, seed)
+    pz = p if drop is None else p * drop
+    dv = np.matmul(np.swapaxes(pz, -1, -2), do64)
     dp = np.matmul(do64, np.swapaxes(v64, -1, -2))
-    o = np.matmul(p, v64)
+    if drop is not None:
+        dp = dp * drop
+    o = np.matmul(pz, v64)
     ds = p * (dp - np.sum(do64 * o, axis=-1, keepdims=True))
     dq = np.matmul(ds, k64) * scale
     dk = np.matmul(np.swapaxes(ds, -1, -2), q64) * scale
