@@ -322,6 +322,17 @@ def _attention(draw):
                   [q, k, v], lambda a, b, c: _np_attention(a, b, c, causal))
 
 
+@st.composite
+def _dropout(draw):
+    p, seed = draw(st.sampled_from([0.0, 0.3, 0.5])), draw(st.integers(0, 2**63 - 1))
+    x = draw(arrays(draw(shapes)))
+
+    def ref(a):
+        keep = numpy_ref.dropout_keep(seed, np.arange(a.size, dtype=np.uint64), p).reshape(a.shape)
+        return a * keep / (1.0 - p)
+    return OpCase(lambda a: tt.ops.Dropout.apply(a, p=p, seed=seed), [x], ref)
+
+
 def _sigmoid(a):
     return 1 / (1 + np.exp(-a))
 
@@ -365,4 +376,5 @@ OP_CASES: dict[str, st.SearchStrategy[OpCase]] = {
     "layer_norm": _layer_norm(),
     "embedding": _embedding(),
     "attention": _attention(),
+    "dropout": _dropout(),
 }

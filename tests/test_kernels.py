@@ -384,6 +384,16 @@ def test_dropout_keep_rate_and_twins(mod):
     np.testing.assert_array_equal(mod.dropout_keep(99, idx[::7], 0.3), numpy_ref.dropout_keep(99, idx[::7], 0.3))
 
 
+@HYP
+@given(dtype=dtypes, shape=st.sampled_from([(), (0,), (1,), (5, 7), (33, 129), (3, 4, 200)]), layout=layouts,
+       p=st.sampled_from([0.0, 0.1, 0.5, 0.9]), seed=seeds)
+def test_dropout_matches_reference(dtype, shape, layout, p, seed):
+    x = make(np.random.default_rng(seed % 2**32), shape, dtype, layout)
+    got, want = numba_cpu.dropout(x, p, seed), numpy_ref.dropout(x, p, seed)
+    close(got, want, dtype)
+    assert ((got == 0) | (x == 0) | (np.abs(got * (1 - p) - x) <= 1e-6 * np.abs(x))).all()
+
+
 @pytest.mark.parametrize("mod", MODULES)
 def test_attention_dropout_zeroes_weights_and_rescales(mod):
     rng = np.random.default_rng(0)

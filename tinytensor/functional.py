@@ -72,17 +72,16 @@ def embedding(ids, weight: Tensor) -> Tensor:
 def dropout(x: Tensor, p: float, training: bool = True, rng: np.random.Generator | None = None) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)`` (inverted dropout).
 
-    Identity when ``training`` is False or ``p == 0``. Composed: ``x * mask`` with a constant mask drawn
-    from ``rng`` (default: the library generator).
+    Identity when ``training`` is False or ``p == 0``. Each call draws one seed from ``rng`` (default:
+    the library generator); the mask is a hash of that seed and each element's index (``ops.Dropout``).
     """
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0.0:
         return x
     from .tensor import default_rng
-    g = rng if rng is not None else default_rng()
-    keep = g.random(x.shape, dtype=np.float32 if x.dtype == np.float32 else np.float64) >= p
-    return x * Tensor._wrap((keep / (1.0 - p)).astype(x.dtype))
+    seed = int((rng if rng is not None else default_rng()).integers(2**63))
+    return ops.Dropout.apply(x, p=p, seed=seed)
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False,

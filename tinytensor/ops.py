@@ -782,6 +782,23 @@ class Embedding(Function):
         return (dw,)
 
 
+class Dropout(Function):
+    """Inverted dropout ``x * keep / (1 - p)``; ``keep`` is a hash of ``seed`` and each element's index
+    (``kernels.numpy_ref.dropout_keep``), so nothing but the seed is saved for backward."""
+    name = "dropout"
+
+    @staticmethod
+    def forward(ctx, x, p, seed):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+        ctx.p, ctx.seed = p, seed
+        return kernels().dropout(x, p, seed)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (kernels().dropout(g, ctx.p, ctx.seed),)
+
+
 class Attention(Function):
     """Fused attention core ``dropout(softmax(q k^T * scale [causal mask])) v`` for ``[B, H, T, D]`` inputs.
 

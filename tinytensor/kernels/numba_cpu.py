@@ -61,7 +61,7 @@ if os.environ.get("NUMBA_CACHE_DIR") and not numba.config.CACHE_DIR:  # numba wa
 __all__ = [
     "matmul", "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
     "cross_entropy", "cross_entropy_backward", "layer_norm", "layer_norm_backward",
-    "gelu", "gelu_backward", "embedding_backward", "sum_squares", "adamw_step", "dropout_keep", "attention", "attention_backward",
+    "gelu", "gelu_backward", "embedding_backward", "sum_squares", "adamw_step", "dropout_keep", "dropout", "attention", "attention_backward",
     "set_num_threads", "warmup",
 ]
 
@@ -1089,6 +1089,33 @@ def dropout_keep(seed: int, idx: np.ndarray, p: float) -> np.ndarray:
     return out
 
 
+@_jit
+def _dropout_span(x, y, seed, thresh, zscale, lo, hi):
+    for n in range(lo, hi):
+        y[n] = x[n] * zscale if _u24(seed, np.uint64(n)) >= thresh else x[n] * 0
+
+
+@_jit(**_PAR)
+def _dropout_1d(x, y, seed, thresh, zscale, nchunks):
+    n = x.shape[0]
+    if nchunks <= 1:
+        _dropout_span(x, y, seed, thresh, zscale, 0, n)
+    else:
+        for c in prange(nchunks):
+            _dropout_span(x, y, seed, thresh, zscale, c * n // nchunks, (c + 1) * n // nchunks)
+
+
+def dropout(x: np.ndarray, p: float, seed: int) -> np.ndarray:
+    """Compiled twin of :func:`numpy_ref.dropout`: one pass, no mask array, no random-number state."""
+    sd, thresh = _dropout_args(p, seed)
+    if x.dtype not in _FLOATS:
+        return numpy_ref.dropout(x, p, seed)
+    xc = np.ascontiguousarray(x)
+    y = np.empty_like(xc)
+    _dropout_1d(xc.reshape(-1), y.reshape(-1), sd, thresh, x.dtype.type(1.0 / (1.0 - p)), _nchunks(x.size))
+    return y.reshape(x.shape)  # ascontiguousarray makes a 0-d input 1-d
+
+
 # ===================================================================================== attention
 @_jit(inline="always")
 def _transpose_head(a, h, at):
@@ -1389,3 +1416,4 @@ def warmup() -> None:
             out, alse = attention(q, q, q, 0.3, True, 0.1, 7)
             attention_backward(q, q, q, alse, out, 0.3, True, 0.1, 7)
             dropout_keep(7, np.arange(n, dtype=np.uint64), 0.1)
+            dropout(x, 0.1, 7)

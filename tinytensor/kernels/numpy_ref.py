@@ -231,6 +231,13 @@ def dropout_keep(seed: int, idx: np.ndarray, p: float) -> np.ndarray:
     return (z >> np.uint64(40)) >= np.uint64(round(p * (1 << 24)))
 
 
+def dropout(x: np.ndarray, p: float, seed: int) -> np.ndarray:
+    """Inverted dropout with a hashed mask: ``x * keep / (1 - p)``, ``keep`` from :func:`dropout_keep`
+    over ``x``'s flat (C-order) indices. Its own backward: the gradient goes through the same mask."""
+    keep = dropout_keep(seed, np.arange(x.size, dtype=np.uint64), p).reshape(x.shape)
+    return (x * keep * (1.0 / (1.0 - p))).astype(x.dtype, copy=False)
+
+
 def _dropout_scale(shape: tuple[int, ...], dropout_p: float, seed: int) -> np.ndarray | None:
     """``keep / (1 - p)`` over a ``[..., T, S]`` score tensor (None when there is no dropout)."""
     if dropout_p == 0.0:
