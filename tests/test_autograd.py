@@ -300,3 +300,42 @@ def test_gradcheck_large_input_uses_projections_and_passes():
     x = tt.tensor(rng.standard_normal((64, 300)), requires_grad=True)
     res = tt.gradcheck(lambda a: F.log_softmax(a).tanh(), [x])
     assert res.passed and res.mode == "projection"
+
+
+# ------------------------------------------------------------ in-place accumulation, slice gradients
+def test_accumulation_never_writes_into_shared_gradients():
+    # add's backward hands the same upstream array to both inputs; a third and fourth use of `a`
+    # make the engine accumulate in place, which must not leak into b's gradient
+    a = tt.tensor(np.arange(4.0), requires_grad=True)
+    b = tt.tensor(np.ones(4), requires_grad=True)
+    y = a + b                      # grad of y flows unchanged to a and b
+    z = (y + a * 2.0 + a * 3.0).sum()
+    z.backward()
+    np.testing.assert_array_equal(a.grad, np.full(4, 6.0))
+    np.testing.assert_array_equal(b.grad, np.ones(4))
+    assert not np.shares_memory(a.grad, b.grad)
+
+
+def test_split_pieces_scatter_into_one_gradient():
+    x = tt.tensor(np.arange(12.0).reshape(2, 6), requires_grad=True)
+    p, q, r = tt.split(x, 3, axis=1)
+    ((p * 1.0).sum() + (q * 2.0).sum() * 1.0 + (q * 3.0).sum()).backward()  # r unused, q twice
+    want = np.array([[1, 1, 5, 5, 0, 0]] * 2, dtype=float)
+    np.testing.assert_array_equal(x.grad, want)
+
+
+def test_slice_gradient_adds_to_a_dense_one_and_advanced_indices_repeat():
+    x = tt.tensor(np.arange(5.0), requires_grad=True)
+    ((x * 2.0).sum() + x[1:3].sum() + x[np.array([0, 0, 4])].sum()).backward()
+    np.testing.assert_array_equal(x.grad, [4.0, 3.0, 3.0, 2.0, 3.0])
+    g = x.grad.copy()
+    x[:2].sum().backward()         # accumulates into the existing leaf gradient
+    np.testing.assert_array_equal(x.grad, g + [1, 1, 0, 0, 0])
+
+
+def test_leaf_gradients_are_separate_arrays():
+    w = tt.tensor(np.ones(3), requires_grad=True)
+    v = tt.tensor(np.ones(3), requires_grad=True)
+    (w[0:3] * v).sum().backward()
+    w.grad[0] = 100.0
+    assert v.grad[0] == 1.0 and not np.shares_memory(w.grad, v.grad)

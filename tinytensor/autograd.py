@@ -18,7 +18,12 @@ returns one gradient per tensor input (or ``None``). The engine then, in this on
 * undoes broadcasting (``unbroadcast``): an op may return a gradient in the broadcast shape of its
   output; the engine sums it down to the input's shape,
 * checks the shape and casts to the input's dtype,
-* accumulates: a tensor used twice gets the sum of both gradients.
+* accumulates: a tensor used twice gets the sum of both gradients. The first gradient is kept as
+  the op returned it (no copy); a second one is added into a new array that the engine then owns,
+  and any further ones are added into that array in place.
+* scatters slices: slicing's backward (``ops.GetItem``) returns a :class:`SliceGrad` instead of a
+  zero-filled full-size array, and the engine adds it into the input's gradient buffer at the index.
+  A tensor cut into pieces (``q, k, v = split(qkv, 3)``) then costs one buffer, not one per piece.
 
 Leaves (tensors with ``requires_grad=True`` and no node) accumulate into ``.grad``. Unless
 ``retain_graph=True``, each node drops its saved arrays and inputs once used, so activations are freed
@@ -103,6 +108,29 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
             raise ValueError(f"gradient of shape {grad.shape} cannot be reduced to input shape {shape}")
     out = grad.sum(axis=tuple(axes), keepdims=True) if axes else grad
     return out.reshape(shape)
+
+
+class SliceGrad:
+    """The gradient of ``a[index]`` (basic indexing): ``grad`` belongs at ``a_grad[index]``, zeros elsewhere.
+
+    Ops may return one from ``backward``; the engine adds it into the input's gradient buffer
+    (``np.add.at`` when ``advanced``, i.e. integer-array indices that may repeat).
+    """
+    __slots__ = ("index", "grad", "advanced")
+
+    def __init__(self, index, grad: np.ndarray, advanced: bool = False):
+        self.index, self.grad, self.advanced = index, grad, advanced
+
+    def dense(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        out = np.zeros(shape, dtype=dtype)
+        self.add_into(out)
+        return out
+
+    def add_into(self, buf: np.ndarray) -> None:
+        if self.advanced:
+            np.add.at(buf, self.index, self.grad)
+        else:
+            buf[self.index] += self.grad
 
 
 # ------------------------------------------------------------------------------------ the graph
@@ -232,13 +260,14 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
         g_root = g_root.astype(root.dtype, copy=False)
 
     grads: dict[int, np.ndarray] = {id(root): g_root}
+    owned: set[int] = set()  # ids whose grads[] array the engine allocated: safe to add into in place
     for t in reversed(_toposort(root)):
         g = grads.pop(id(t), None)
         node = t._node
         if node is None:  # a leaf
             if g is not None:
-                if t.grad is None:
-                    t.grad = np.array(g, dtype=t.dtype, copy=True)
+                if t.grad is None:  # an engine-owned buffer is handed over; anything else is copied
+                    t.grad = g if id(t) in owned and g.dtype == t.dtype else np.array(g, dtype=t.dtype, copy=True)
                 else:
                     t.grad += g
             continue
@@ -259,6 +288,15 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
         for inp, ig in zip(node.inputs, in_grads):
             if ig is None or not inp.requires_grad:
                 continue
+            key = id(inp)
+            prev = grads.get(key)
+            if isinstance(ig, SliceGrad):  # scatter into this input's own buffer
+                if key not in owned:
+                    prev = np.zeros(inp.shape, inp.dtype) if prev is None else prev.astype(inp.dtype, copy=True)
+                    owned.add(key)
+                ig.add_into(prev)
+                grads[key] = prev
+                continue
             if ig.shape != inp.shape:
                 try:
                     ig = unbroadcast(ig, inp.shape)
@@ -266,9 +304,14 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
                     raise RuntimeError(f"op {node.fn.name!r}: {e}") from None
             if ig.dtype != inp.dtype:
                 ig = ig.astype(inp.dtype)
-            prev = grads.get(id(inp))
-            # subtle: never add in place here: `prev` may be an array an op handed on unchanged
-            # (add's backward returns its upstream gradient), shared with another input.
-            grads[id(inp)] = ig if prev is None else prev + ig
+            # subtle: add in place only into arrays the engine allocated: an op may hand its upstream
+            # gradient on unchanged (add's backward returns `g` twice), shared with another input.
+            if prev is None:
+                grads[key] = ig
+            elif key in owned:
+                prev += ig
+            else:
+                grads[key] = prev + ig
+                owned.add(key)
         if not retain_graph:
             node.release()

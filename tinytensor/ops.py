@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .autograd import REGISTRY, Function  # noqa: F401  (REGISTRY re-exported)
+from .autograd import REGISTRY, Function, SliceGrad  # noqa: F401  (REGISTRY re-exported)
 from .backend import kernels
 
 
@@ -583,8 +583,9 @@ def _is_advanced(index) -> bool:
 class GetItem(Function):
     """``a[index]``: basic slicing, ``...``, None, and integer/boolean arrays.
 
-    Backward scatters the gradient into zeros of the input's shape; with integer arrays it uses
-    ``np.add.at`` so repeated indices accumulate (``a[[0, 0]]`` sends twice the gradient to ``a[0]``).
+    Backward returns a ``SliceGrad``: the engine adds the gradient into the input's gradient buffer at
+    ``index``; with integer arrays through ``np.add.at``, so repeated indices accumulate (``a[[0, 0]]``
+    sends twice the gradient to ``a[0]``).
     """
     name = "getitem"
 
@@ -598,12 +599,9 @@ class GetItem(Function):
 
     @staticmethod
     def backward(ctx, g):
-        out = np.zeros(ctx.shape, dtype=g.dtype)
-        if _is_advanced(ctx.index):
-            np.add.at(out, ctx.index, g)
-        else:
-            out[ctx.index] = g
-        return (out,)
+        # "g goes to x_grad[index], zeros elsewhere": the engine adds it into the input's gradient
+        # buffer, so slicing one tensor into pieces allocates one buffer, not one per piece
+        return (SliceGrad(ctx.index, g, advanced=_is_advanced(ctx.index)),)
 
 
 class Concatenate(Function):
