@@ -475,11 +475,11 @@ def _softmax_rows(x, y, lo, hi, T, off, causal):
         if i == T:
             i = 0
         m = _row_max(x, r, lim)
+        for j in range(lim):  # exp and the float64 sum in separate loops: each vectorises alone,
+            y[r, j] = _exp(x[r, j] - m)  # fused they run ~3x slower (float32 -> float64 in the loop)
         s = 0.0
         for j in range(lim):
-            e = _exp(x[r, j] - m)
-            y[r, j] = e
-            s += e
+            s += y[r, j]
         inv = x.dtype.type(0.0 if s == 0.0 else 1.0 / s)
         for j in range(lim):
             y[r, j] = y[r, j] * inv
@@ -555,9 +555,11 @@ def _log_softmax_rows(x, y, lo, hi):
     S = x.shape[1]
     for r in range(lo, hi):
         m = _row_max(x, r, S)
+        for j in range(S):  # exp into y (overwritten below), then the float64 sum: see _softmax_rows
+            y[r, j] = _exp(x[r, j] - m)
         s = 0.0
         for j in range(S):
-            s += _exp(x[r, j] - m)
+            s += y[r, j]
         # y = (x - m) - log(s): x - m is exact-ish in x's dtype and log(s) is in [0, log S], so the
         # write pass stays in x's dtype (8 float32 lanes) without losing the float64 lse's accuracy.
         ls = x.dtype.type(np.log(s))
@@ -628,6 +630,7 @@ def _xent_rows(x, t, ignore, loss, lse, lo, hi):
     never written out.
     """
     V = x.shape[1]
+    buf = np.empty(V, dtype=x.dtype)  # the row's exp, so the float64 sum is its own (vectorised) loop
     for r in range(lo, hi):
         m = x.dtype.type(-np.inf)
         for j in range(V):
@@ -636,9 +639,11 @@ def _xent_rows(x, t, ignore, loss, lse, lo, hi):
                 m = v
         if V == 0:
             m = x.dtype.type(0)
+        for j in range(V):
+            buf[j] = _exp(x[r, j] - m)  # m = -inf (all -inf row) gives NaN, as in the reference
         s = 0.0
         for j in range(V):
-            s += _exp(x[r, j] - m)  # m = -inf (all -inf row) gives NaN, as in the reference
+            s += buf[j]
         lse[r] = np.log(s) + m
         tr = t[r]
         if tr == ignore:
@@ -1130,13 +1135,34 @@ def _transpose_head(a, h, at):
 def _row_dots(x, mt, out, lim, scale):
     """``out[j] = scale * (x . M[j])`` for ``j < lim`` with ``mt = M^T`` (``[D, S]``).
 
-    Loop nest: 4 rows of ``mt`` per sweep over ``j`` (4 loads + 4 FMAs + 1 load/store of ``out`` per
-    8 keys), instead of one horizontal-sum reduction per key.
+    Loop nest: 8 (then 4) rows of ``mt`` per sweep over ``j`` (8 loads + 8 FMAs + 1 load/store of
+    ``out`` per 8 keys), instead of one horizontal-sum reduction per key.
     """
     D = x.shape[0]
     for j in range(lim):
         out[j] = 0
     d = 0
+    while d + 8 <= D:
+        a0 = x[d] * scale
+        a1 = x[d + 1] * scale
+        a2 = x[d + 2] * scale
+        a3 = x[d + 3] * scale
+        a4 = x[d + 4] * scale
+        a5 = x[d + 5] * scale
+        a6 = x[d + 6] * scale
+        a7 = x[d + 7] * scale
+        m0 = mt[d]
+        m1 = mt[d + 1]
+        m2 = mt[d + 2]
+        m3 = mt[d + 3]
+        m4 = mt[d + 4]
+        m5 = mt[d + 5]
+        m6 = mt[d + 6]
+        m7 = mt[d + 7]
+        for j in range(lim):
+            out[j] += (a0 * m0[j] + a1 * m1[j] + a2 * m2[j] + a3 * m3[j]
+                       + a4 * m4[j] + a5 * m5[j] + a6 * m6[j] + a7 * m7[j])
+        d += 8
     while d + 4 <= D:
         a0 = x[d] * scale
         a1 = x[d + 1] * scale
@@ -1211,11 +1237,11 @@ def _attn_head(q, k, v, out, lse, h, scale, causal, seed, thresh, zscale):
             continue
         _row_dots(q[h, i], kt, srow, lim, scale)
         m = _row_max(srow.reshape(1, S), 0, lim)
+        for j in range(lim):  # exp pass, then the float64 sum pass (see _softmax_rows)
+            srow[j] = _exp(srow[j] - m)
         l = 0.0
         for j in range(lim):
-            e = _exp(srow[j] - m)
-            srow[j] = e
-            l += e
+            l += srow[j]
         lse[h, i] = np.log(l) + m
         inv = q.dtype.type(1.0 / l)
         for j in range(lim):
@@ -1245,20 +1271,48 @@ def _attn_fwd(q, k, v, out, lse, scale, causal, seed, thresh, zscale, parallel):
             _attn_head(q, k, v, out, lse, h, scale, causal, seed, thresh, zscale)
 
 
+@_jit(inline="always")
+def _weighted_col(w, col, m, h, lo, hi, acc):
+    """``acc[:] += sum_{lo <= i < hi} w[i, col] * m[h, i, :]``: a column of ``w`` against rows of ``m``,
+    4 rows per sweep over the D columns (``acc`` stays in registers across the 4)."""
+    D = acc.shape[0]
+    i = lo
+    while i + 4 <= hi:
+        w0 = w[i, col]
+        w1 = w[i + 1, col]
+        w2 = w[i + 2, col]
+        w3 = w[i + 3, col]
+        r0 = m[h, i]
+        r1 = m[h, i + 1]
+        r2 = m[h, i + 2]
+        r3 = m[h, i + 3]
+        for d in range(D):
+            acc[d] += w0 * r0[d] + w1 * r1[d] + w2 * r2[d] + w3 * r3[d]
+        i += 4
+    while i < hi:
+        w0 = w[i, col]
+        r0 = m[h, i]
+        for d in range(D):
+            acc[d] += w0 * r0[d]
+        i += 1
+
+
 @_jit
 def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal, seed, thresh, zscale):
-    """Backward for one (batch, head), one query row at a time, recomputing P from ``lse``::
+    """Backward for one (batch, head), recomputing P from ``lse``. Pass 1, one query row at a time::
 
         p[j] = exp(q[i] . k[j] * scale - lse[i])       j < lim   (_row_dots over K^T)
         o = sum_j p[j] v[j];  delta = do[i] . o                    (float64 dot)
         ds[j] = scale * p[j] * (do[i] . v[j] - delta)             (_row_dots over V^T)
         dq[i] = sum_j ds[j] k[j]                                   (_weighted_rows)
-        dk[j] += ds[j] q[i];  dv[j] += p[j] do[i]                  (rank-1 updates, D wide)
+
+    keeping the rows of P and dS in two ``[T, S]`` scratch matrices (one head: L2-sized). Pass 2, one
+    key at a time: ``dk[j] = sum_i ds[i, j] q[i]`` and ``dv[j] = sum_i p[i, j] do[i]`` over the queries
+    that see key j (_weighted_col: the sums stay in registers, 4 query rows per sweep).
 
     With dropout, ``z[j]`` (0 or 1/(1-p), the forward's hash) multiplies ``p[j]`` in ``o`` and
-    ``dv``, and ``do[i] . v[j]`` in ``ds``.
-
-    dk/dv rows are shared by all queries of this head only, so one head per thread is race-free.
+    ``dv``, and ``do[i] . v[j]`` in ``ds``. Each head writes only its own dq/dk/dv rows, so one head
+    per thread is race-free.
     """
     T = q.shape[1]
     S = k.shape[1]
@@ -1268,16 +1322,17 @@ def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal, seed, thresh,
     vt = np.empty((D, S), dtype=q.dtype)
     _transpose_head(k, h, kt)
     _transpose_head(v, h, vt)
-    prow = np.empty(S, dtype=q.dtype)
-    dsrow = np.empty(S, dtype=q.dtype)
+    P = np.empty((T, S), dtype=q.dtype)    # p * z (p itself without dropout), visible entries only
+    DS = np.empty((T, S), dtype=q.dtype)   # dS, visible entries only
     dropping = thresh > 0
-    zrow = np.empty(S if dropping else 0, dtype=q.dtype)
-    pz = np.empty(S, dtype=q.dtype) if dropping else prow  # p * z (p itself without dropout)
+    prow = np.empty(S, dtype=q.dtype)
     o = np.empty(D, dtype=q.dtype)
     dqi = np.empty(D, dtype=q.dtype)
     one = q.dtype.type(1.0)
     for i in range(T):
         lim = min(S, max(0, i + off + 1)) if causal else S
+        pz = P[i]
+        dsrow = DS[i]
         _row_dots(q[h, i], kt, prow, lim, scale)
         m = _row_max(prow.reshape(1, S), 0, lim)
         f = q.dtype.type(np.exp(m - lse[h, i]))
@@ -1286,8 +1341,10 @@ def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal, seed, thresh,
         if dropping:
             base = np.uint64((h * T + i) * S)
             for j in range(lim):
-                zrow[j] = zscale if _u24(seed, base + np.uint64(j)) >= thresh else 0
-                pz[j] = prow[j] * zrow[j]
+                pz[j] = prow[j] * zscale if _u24(seed, base + np.uint64(j)) >= thresh else 0
+        else:
+            for j in range(lim):
+                pz[j] = prow[j]
         for d in range(D):
             o[d] = 0
         _weighted_rows(pz, v, h, lim, o)
@@ -1298,8 +1355,8 @@ def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal, seed, thresh,
         dl = q.dtype.type(delta)
         _row_dots(doi, vt, dsrow, lim, one)
         if dropping:
-            for j in range(lim):
-                dsrow[j] = prow[j] * (dsrow[j] * zrow[j] - dl) * scale
+            for j in range(lim):   # z[j] = pz[j] / p[j] when p[j] > 0; both terms vanish when p[j] = 0
+                dsrow[j] = (pz[j] * dsrow[j] - prow[j] * dl) * scale
         else:
             for j in range(lim):
                 dsrow[j] = prow[j] * (dsrow[j] - dl) * scale
@@ -1308,15 +1365,18 @@ def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, h, scale, causal, seed, thresh,
         _weighted_rows(dsrow, k, h, lim, dqi)
         for d in range(D):
             dq[h, i, d] = dqi[d]
-        qi = q[h, i]
-        for j in range(lim):
-            dsj = dsrow[j]
-            pj = pz[j]
-            dkj = dk[h, j]
-            dvj = dv[h, j]
-            for d in range(D):
-                dkj[d] += dsj * qi[d]
-                dvj[d] += pj * doi[d]
+    acc_k = np.empty(D, dtype=q.dtype)
+    acc_v = np.empty(D, dtype=q.dtype)
+    for j in range(S):
+        lo = min(T, max(0, j - off)) if causal else 0   # the first query that sees key j
+        for d in range(D):
+            acc_k[d] = 0
+            acc_v[d] = 0
+        _weighted_col(DS, j, q, h, lo, T, acc_k)
+        _weighted_col(P, j, do, h, lo, T, acc_v)
+        for d in range(D):
+            dk[h, j, d] = acc_k[d]
+            dv[h, j, d] = acc_v[d]
 
 
 @_jit(**_PAR)
