@@ -150,3 +150,18 @@ def test_softmax_extreme_logits_are_finite():
     np.testing.assert_allclose(y.data, [[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3]])
     loss = F.cross_entropy(x, np.array([1, 0]))
     assert np.isfinite(loss.item()) and abs(loss.item() - (2e4 + np.log(3)) / 2) < 1e-6
+
+
+def test_linear_promotes_like_the_composed_expression():
+    # float32 activations and weight with a float64 bias: NEP 50 gives float64, as x @ W.T + b does
+    x = tt.tensor(np.ones((2, 3), np.float32))
+    w = tt.tensor(np.ones((4, 3), np.float32), requires_grad=True)
+    b = tt.tensor(np.full(4, 0.5), requires_grad=True)
+    y = F.linear(x, w, b)
+    assert y.dtype == F.linear_composed(x, w, b).dtype == np.float64
+    np.testing.assert_array_equal(y.data, np.full((2, 4), 3.5))
+    y.sum().backward()
+    assert w.grad.dtype == np.float32 and b.grad.dtype == np.float64
+    np.testing.assert_array_equal(b.grad, [2.0] * 4)
+    with pytest.raises(ValueError, match="linear"):
+        F.linear(x, tt.tensor(np.ones((4, 2), np.float32)))

@@ -403,8 +403,8 @@ class Linear(Function):
                              f"bias [out]; got weight {weight.shape}, bias {None if bias is None else bias.shape}")
         x2 = x.reshape(-1, x.shape[-1])                                   # [N, in]
         y = kernels().matmul(x2, weight.T)                                # [N, out]
-        if bias is not None:
-            y += bias
+        if bias is not None:  # in place unless the bias promotes (float32 x and W, float64 bias)
+            y = y.__iadd__(bias) if np.result_type(y, bias) == y.dtype else y + bias
         ctx.x2, ctx.w, ctx.shape = x2, weight, x.shape
         return y.reshape(x.shape[:-1] + (weight.shape[0],))
 
