@@ -1135,34 +1135,13 @@ def _transpose_head(a, h, at):
 def _row_dots(x, mt, out, lim, scale):
     """``out[j] = scale * (x . M[j])`` for ``j < lim`` with ``mt = M^T`` (``[D, S]``).
 
-    Loop nest: 8 (then 4) rows of ``mt`` per sweep over ``j`` (8 loads + 8 FMAs + 1 load/store of
-    ``out`` per 8 keys), instead of one horizontal-sum reduction per key.
+    Loop nest: 4 rows of ``mt`` per sweep over ``j`` (4 loads + 4 FMAs + 1 load/store of ``out`` per
+    8 keys), instead of one horizontal-sum reduction per key.
     """
     D = x.shape[0]
     for j in range(lim):
         out[j] = 0
     d = 0
-    while d + 8 <= D:
-        a0 = x[d] * scale
-        a1 = x[d + 1] * scale
-        a2 = x[d + 2] * scale
-        a3 = x[d + 3] * scale
-        a4 = x[d + 4] * scale
-        a5 = x[d + 5] * scale
-        a6 = x[d + 6] * scale
-        a7 = x[d + 7] * scale
-        m0 = mt[d]
-        m1 = mt[d + 1]
-        m2 = mt[d + 2]
-        m3 = mt[d + 3]
-        m4 = mt[d + 4]
-        m5 = mt[d + 5]
-        m6 = mt[d + 6]
-        m7 = mt[d + 7]
-        for j in range(lim):
-            out[j] += (a0 * m0[j] + a1 * m1[j] + a2 * m2[j] + a3 * m3[j]
-                       + a4 * m4[j] + a5 * m5[j] + a6 * m6[j] + a7 * m7[j])
-        d += 8
     while d + 4 <= D:
         a0 = x[d] * scale
         a1 = x[d + 1] * scale
