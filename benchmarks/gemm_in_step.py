@@ -86,7 +86,7 @@ def main(argv=None) -> int:
         return statistics.median(ts)
 
     def flush():
-        big.__iadd__(1.0)
+        np.add(big, 1.0, out=big)
 
     modes = {"back_to_back": lambda: None, "after_sleep": lambda: time.sleep(0.0003), "after_16MB_write": flush}
     rows, totals = [], collections.Counter()

@@ -121,11 +121,6 @@ class SliceGrad:
     def __init__(self, index, grad: np.ndarray, advanced: bool = False):
         self.index, self.grad, self.advanced = index, grad, advanced
 
-    def dense(self, shape: tuple[int, ...], dtype) -> np.ndarray:
-        out = np.zeros(shape, dtype=dtype)
-        self.add_into(out)
-        return out
-
     def add_into(self, buf: np.ndarray) -> None:
         if self.advanced:
             np.add.at(buf, self.index, self.grad)

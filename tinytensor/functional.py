@@ -69,6 +69,12 @@ def embedding(ids, weight: Tensor) -> Tensor:
     return ops.Embedding.apply(weight, ids=i)
 
 
+def _dropout_seed(rng: np.random.Generator | None) -> int:
+    """One draw from ``rng`` (default: the library generator): the seed a hashed dropout mask derives from."""
+    from .tensor import default_rng
+    return int((rng if rng is not None else default_rng()).integers(2**63))
+
+
 def dropout(x: Tensor, p: float, training: bool = True, rng: np.random.Generator | None = None) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)`` (inverted dropout).
 
@@ -79,9 +85,7 @@ def dropout(x: Tensor, p: float, training: bool = True, rng: np.random.Generator
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0.0:
         return x
-    from .tensor import default_rng
-    seed = int((rng if rng is not None else default_rng()).integers(2**63))
-    return ops.Dropout.apply(x, p=p, seed=seed)
+    return ops.Dropout.apply(x, p=p, seed=_dropout_seed(rng))
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False,
@@ -106,10 +110,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
         raise ValueError(f"fused attention needs 4-D q/k/v with k, v alike; got {q.shape}, {k.shape}, {v.shape}")
     if impl == "fused" or (impl == "auto" and fusable):
         p = dropout_p if training else 0.0
-        seed = 0
-        if p > 0.0:
-            from .tensor import default_rng
-            seed = int((rng if rng is not None else default_rng()).integers(2**63))
+        seed = _dropout_seed(rng) if p > 0.0 else 0
         return ops.Attention.apply(q, k, v, scale=scale, causal=causal, dropout_p=p, seed=seed)
     att = (q @ k.swapaxes(-1, -2)) * scale                       # [..., T, S]
     att = ops.Softmax.apply(att, axis=-1, causal=causal)         # masked entries get exactly 0

@@ -34,9 +34,8 @@ def _flops(name: str, arrays, out) -> float:
         a, b = arrays
         k = a.shape[-1]
         return 2.0 * out.size * k
-    if name == "linear":
-        x, w = arrays[0], arrays[1]
-        return 2.0 * out.size * w.shape[1]
+    if name == "linear":  # x [..., in] @ weight[out, in].T
+        return 2.0 * out.size * arrays[1].shape[1]
     if name == "attention":
         q, k, _ = arrays
         B, H, T, D = q.shape
