@@ -350,11 +350,16 @@ def test_adamw_updates_in_place_including_views(mod):
 # ====================================================================================== attention
 @HYP
 @given(dtype=dtypes, b=st.integers(1, 2), h=st.integers(1, 3), t=st.integers(1, 20), extra=st.integers(0, 5),
-       d=st.integers(1, 17), causal=st.booleans(), layout=st.sampled_from(["c", "s"]),
+       d=st.integers(1, 17), causal=st.booleans(), layout=st.sampled_from(["c", "s", "heads"]),
        dropout_p=st.sampled_from([0.0, 0.0, 0.1, 0.5]), seed=seeds)
 def test_attention_matches_reference(dtype, b, h, t, extra, d, causal, layout, dropout_p, seed):
     rng = np.random.default_rng(seed)
     s = t + extra  # S >= T: every query sees at least one key
+
+    def make(rng, shape, dtype, layout):  # "heads": [B, T, H, D] memory seen as [B, H, T, D], as in the GPT
+        if layout == "heads":
+            return globals()["make"](rng, shape[:1] + shape[2:3] + shape[1:2] + shape[3:], dtype).transpose(0, 2, 1, 3)
+        return globals()["make"](rng, shape, dtype, layout)
     q = make(rng, (b, h, t, d), dtype, layout)
     k = make(rng, (b, h, s, d), dtype, layout)
     v = make(rng, (b, h, s, d), dtype, layout)
@@ -392,6 +397,24 @@ def test_dropout_matches_reference(dtype, shape, layout, p, seed):
     got, want = numba_cpu.dropout(x, p, seed), numpy_ref.dropout(x, p, seed)
     close(got, want, dtype)
     assert ((got == 0) | (x == 0) | (np.abs(got * (1 - p) - x) <= 1e-6 * np.abs(x))).all()
+
+
+def test_attention_results_are_head_major():
+    # The compiled kernel takes [B, H, T, D] views of a [B, T, C] activation without copying and lays its
+    # results out as [B, T, H, D], so that the model's y.transpose(0, 2, 1, 3).reshape(B, T, C) is free.
+    rng = np.random.default_rng(0)
+    qkv = rng.standard_normal((2, 70, 3 * 4 * 8)).astype(np.float32)           # B, T, 3C with H=4, D=8
+    q, k, v = (a.reshape(2, 70, 4, 8).transpose(0, 2, 1, 3) for a in np.split(qkv, 3, axis=2))
+    out, lse = numba_cpu.attention(q, k, v, 0.35)
+    assert out.transpose(0, 2, 1, 3).flags.c_contiguous and lse.shape == (2, 4, 70)
+    want, wlse = numpy_ref.attention(q, k, v, 0.35)
+    close(out, want, np.float32, scale=4)
+    np.testing.assert_allclose(lse, wlse, rtol=1e-5)
+    dout = rng.standard_normal((2, 70, 4, 8)).astype(np.float32).transpose(0, 2, 1, 3)
+    for got, ref in zip(numba_cpu.attention_backward(q, k, v, lse, dout, 0.35),
+                        numpy_ref.attention_backward(q, k, v, wlse, dout, 0.35)):
+        assert got.transpose(0, 2, 1, 3).flags.c_contiguous
+        close(got, ref, np.float32, scale=4 * 70)
 
 
 @pytest.mark.parametrize("mod", MODULES)

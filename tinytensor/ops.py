@@ -548,11 +548,15 @@ class Transpose(Function):
 
     @staticmethod
     def forward(ctx, a, axes):
-        if sorted(a_ % max(a.ndim, 1) for a_ in axes) != list(range(a.ndim)) or len(axes) != a.ndim:
-            raise ValueError(f"transpose: axes {axes} are not a permutation of the {a.ndim} axes of shape {a.shape}")
-        axes = tuple(x % a.ndim for x in axes)
-        ctx.inverse = tuple(np.argsort(axes))
-        return a.transpose(axes)
+        n = a.ndim
+        perm = tuple(x % n for x in axes) if n else tuple(axes)
+        if len(perm) != n or sorted(perm) != list(range(n)):
+            raise ValueError(f"transpose: axes {axes} are not a permutation of the {n} axes of shape {a.shape}")
+        inverse = [0] * n  # (plain Python: np.argsort costs more than the view itself)
+        for i, x in enumerate(perm):
+            inverse[x] = i
+        ctx.inverse = tuple(inverse)
+        return a.transpose(perm)
 
     @staticmethod
     def backward(ctx, g):
@@ -813,13 +817,12 @@ class Attention(Function):
             raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape} must be [B, H, T, D] / [B, H, S, D]")
         if not 0.0 <= dropout_p < 1.0:
             raise ValueError(f"attention: dropout_p must be in [0, 1), got {dropout_p}")
-        q, k, v = (_contig(a) for a in (q, k, v))
-        out, lse = kernels().attention(q, k, v, scale, causal, dropout_p, seed)
+        out, lse = kernels().attention(q, k, v, scale, causal, dropout_p, seed)  # views welcome: no copies
         ctx.q, ctx.k, ctx.v, ctx.lse, ctx.scale, ctx.causal = q, k, v, lse, scale, causal
         ctx.dropout_p, ctx.seed = dropout_p, seed
         return out
 
     @staticmethod
     def backward(ctx, g):
-        return kernels().attention_backward(ctx.q, ctx.k, ctx.v, ctx.lse, _contig(g),
+        return kernels().attention_backward(ctx.q, ctx.k, ctx.v, ctx.lse, g,
                                             ctx.scale, ctx.causal, ctx.dropout_p, ctx.seed)
