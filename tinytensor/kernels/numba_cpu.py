@@ -1139,6 +1139,14 @@ def _head_rows(a, b, h, out):
 
 
 @_jit(inline="always")
+def _head_store(src, a, b, h):
+    """``a[b, h, j, d] = src[j, d]``: a head's contiguous result rows into a 4-D array of any strides."""
+    for j in range(src.shape[0]):
+        for d in range(src.shape[1]):
+            a[b, h, j, d] = src[j, d]
+
+
+@_jit(inline="always")
 def _head_cols(a, b, h, out):
     """``out[d, j] = a[b, h, j, d]``: one head transposed to ``[D, S]`` (keys contiguous)."""
     for j in range(out.shape[1]):
@@ -1289,9 +1297,9 @@ def _visible(i, S, off, causal):
 
 
 @_jit
-def _attn_head(q, k, v, out, lse, bh, scale, causal, seed, thresh, zscale):
-    """One (batch, head) ``bh``, 4 query rows per tile; for each row i of the tile, with ``lim``
-    visible keys::
+def _attn_head(qh, kt, vh, oh, lse, bh, scale, causal, seed, thresh, zscale):
+    """One (batch, head) ``bh`` from contiguous scratch (``qh [T, D]``, ``kt = K^T [D, S]``, ``vh [S, D]``)
+    into ``oh [T, D]``, 4 query rows per tile; for each row i of the tile, with ``lim`` visible keys::
 
         s[j] = (q[i] . k[j]) * scale      j < lim        (_tile_dots over K^T)
         m = max s;  s[j] = exp(s[j] - m);  l = sum s      (8-lane exp, float64 sum)
@@ -1302,20 +1310,10 @@ def _attn_head(q, k, v, out, lse, bh, scale, causal, seed, thresh, zscale):
     causal attention does about half the work of the dense one, and the T x S matrix is never stored
     (one 4 x S tile per head).
     """
-    H = q.shape[1]
-    T = q.shape[2]
-    S = k.shape[2]
-    D = q.shape[3]
-    b = bh // H
-    h = bh % H
+    T, D = qh.shape
+    S = kt.shape[1]
     off = S - T
-    dt = out.dtype
-    qh = np.empty((T, D), dtype=dt)
-    kt = np.empty((D, S), dtype=dt)
-    vh = np.empty((S, D), dtype=dt)
-    _head_rows(q, b, h, qh)
-    _head_cols(k, b, h, kt)
-    _head_rows(v, b, h, vh)
+    dt = oh.dtype
     sc = np.zeros((_QT, S), dtype=dt)
     acc = np.empty((_QT, D), dtype=dt)
     inv = np.zeros(_QT, dtype=dt)
@@ -1354,7 +1352,27 @@ def _attn_head(q, k, v, out, lse, bh, scale, causal, seed, thresh, zscale):
         for r in range(nr):
             f = inv[r]
             for d in range(D):
-                out[b, h, i0 + r, d] = acc[r, d] * f
+                oh[i0 + r, d] = acc[r, d] * f
+
+
+@_jit
+def _attn_fwd_one(q, k, v, out, lse, bh, scale, causal, seed, thresh, zscale):
+    """Head ``bh`` of 4-D arrays of any strides: copy in, :func:`_attn_head`, copy out. (Only this shell
+    is compiled once per memory layout; the core is layout-free.)"""
+    H = q.shape[1]
+    b = bh // H
+    h = bh % H
+    T, D, S = q.shape[2], q.shape[3], k.shape[2]
+    dt = out.dtype
+    qh = np.empty((T, D), dtype=dt)
+    kt = np.empty((D, S), dtype=dt)
+    vh = np.empty((S, D), dtype=dt)
+    oh = np.empty((T, D), dtype=dt)
+    _head_rows(q, b, h, qh)
+    _head_cols(k, b, h, kt)
+    _head_rows(v, b, h, vh)
+    _attn_head(qh, kt, vh, oh, lse, bh, scale, causal, seed, thresh, zscale)
+    _head_store(oh, out, b, h)
 
 
 @_jit(**_PAR)
@@ -1362,15 +1380,17 @@ def _attn_fwd(q, k, v, out, lse, scale, causal, seed, thresh, zscale, parallel):
     BH = q.shape[0] * q.shape[1]
     if parallel:
         for bh in prange(BH):
-            _attn_head(q, k, v, out, lse, bh, scale, causal, seed, thresh, zscale)
+            _attn_fwd_one(q, k, v, out, lse, bh, scale, causal, seed, thresh, zscale)
     else:
         for bh in range(BH):
-            _attn_head(q, k, v, out, lse, bh, scale, causal, seed, thresh, zscale)
+            _attn_fwd_one(q, k, v, out, lse, bh, scale, causal, seed, thresh, zscale)
 
 
 @_jit
-def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, bh, scale, causal, seed, thresh, zscale):
-    """Backward for one (batch, head) ``bh``, recomputing P from ``lse``. Pass 1, 4 query rows per tile::
+def _attn_bwd_head(qh, kh, kt, vt, doh, lse, dqh, dkh, dvh, bh, scale, causal, seed, thresh, zscale):
+    """Backward for one (batch, head) ``bh`` from contiguous scratch (``qh``, ``doh`` ``[T, D]``; ``kh``
+    ``[S, D]``; ``kt``, ``vt`` = K^T, V^T ``[D, S]``) into ``dqh``, ``dkh``, ``dvh``, recomputing P from
+    ``lse``. Pass 1, 4 query rows per tile::
 
         p[j] = exp(q[i] . k[j] * scale - lse[i])     j < lim       (_tile_dots over K^T)
         g[j] = do[i] . v[j]                                         (_tile_dots over V^T)
@@ -1384,24 +1404,10 @@ def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, bh, scale, causal, seed, thresh
     ``p[j]`` in P (for dv) and ``g[j]`` in dS. Each head writes only its own rows, so one head per
     thread is race-free.
     """
-    H = q.shape[1]
-    T = q.shape[2]
-    S = k.shape[2]
-    D = q.shape[3]
-    b = bh // H
-    h = bh % H
+    T, D = qh.shape
+    S = kh.shape[0]
     off = S - T
-    dt = dq.dtype
-    qh = np.empty((T, D), dtype=dt)
-    kh = np.empty((S, D), dtype=dt)
-    kt = np.empty((D, S), dtype=dt)
-    vt = np.empty((D, S), dtype=dt)
-    doh = np.empty((T, D), dtype=dt)
-    _head_rows(q, b, h, qh)
-    _head_rows(k, b, h, kh)
-    _head_cols(k, b, h, kt)
-    _head_cols(v, b, h, vt)
-    _head_rows(do, b, h, doh)
+    dt = dqh.dtype
     P = np.zeros((T + _QT - 1, S), dtype=dt)    # p * z (p itself without dropout); masked entries 0
     DS = np.zeros((T + _QT - 1, S), dtype=dt)   # dS; masked entries 0
     G = np.empty((_QT, S), dtype=dt)
@@ -1448,7 +1454,7 @@ def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, bh, scale, causal, seed, thresh
         _tile_weighted(st, kh, lt, acc)
         for r in range(nr):
             for d in range(D):
-                dq[b, h, i0 + r, d] = acc[r, d]
+                dqh[i0 + r, d] = acc[r, d]
     acc2 = np.empty((_QT, D), dtype=dt)
     for j0 in range(0, S, _QT):
         nk = min(_QT, S - j0)
@@ -1457,8 +1463,35 @@ def _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, bh, scale, causal, seed, thresh
         _cols_weighted(P, j0, doh, lo, T, acc2)
         for c in range(nk):
             for d in range(D):
-                dk[b, h, j0 + c, d] = acc[c, d]
-                dv[b, h, j0 + c, d] = acc2[c, d]
+                dkh[j0 + c, d] = acc[c, d]
+                dvh[j0 + c, d] = acc2[c, d]
+
+
+@_jit
+def _attn_bwd_one(q, k, v, lse, do, dq, dk, dv, bh, scale, causal, seed, thresh, zscale):
+    """Head ``bh`` of 4-D arrays of any strides: copy in, :func:`_attn_bwd_head`, copy out."""
+    H = q.shape[1]
+    b = bh // H
+    h = bh % H
+    T, D, S = q.shape[2], q.shape[3], k.shape[2]
+    dt = dq.dtype
+    qh = np.empty((T, D), dtype=dt)
+    kh = np.empty((S, D), dtype=dt)
+    kt = np.empty((D, S), dtype=dt)
+    vt = np.empty((D, S), dtype=dt)
+    doh = np.empty((T, D), dtype=dt)
+    _head_rows(q, b, h, qh)
+    _head_rows(k, b, h, kh)
+    _head_cols(k, b, h, kt)
+    _head_cols(v, b, h, vt)
+    _head_rows(do, b, h, doh)
+    dqh = np.empty((T, D), dtype=dt)
+    dkh = np.empty((S, D), dtype=dt)
+    dvh = np.empty((S, D), dtype=dt)
+    _attn_bwd_head(qh, kh, kt, vt, doh, lse, dqh, dkh, dvh, bh, scale, causal, seed, thresh, zscale)
+    _head_store(dqh, dq, b, h)
+    _head_store(dkh, dk, b, h)
+    _head_store(dvh, dv, b, h)
 
 
 @_jit(**_PAR)
@@ -1466,10 +1499,10 @@ def _attn_bwd(q, k, v, lse, do, dq, dk, dv, scale, causal, seed, thresh, zscale,
     BH = q.shape[0] * q.shape[1]
     if parallel:
         for bh in prange(BH):
-            _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, bh, scale, causal, seed, thresh, zscale)
+            _attn_bwd_one(q, k, v, lse, do, dq, dk, dv, bh, scale, causal, seed, thresh, zscale)
     else:
         for bh in range(BH):
-            _attn_bwd_head(q, k, v, lse, do, dq, dk, dv, bh, scale, causal, seed, thresh, zscale)
+            _attn_bwd_one(q, k, v, lse, do, dq, dk, dv, bh, scale, causal, seed, thresh, zscale)
 
 
 def _as4(a: np.ndarray, dt) -> np.ndarray:
