@@ -1505,6 +1505,24 @@ def _attn_bwd(q, k, v, lse, do, dq, dk, dv, scale, causal, seed, thresh, zscale,
             _attn_bwd_one(q, k, v, lse, do, dq, dk, dv, bh, scale, causal, seed, thresh, zscale)
 
 
+def _any_layout(driver, *args):
+    """Call a compiled ``driver`` with every array argument typed as layout ``'A'`` (any strides).
+
+    Numba compiles one specialisation per combination of C-contiguous and strided arguments; for
+    the attention drivers (q, k, v, dout and outputs, each either way) that is dozens of ~10 s compiles
+    of identical code. Typing every array ``'A'`` keeps one per dtype (loaded from the disk cache after
+    the first run) and the kernels copy each head into contiguous scratch anyway.
+    """
+    if not hasattr(driver, "overloads"):  # NUMBA_DISABLE_JIT: a plain Python function
+        return driver(*args)
+    sig = tuple(numba.typeof(a).copy(layout="A") if isinstance(a, np.ndarray) else numba.typeof(a) for a in args)
+    cres = driver.overloads.get(sig)
+    if cres is None:
+        driver.compile(sig)  # from the disk cache when it has this signature
+        cres = driver.overloads[sig]
+    return cres.entry_point(*args)
+
+
 def _as4(a: np.ndarray, dt) -> np.ndarray:
     """``a`` as a 4-D ``[B, H, n, D]`` array of dtype ``dt``: 4-D views pass through with their strides."""
     a = a.astype(dt, copy=False)
@@ -1547,8 +1565,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal:
     lse = np.empty(q.shape[:-1], dtype=np.float64)  # owns its memory (profilers count it as saved)
     if q4.size and T:
         work = B * H * T * k4.shape[2] * max(D, 1)
-        _attn_fwd(q4, k4, v4, out, lse.reshape(B * H, T), dt.type(scale), bool(causal), sd, thresh, dt.type(1.0 / (1.0 - dropout_p)),
-                  numba.get_num_threads() > 1 and work >= _PAR_MIN)
+        _any_layout(_attn_fwd, q4, k4, v4, out, lse.reshape(B * H, T), dt.type(scale), bool(causal), sd, thresh,
+                    dt.type(1.0 / (1.0 - dropout_p)), numba.get_num_threads() > 1 and work >= _PAR_MIN)
     else:
         out[...] = 0
     return out.reshape(q.shape[:-1] + (D,)).astype(q.dtype, copy=False), lse
@@ -1573,8 +1591,8 @@ def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndar
     dv = _head_major(v4.shape, dt)
     if q4.size and T:
         work = B * H * T * k4.shape[2] * max(D, 1)
-        _attn_bwd(q4, k4, v4, lse2, do4, dq, dk, dv, dt.type(scale), bool(causal), sd, thresh,
-                  dt.type(1.0 / (1.0 - dropout_p)), numba.get_num_threads() > 1 and work >= _PAR_MIN)
+        _any_layout(_attn_bwd, q4, k4, v4, lse2, do4, dq, dk, dv, dt.type(scale), bool(causal), sd, thresh,
+                    dt.type(1.0 / (1.0 - dropout_p)), numba.get_num_threads() > 1 and work >= _PAR_MIN)
     else:
         for a in (dq, dk, dv):
             a[...] = 0
