@@ -54,8 +54,11 @@ def close(actual, expected, dtype, scale=1.0):
 
 
 def make(rng, shape, dtype, layout="c", scale=1.0):
-    """A ``shape`` array of N(0, scale^2) values: C-contiguous, a transposed view or a strided view."""
+    """A ``shape`` array of N(0, scale^2) values: C-contiguous, a transposed view or a strided view;
+    ``"heads"`` (4-D): ``[B, T, H, D]`` memory seen as ``[B, H, T, D]``, as the GPT's attention does."""
     shape = tuple(shape)
+    if layout == "heads":
+        return make(rng, (shape[0], shape[2], shape[1], shape[3]), dtype, "c", scale).transpose(0, 2, 1, 3)
     if layout == "t" and len(shape) >= 2:
         return np.swapaxes((rng.standard_normal(shape[:-2] + shape[:-3:-1]) * scale).astype(dtype), -1, -2)
     if layout == "s" and len(shape) >= 1:
@@ -355,11 +358,6 @@ def test_adamw_updates_in_place_including_views(mod):
 def test_attention_matches_reference(dtype, b, h, t, extra, d, causal, layout, dropout_p, seed):
     rng = np.random.default_rng(seed)
     s = t + extra  # S >= T: every query sees at least one key
-
-    def make(rng, shape, dtype, layout):  # "heads": [B, T, H, D] memory seen as [B, H, T, D], as in the GPT
-        if layout == "heads":
-            return globals()["make"](rng, shape[:1] + shape[2:3] + shape[1:2] + shape[3:], dtype).transpose(0, 2, 1, 3)
-        return globals()["make"](rng, shape, dtype, layout)
     q = make(rng, (b, h, t, d), dtype, layout)
     k = make(rng, (b, h, s, d), dtype, layout)
     v = make(rng, (b, h, s, d), dtype, layout)

@@ -1411,6 +1411,7 @@ def _attn_bwd_head(qh, kh, kt, vt, doh, lse, dqh, dkh, dvh, bh, scale, causal, s
     P = np.zeros((T + _QT - 1, S), dtype=dt)    # p * z (p itself without dropout); masked entries 0
     DS = np.zeros((T + _QT - 1, S), dtype=dt)   # dS; masked entries 0
     G = np.empty((_QT, S), dtype=dt)
+    z = np.empty(S, dtype=dt)                    # one row's dropout scales (0 or 1/(1-p)), hashed once
     acc = np.empty((_QT, D), dtype=dt)
     dropping = thresh > 0
     one = dt.type(1.0)
@@ -1432,22 +1433,18 @@ def _attn_bwd_head(qh, kh, kt, vt, doh, lse, dqh, dkh, dvh, bh, scale, causal, s
             if dropping:
                 base = np.uint64((bh * T + i0 + r) * S)
                 for j in range(lim):
-                    if _u24(seed, base + np.uint64(j)) >= thresh:
-                        g[j] = g[j] * zscale
-                    else:
-                        g[j] = 0
+                    z[j] = zscale if _u24(seed, base + np.uint64(j)) >= thresh else 0
+                for j in range(lim):
+                    g[j] = g[j] * z[j]
             delta = 0.0
             for j in range(lim):
                 delta += prow[j] * g[j]
             dl = dt.type(delta)
             for j in range(lim):
                 srow[j] = prow[j] * (g[j] - dl) * scale
-            if dropping:   # z[j] = g'[j] / g[j]; recompute it rather than divide
+            if dropping:
                 for j in range(lim):
-                    if _u24(seed, base + np.uint64(j)) >= thresh:
-                        prow[j] = prow[j] * zscale
-                    else:
-                        prow[j] = 0
+                    prow[j] = prow[j] * z[j]
             for j in range(lim, lt):
                 prow[j] = 0
                 srow[j] = 0
@@ -1563,12 +1560,10 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal:
     B, H, T, D = q4.shape
     out = _head_major(q4.shape, dt)
     lse = np.empty(q.shape[:-1], dtype=np.float64)  # owns its memory (profilers count it as saved)
-    if q4.size and T:
+    if q4.size:  # (an empty q means an empty out: nothing to write)
         work = B * H * T * k4.shape[2] * max(D, 1)
         _any_layout(_attn_fwd, q4, k4, v4, out, lse.reshape(B * H, T), dt.type(scale), bool(causal), sd, thresh,
                     dt.type(1.0 / (1.0 - dropout_p)), numba.get_num_threads() > 1 and work >= _PAR_MIN)
-    else:
-        out[...] = 0
     return out.reshape(q.shape[:-1] + (D,)).astype(q.dtype, copy=False), lse
 
 
@@ -1589,11 +1584,11 @@ def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndar
     dq = _head_major(q4.shape, dt)
     dk = _head_major(k4.shape, dt)
     dv = _head_major(v4.shape, dt)
-    if q4.size and T:
+    if q4.size:
         work = B * H * T * k4.shape[2] * max(D, 1)
         _any_layout(_attn_bwd, q4, k4, v4, lse2, do4, dq, dk, dv, dt.type(scale), bool(causal), sd, thresh,
                     dt.type(1.0 / (1.0 - dropout_p)), numba.get_num_threads() > 1 and work >= _PAR_MIN)
-    else:
+    else:  # no queries (T = 0): the keys and values get zero gradients
         for a in (dq, dk, dv):
             a[...] = 0
     return (dq.reshape(q.shape).astype(q.dtype, copy=False), dk.reshape(k.shape).astype(k.dtype, copy=False),
