@@ -1131,27 +1131,39 @@ _QT = 4
 
 
 @_jit(inline="always")
-def _head_rows(a, b, h, out):
-    """``out[j, d] = a[b, h, j, d]``: one head of a (possibly strided) 4-D array as contiguous rows."""
+def _head_rows(a, s, b, h, out):
+    """``out[j, d] = A[b, h, j, d]``: one head of a strided 4-D array ``A`` (given as its flat memory
+    ``a`` and element strides ``s``, see ``_flat``) as contiguous rows."""
+    D = out.shape[1]
+    base = b * s[0] + h * s[1]
     for j in range(out.shape[0]):
-        for d in range(out.shape[1]):
-            out[j, d] = a[b, h, j, d]
+        src = a[base + j * s[2]:base + j * s[2] + D]  # one row: unit stride, vector loads
+        dst = out[j]
+        for d in range(D):
+            dst[d] = src[d]
 
 
 @_jit(inline="always")
-def _head_store(src, a, b, h):
-    """``a[b, h, j, d] = src[j, d]``: a head's contiguous result rows into a 4-D array of any strides."""
+def _head_store(src, a, s, b, h):
+    """``A[b, h, j, d] = src[j, d]``: a head's contiguous result rows into a strided 4-D array."""
+    D = src.shape[1]
+    base = b * s[0] + h * s[1]
     for j in range(src.shape[0]):
-        for d in range(src.shape[1]):
-            a[b, h, j, d] = src[j, d]
+        dst = a[base + j * s[2]:base + j * s[2] + D]
+        row = src[j]
+        for d in range(D):
+            dst[d] = row[d]
 
 
 @_jit(inline="always")
-def _head_cols(a, b, h, out):
-    """``out[d, j] = a[b, h, j, d]``: one head transposed to ``[D, S]`` (keys contiguous)."""
+def _head_cols(a, s, b, h, out):
+    """``out[d, j] = A[b, h, j, d]``: one head transposed to ``[D, S]`` (keys contiguous)."""
+    D = out.shape[0]
+    base = b * s[0] + h * s[1]
     for j in range(out.shape[1]):
-        for d in range(out.shape[0]):
-            out[d, j] = a[b, h, j, d]
+        src = a[base + j * s[2]:base + j * s[2] + D]
+        for d in range(D):
+            out[d, j] = src[d]
 
 
 @_jit
@@ -1356,34 +1368,30 @@ def _attn_head(qh, kt, vh, oh, lse, bh, scale, causal, seed, thresh, zscale):
 
 
 @_jit
-def _attn_fwd_one(q, k, v, out, lse, bh, scale, causal, seed, thresh, zscale):
-    """Head ``bh`` of 4-D arrays of any strides: copy in, :func:`_attn_head`, copy out. (Only this shell
-    is compiled once per memory layout; the core is layout-free.)"""
-    H = q.shape[1]
+def _attn_fwd_one(q, qs, k, ks, v, vs, out, os_, lse, bh, H, T, S, D, scale, causal, seed, thresh, zscale):
+    """Head ``bh``: copy it in from the strided 4-D arrays, :func:`_attn_head`, copy the result out."""
     b = bh // H
     h = bh % H
-    T, D, S = q.shape[2], q.shape[3], k.shape[2]
     dt = out.dtype
     qh = np.empty((T, D), dtype=dt)
     kt = np.empty((D, S), dtype=dt)
     vh = np.empty((S, D), dtype=dt)
     oh = np.empty((T, D), dtype=dt)
-    _head_rows(q, b, h, qh)
-    _head_cols(k, b, h, kt)
-    _head_rows(v, b, h, vh)
+    _head_rows(q, qs, b, h, qh)
+    _head_cols(k, ks, b, h, kt)
+    _head_rows(v, vs, b, h, vh)
     _attn_head(qh, kt, vh, oh, lse, bh, scale, causal, seed, thresh, zscale)
-    _head_store(oh, out, b, h)
+    _head_store(oh, out, os_, b, h)
 
 
 @_jit(**_PAR)
-def _attn_fwd(q, k, v, out, lse, scale, causal, seed, thresh, zscale, parallel):
-    BH = q.shape[0] * q.shape[1]
+def _attn_fwd(q, qs, k, ks, v, vs, out, os_, lse, B, H, T, S, D, scale, causal, seed, thresh, zscale, parallel):
     if parallel:
-        for bh in prange(BH):
-            _attn_fwd_one(q, k, v, out, lse, bh, scale, causal, seed, thresh, zscale)
+        for bh in prange(B * H):
+            _attn_fwd_one(q, qs, k, ks, v, vs, out, os_, lse, bh, H, T, S, D, scale, causal, seed, thresh, zscale)
     else:
-        for bh in range(BH):
-            _attn_fwd_one(q, k, v, out, lse, bh, scale, causal, seed, thresh, zscale)
+        for bh in range(B * H):
+            _attn_fwd_one(q, qs, k, ks, v, vs, out, os_, lse, bh, H, T, S, D, scale, causal, seed, thresh, zscale)
 
 
 @_jit
@@ -1465,59 +1473,62 @@ def _attn_bwd_head(qh, kh, kt, vt, doh, lse, dqh, dkh, dvh, bh, scale, causal, s
 
 
 @_jit
-def _attn_bwd_one(q, k, v, lse, do, dq, dk, dv, bh, scale, causal, seed, thresh, zscale):
-    """Head ``bh`` of 4-D arrays of any strides: copy in, :func:`_attn_bwd_head`, copy out."""
-    H = q.shape[1]
+def _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dk, dv, gs, bh, H, T, S, D, scale, causal, seed, thresh,
+                  zscale):
+    """Head ``bh``: copy it in from the strided 4-D arrays, :func:`_attn_bwd_head`, copy the gradients out
+    (``gs``: the strides of ``dq`` in row 0, of ``dk`` and ``dv`` in row 1)."""
     b = bh // H
     h = bh % H
-    T, D, S = q.shape[2], q.shape[3], k.shape[2]
     dt = dq.dtype
     qh = np.empty((T, D), dtype=dt)
     kh = np.empty((S, D), dtype=dt)
     kt = np.empty((D, S), dtype=dt)
     vt = np.empty((D, S), dtype=dt)
     doh = np.empty((T, D), dtype=dt)
-    _head_rows(q, b, h, qh)
-    _head_rows(k, b, h, kh)
-    _head_cols(k, b, h, kt)
-    _head_cols(v, b, h, vt)
-    _head_rows(do, b, h, doh)
+    _head_rows(q, qs, b, h, qh)
+    _head_rows(k, ks, b, h, kh)
+    _head_cols(k, ks, b, h, kt)
+    _head_cols(v, vs, b, h, vt)
+    _head_rows(do, dos, b, h, doh)
     dqh = np.empty((T, D), dtype=dt)
     dkh = np.empty((S, D), dtype=dt)
     dvh = np.empty((S, D), dtype=dt)
     _attn_bwd_head(qh, kh, kt, vt, doh, lse, dqh, dkh, dvh, bh, scale, causal, seed, thresh, zscale)
-    _head_store(dqh, dq, b, h)
-    _head_store(dkh, dk, b, h)
-    _head_store(dvh, dv, b, h)
+    _head_store(dqh, dq, gs[0], b, h)
+    _head_store(dkh, dk, gs[1], b, h)
+    _head_store(dvh, dv, gs[1], b, h)
 
 
 @_jit(**_PAR)
-def _attn_bwd(q, k, v, lse, do, dq, dk, dv, scale, causal, seed, thresh, zscale, parallel):
-    BH = q.shape[0] * q.shape[1]
+def _attn_bwd(q, qs, k, ks, v, vs, lse, do, dos, dq, dk, dv, gs, B, H, T, S, D, scale, causal, seed, thresh, zscale,
+              parallel):
     if parallel:
-        for bh in prange(BH):
-            _attn_bwd_one(q, k, v, lse, do, dq, dk, dv, bh, scale, causal, seed, thresh, zscale)
+        for bh in prange(B * H):
+            _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dk, dv, gs, bh, H, T, S, D, scale, causal, seed,
+                          thresh, zscale)
     else:
-        for bh in range(BH):
-            _attn_bwd_one(q, k, v, lse, do, dq, dk, dv, bh, scale, causal, seed, thresh, zscale)
+        for bh in range(B * H):
+            _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dk, dv, gs, bh, H, T, S, D, scale, causal, seed,
+                          thresh, zscale)
 
 
-def _any_layout(driver, *args):
-    """Call a compiled ``driver`` with every array argument typed as layout ``'A'`` (any strides).
+def _flat(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A 4-D array as ``(memory, strides)``: a 1-D view of its memory from ``a[0, 0, 0, 0]`` and the element
+    strides of its first three axes, so ``a[b, h, j, d] == memory[b*s0 + h*s1 + j*s2 + d]``.
 
-    Numba compiles one specialisation per combination of C-contiguous and strided arguments; for
-    the attention drivers (q, k, v, dout and outputs, each either way) that is dozens of ~10 s compiles
-    of identical code. Typing every array ``'A'`` keeps one per dtype (loaded from the disk cache after
-    the first run) and the kernels copy each head into contiguous scratch anyway.
+    This is how the attention kernels take strided views (the model's ``[B, H, T, D]`` transposes of a
+    ``[B, T, C]`` activation) without copying them: to Numba the memory is a plain contiguous 1-D array
+    (fast to dispatch, one compile per dtype) and each row is unit-stride (vector loads). An array whose
+    last axis is not unit-stride, or with a negative stride, is copied first.
     """
-    if not hasattr(driver, "overloads"):  # NUMBA_DISABLE_JIT: a plain Python function
-        return driver(*args)
-    sig = tuple(numba.typeof(a).copy(layout="A") if isinstance(a, np.ndarray) else numba.typeof(a) for a in args)
-    cres = driver.overloads.get(sig)
-    if cres is None:
-        driver.compile(sig)  # from the disk cache when it has this signature
-        cres = driver.overloads[sig]
-    return cres.entry_point(*args)
+    it = a.itemsize
+    if a.size == 0:
+        return np.empty(0, dtype=a.dtype), np.zeros(3, dtype=np.int64)
+    if any(st < 0 or st % it for st in a.strides) or (a.shape[3] > 1 and a.strides[3] != it):
+        a = np.ascontiguousarray(a)
+    es = [st // it for st in a.strides]
+    span = 1 + sum((n - 1) * e for n, e in zip(a.shape, es))
+    return np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(it,)), np.array(es[:3], dtype=np.int64)
 
 
 def _as4(a: np.ndarray, dt) -> np.ndarray:
@@ -1558,12 +1569,14 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal:
     sd, thresh = _dropout_args(dropout_p, seed)
     dt, q4, k4, v4 = _attn_args(q, k, v)
     B, H, T, D = q4.shape
+    S = k4.shape[2]
     out = _head_major(q4.shape, dt)
     lse = np.empty(q.shape[:-1], dtype=np.float64)  # owns its memory (profilers count it as saved)
     if q4.size:  # (an empty q means an empty out: nothing to write)
-        work = B * H * T * k4.shape[2] * max(D, 1)
-        _any_layout(_attn_fwd, q4, k4, v4, out, lse.reshape(B * H, T), dt.type(scale), bool(causal), sd, thresh,
-                    dt.type(1.0 / (1.0 - dropout_p)), numba.get_num_threads() > 1 and work >= _PAR_MIN)
+        work = B * H * T * S * max(D, 1)
+        _attn_fwd(*_flat(q4), *_flat(k4), *_flat(v4), *_flat(out), lse.reshape(B * H, T), B, H, T, S, D,
+                  dt.type(scale), bool(causal), sd, thresh, dt.type(1.0 / (1.0 - dropout_p)),
+                  numba.get_num_threads() > 1 and work >= _PAR_MIN)
     return out.reshape(q.shape[:-1] + (D,)).astype(q.dtype, copy=False), lse
 
 
@@ -1585,9 +1598,12 @@ def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndar
     dk = _head_major(k4.shape, dt)
     dv = _head_major(v4.shape, dt)
     if q4.size:
-        work = B * H * T * k4.shape[2] * max(D, 1)
-        _any_layout(_attn_bwd, q4, k4, v4, lse2, do4, dq, dk, dv, dt.type(scale), bool(causal), sd, thresh,
-                    dt.type(1.0 / (1.0 - dropout_p)), numba.get_num_threads() > 1 and work >= _PAR_MIN)
+        S = k4.shape[2]
+        work = B * H * T * S * max(D, 1)
+        (dqm, dqs), (dkm, dks), (dvm, _) = _flat(dq), _flat(dk), _flat(dv)  # dk and dv: the same strides
+        _attn_bwd(*_flat(q4), *_flat(k4), *_flat(v4), lse2, *_flat(do4), dqm, dkm, dvm, np.stack([dqs, dks]),
+                  B, H, T, S, D, dt.type(scale), bool(causal), sd, thresh, dt.type(1.0 / (1.0 - dropout_p)),
+                  numba.get_num_threads() > 1 and work >= _PAR_MIN)
     else:  # no queries (T = 0): the keys and values get zero gradients
         for a in (dq, dk, dv):
             a[...] = 0
