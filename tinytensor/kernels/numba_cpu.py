@@ -761,9 +761,11 @@ def cross_entropy_backward(logits: np.ndarray, targets: np.ndarray, lse: np.ndar
 # =================================================================================== layer norm
 @_jit
 def _ln_rows(x, w, b, eps, y, mean, rstd, lo, hi):
-    """Per row: float64 mean pass, float64 centred-variance pass, one fused write pass
-    ``y = (x - mean) * rstd * w + b`` (w, b float64). Two reads of a row that sits in L1."""
+    """Per row: float64 mean pass, float64 centred-variance pass, then one fused write pass
+    ``y = (x - mean) * rstd * w + b`` in x's dtype (8 float32 lanes, not 4 float64 ones: the
+    statistics are exact to x's precision by then). Three reads of a row that sits in L1."""
     C = x.shape[1]
+    dt = y.dtype
     for r in range(lo, hi):
         s = 0.0
         for j in range(C):
@@ -774,8 +776,10 @@ def _ln_rows(x, w, b, eps, y, mean, rstd, lo, hi):
             d = x[r, j] - mu
             s2 += d * d
         rs = 1.0 / np.sqrt(s2 / C + eps)
+        m = dt.type(mu)
+        k = dt.type(rs)
         for j in range(C):
-            y[r, j] = (x[r, j] - mu) * rs * w[j] + b[j]
+            y[r, j] = (x[r, j] - m) * k * w[j] + b[j]
         mean[r] = mu
         rstd[r] = rs
 
@@ -812,9 +816,10 @@ def _ln_bwd_rows(dy, x, w, mean, rstd, dx, dw, db, lo, hi):
 
     Per row: one pass for ``mean(g)`` and ``mean(g * xhat)`` (``g = dy * w``) that also accumulates
     ``dw += dy * xhat`` and ``db += dy``, then one write pass for
-    ``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))``.
+    ``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))`` in x's dtype (the sums stay float64).
     """
     C = x.shape[1]
+    dt = dx.dtype
     for r in range(lo, hi):
         mu = np.float64(mean[r])
         rs = np.float64(rstd[r])
@@ -828,11 +833,12 @@ def _ln_bwd_rows(dy, x, w, mean, rstd, dx, dw, db, lo, hi):
             sgx += g * xh
             dw[j] += d * xh
             db[j] += d
-        mg = sg / C
-        mgx = sgx / C
+        m = dt.type(mu)
+        k = dt.type(rs)
+        mg = dt.type(sg / C)
+        mgx = dt.type(sgx / C)
         for j in range(C):
-            xh = (x[r, j] - mu) * rs
-            dx[r, j] = rs * (np.float64(dy[r, j]) * w[j] - mg - xh * mgx)
+            dx[r, j] = k * (dy[r, j] * w[j] - mg - (x[r, j] - m) * k * mgx)
 
 
 @_jit(**_PAR)
