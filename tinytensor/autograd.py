@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import profiler
+
 if TYPE_CHECKING:  # pragma: no cover
     from .tensor import Tensor
 
@@ -186,12 +188,10 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Tensor:
-        from .tensor import Tensor, as_tensor
-        from . import profiler
-
-        tensors = tuple(x if isinstance(x, Tensor) else as_tensor(x) for x in inputs)
+        Tensor = _tensor.Tensor
+        tensors = tuple(x if isinstance(x, Tensor) else _tensor.as_tensor(x) for x in inputs)
         needs = tuple(t.requires_grad for t in tensors)
-        track = _grad_enabled and any(needs)
+        track = _grad_enabled and True in needs
         ctx = Context(needs)
         arrays = [t.data for t in tensors]
         if profiler.active is None:
@@ -238,8 +238,6 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
         grad: upstream gradient of the same shape as ``root``; may be omitted for a one-element root.
         retain_graph: keep the saved arrays so backward can run through this graph again.
     """
-    from . import profiler
-
     if not root.requires_grad:
         raise RuntimeError("backward() on a tensor that does not require grad (built under no_grad, "
                            "or from inputs that do not require grad)")
@@ -310,3 +308,6 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
                 owned.add(key)
         if not retain_graph:
             node.release()
+
+
+from . import tensor as _tensor  # noqa: E402  (tensor imports this module; bound at the end to close the cycle)
