@@ -324,6 +324,31 @@ def test_split_pieces_scatter_into_one_gradient():
     np.testing.assert_array_equal(x.grad, want)
 
 
+def test_pieces_that_tile_an_input_are_gathered_exactly():
+    # split of an op's output into pieces that are all used: the engine copies them into an
+    # uninitialised buffer, so every element must come from exactly one piece
+    rng = np.random.default_rng(0)
+    w = tt.tensor(rng.standard_normal((3, 8)), requires_grad=True)
+    h = w * 1.0                                        # an intermediate: its gradient is engine-built
+    a, b = h[:, :5], h[:, 5:]
+    c = h[2:3, 0:0]                                    # an empty piece tiles nothing and hurts nothing
+    ((a * 2.0).sum() + (b * 3.0).sum() + c.sum()).backward()
+    want = np.concatenate([np.full((3, 5), 2.0), np.full((3, 3), 3.0)], axis=1)
+    np.testing.assert_array_equal(w.grad, want)
+
+
+@pytest.mark.parametrize("first, second", [(slice(0, 3), slice(1, 4)),   # volumes add up, but overlap
+                                           (slice(0, 3), slice(3, 5))])  # disjoint, not covering
+def test_pieces_that_overlap_or_leave_gaps_are_added_into_zeros(first, second):
+    x = tt.tensor(np.arange(6.0), requires_grad=True)
+    h = x * 1.0
+    (h[first].sum() * 2.0 + h[second].sum() * 5.0).backward()
+    want = np.zeros(6)
+    want[first] += 2.0
+    want[second] += 5.0
+    np.testing.assert_array_equal(x.grad, want)
+
+
 def test_slice_gradient_adds_to_a_dense_one_and_advanced_indices_repeat():
     x = tt.tensor(np.arange(5.0), requires_grad=True)
     ((x * 2.0).sum() + x[1:3].sum() + x[np.array([0, 0, 4])].sum()).backward()

@@ -22,8 +22,9 @@ returns one gradient per tensor input (or ``None``). The engine then, in this on
   the op returned it (no copy); a second one is added into a new array that the engine then owns,
   and any further ones are added into that array in place.
 * scatters slices: slicing's backward (``ops.GetItem``) returns a :class:`SliceGrad` instead of a
-  zero-filled full-size array, and the engine adds it into the input's gradient buffer at the index.
-  A tensor cut into pieces (``q, k, v = split(qkv, 3)``) then costs one buffer, not one per piece.
+  zero-filled full-size array. The engine keeps an input's pieces until it reaches that input, then
+  writes them into one gradient buffer: a tensor cut into pieces (``q, k, v = split(qkv, 3)``) costs
+  one buffer, not one per piece, and pieces that tile it exactly are copied in without a zero fill.
 
 Leaves (tensors with ``requires_grad=True`` and no node) accumulate into ``.grad``. Unless
 ``retain_graph=True``, each node drops its saved arrays and inputs once used, so activations are freed
@@ -32,6 +33,7 @@ during the backward pass and a graph cannot silently be reused.
 from __future__ import annotations
 
 import functools
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -128,6 +130,54 @@ class SliceGrad:
             np.add.at(buf, self.index, self.grad)
         else:
             buf[self.index] += self.grad
+
+    def box(self, shape: tuple[int, ...]) -> tuple[tuple[int, int], ...] | None:
+        """The ``(start, stop)`` per axis that a plain slice index (unit steps, no ints, ``None`` or
+        ``...``) covers in an array of ``shape``; ``None`` for any other index."""
+        index = self.index if isinstance(self.index, tuple) else (self.index,)
+        if self.advanced or len(index) > len(shape):
+            return None
+        box = []
+        for i, n in enumerate(shape):
+            sl = index[i] if i < len(index) else slice(None)
+            if not isinstance(sl, slice) or sl.step not in (None, 1):
+                return None
+            start, stop, _ = sl.indices(n)
+            box.append((start, max(start, stop)))
+        return tuple(box)
+
+
+def _gather_slices(shape: tuple[int, ...], dtype, grad: np.ndarray | None, pieces: list[SliceGrad]) -> np.ndarray:
+    """One gradient buffer from the ``SliceGrad`` pieces sent to an input (plus ``grad``, a whole-array
+    gradient, if one came too).
+
+    Pieces that tile the input exactly (plain slices, pairwise disjoint, volumes adding up to the
+    whole: ``q, k, v = split(qkv, 3)``) are copied into an uninitialised buffer: no zero fill, no
+    read-modify-write. Anything else is added into zeros (``np.add.at`` for integer indices).
+    """
+    if grad is None:
+        boxes = [p.box(shape) for p in pieces]
+        if all(b is not None for b in boxes) and _tile_exactly(boxes, shape):
+            buf = np.empty(shape, dtype)
+            for p in pieces:
+                buf[p.index] = p.grad
+            return buf
+    buf = np.zeros(shape, dtype) if grad is None else np.array(grad, dtype=dtype, copy=True)
+    for p in pieces:
+        p.add_into(buf)
+    return buf
+
+
+def _tile_exactly(boxes: list, shape: tuple[int, ...]) -> bool:
+    """True when the boxes are pairwise disjoint and their volumes add up to the whole array."""
+    volume = sum(math.prod(hi - lo for lo, hi in b) for b in boxes)
+    if volume != math.prod(shape):
+        return False
+    for i, a in enumerate(boxes):
+        for b in boxes[:i]:  # disjoint: some axis where the two intervals do not overlap
+            if all(lo1 < hi2 and lo2 < hi1 for (lo1, hi1), (lo2, hi2) in zip(a, b)):
+                return False
+    return True
 
 
 # ------------------------------------------------------------------------------------ the graph
@@ -254,8 +304,12 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
 
     grads: dict[int, np.ndarray] = {id(root): g_root}
     owned: set[int] = set()  # ids whose grads[] array the engine allocated: safe to add into in place
+    pieces: dict[int, list[SliceGrad]] = {}  # slice gradients per input, gathered when it is reached
     for t in reversed(_toposort(root)):
         g = grads.pop(id(t), None)
+        if id(t) in pieces:
+            g = _gather_slices(t.shape, t.dtype, g, pieces.pop(id(t)))
+            owned.add(id(t))
         node = t._node
         if node is None:  # a leaf
             if g is not None:
@@ -282,14 +336,10 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             if ig is None or not inp.requires_grad:
                 continue
             key = id(inp)
-            prev = grads.get(key)
-            if isinstance(ig, SliceGrad):  # scatter into this input's own buffer
-                if key not in owned:
-                    prev = np.zeros(inp.shape, inp.dtype) if prev is None else prev.astype(inp.dtype, copy=True)
-                    owned.add(key)
-                ig.add_into(prev)
-                grads[key] = prev
+            if isinstance(ig, SliceGrad):  # kept until every piece for this input has arrived
+                pieces.setdefault(key, []).append(ig)
                 continue
+            prev = grads.get(key)
             if ig.shape != inp.shape:
                 try:
                     ig = unbroadcast(ig, inp.shape)
