@@ -71,12 +71,13 @@ _FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
 _JIT = dict(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 _PAR = dict(_JIT, parallel=True)
 
-# Elements of work below which a kernel runs serially (no prange launch). A launch costs ~10-20 us
-# with spinning OpenMP workers, but ~100+ us when they sleep (OMP_WAIT_POLICY=PASSIVE, the policy of
-# tinytensor.threads): measured on the 2-core EPYC, passive 2-thread runs of the baby GPT's row kernels
-# (50K-400K elements) were no faster than 1 thread, while the shakespeare ones (1M+) gained 1.3-1.9x.
+# Elements of work below which a kernel runs serially (no prange launch). Waking sleeping OpenMP
+# workers (OMP_WAIT_POLICY=PASSIVE, the policy of tinytensor.threads) costs ~15-20 us on the 2-core
+# EPYC. Measured there, interleaved in one process right after a GEMM (medians): the baby GPT's
+# layer norm (98K elements) is no faster on 2 threads (99 -> 111 us), its GELU (393K) is
+# (fwd 501 -> 347 us, bwd 584 -> 382 us); the shakespeare kernels (1M+) gain 1.3-1.9x.
 _PASSIVE = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
-_PAR_MIN = 1 << 19 if _PASSIVE else 1 << 15
+_PAR_MIN = 1 << 18 if _PASSIVE else 1 << 15
 _FLOATS = (np.float32, np.float64)
 
 
