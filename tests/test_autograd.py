@@ -337,6 +337,21 @@ def test_pieces_that_tile_an_input_are_gathered_exactly():
     np.testing.assert_array_equal(w.grad, want)
 
 
+def test_pieces_already_in_place_in_one_array_are_used_without_a_copy():
+    # an op (the attention kernel) may write the gradients of split pieces side by side in one array
+    # of the input's shape; the engine then uses that array as is, and copies when they are misplaced
+    from tinytensor.autograd import SliceGrad, _gather_slices
+    packed = np.arange(24.0).reshape(2, 12).copy()   # owns its memory: the pieces are views of it
+    index = [(slice(None), slice(0, 4)), (slice(None), slice(4, 12))]
+    pieces = [SliceGrad(i, packed[i]) for i in index]
+    got, engine_made = _gather_slices(packed.shape, packed.dtype, None, pieces)
+    assert got is packed and not engine_made
+    swapped = [SliceGrad(index[0], packed[:, 8:12]), SliceGrad(index[1], packed[:, 0:8])]
+    got, engine_made = _gather_slices(packed.shape, packed.dtype, None, swapped)
+    assert engine_made and got is not packed
+    np.testing.assert_array_equal(got, np.concatenate([packed[:, 8:12], packed[:, 0:8]], axis=1))
+
+
 @pytest.mark.parametrize("first, second", [(slice(0, 3), slice(1, 4)),   # volumes add up, but overlap
                                            (slice(0, 3), slice(3, 5))])  # disjoint, not covering
 def test_pieces_that_overlap_or_leave_gaps_are_added_into_zeros(first, second):

@@ -397,7 +397,7 @@ def test_dropout_matches_reference(dtype, shape, layout, p, seed):
     assert ((got == 0) | (x == 0) | (np.abs(got * (1 - p) - x) <= 1e-6 * np.abs(x))).all()
 
 
-def test_attention_results_are_head_major():
+def test_attention_results_are_laid_out_for_the_model():
     # The compiled kernel takes [B, H, T, D] views of a [B, T, C] activation without copying and lays its
     # results out as [B, T, H, D], so that the model's y.transpose(0, 2, 1, 3).reshape(B, T, C) is free.
     rng = np.random.default_rng(0)
@@ -409,9 +409,14 @@ def test_attention_results_are_head_major():
     close(out, want, np.float32, scale=4)
     np.testing.assert_allclose(lse, wlse, rtol=1e-5)
     dout = rng.standard_normal((2, 70, 4, 8)).astype(np.float32).transpose(0, 2, 1, 3)
-    for got, ref in zip(numba_cpu.attention_backward(q, k, v, lse, dout, 0.35),
-                        numpy_ref.attention_backward(q, k, v, wlse, dout, 0.35)):
-        assert got.transpose(0, 2, 1, 3).flags.c_contiguous
+    grads = numba_cpu.attention_backward(q, k, v, lse, dout, 0.35)
+    # dq, dk, dv sit side by side in one [B, T, 3C] array, like the qkv they came from (the engine
+    # then uses that array as qkv's gradient without gathering the pieces)
+    packed = grads[0].base
+    assert packed.shape == qkv.shape and all(g.base is packed for g in grads)
+    for i, g in enumerate(grads):
+        np.testing.assert_array_equal(packed[..., i * 32:(i + 1) * 32], g.transpose(0, 2, 1, 3).reshape(2, 70, 32))
+    for got, ref in zip(grads, numpy_ref.attention_backward(q, k, v, wlse, dout, 0.35)):
         close(got, ref, np.float32, scale=4 * 70)
 
 

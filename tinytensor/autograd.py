@@ -24,7 +24,8 @@ returns one gradient per tensor input (or ``None``). The engine then, in this on
 * scatters slices: slicing's backward (``ops.GetItem``) returns a :class:`SliceGrad` instead of a
   zero-filled full-size array. The engine keeps an input's pieces until it reaches that input, then
   writes them into one gradient buffer: a tensor cut into pieces (``q, k, v = split(qkv, 3)``) costs
-  one buffer, not one per piece, and pieces that tile it exactly are copied in without a zero fill.
+  one buffer, not one per piece, and pieces that tile it exactly are copied in without a zero fill
+  (or not at all, when an op already wrote them side by side in one array of the input's shape).
 
 Leaves (tensors with ``requires_grad=True`` and no node) accumulate into ``.grad``. Unless
 ``retain_graph=True``, each node drops its saved arrays and inputs once used, so activations are freed
@@ -147,25 +148,44 @@ class SliceGrad:
         return tuple(box)
 
 
-def _gather_slices(shape: tuple[int, ...], dtype, grad: np.ndarray | None, pieces: list[SliceGrad]) -> np.ndarray:
+def _gather_slices(shape: tuple[int, ...], dtype, grad: np.ndarray | None,
+                   pieces: list[SliceGrad]) -> tuple[np.ndarray, bool]:
     """One gradient buffer from the ``SliceGrad`` pieces sent to an input (plus ``grad``, a whole-array
-    gradient, if one came too).
+    gradient, if one came too); returns ``(buffer, owned)``, owned when the engine allocated it.
 
     Pieces that tile the input exactly (plain slices, pairwise disjoint, volumes adding up to the
     whole: ``q, k, v = split(qkv, 3)``) are copied into an uninitialised buffer: no zero fill, no
-    read-modify-write. Anything else is added into zeros (``np.add.at`` for integer indices).
+    read-modify-write. If they already are views of one array of the input's shape, each at its own
+    index (the attention kernel writes dq, dk, dv that way), that array is the gradient: no copy.
+    Anything else is added into zeros (``np.add.at`` for integer indices).
     """
     if grad is None:
         boxes = [p.box(shape) for p in pieces]
         if all(b is not None for b in boxes) and _tile_exactly(boxes, shape):
+            base = pieces[0].grad.base
+            if base is not None and base.shape == shape and base.dtype == dtype and _in_place(pieces, boxes, base):
+                return base, False
             buf = np.empty(shape, dtype)
             for p in pieces:
                 buf[p.index] = p.grad
-            return buf
+            return buf, True
     buf = np.zeros(shape, dtype) if grad is None else np.array(grad, dtype=dtype, copy=True)
     for p in pieces:
         p.add_into(buf)
-    return buf
+    return buf, True
+
+
+def _in_place(pieces: list[SliceGrad], boxes: list, base: np.ndarray) -> bool:
+    """True when each piece's gradient is exactly ``base[piece.index]`` (a plain slice covering
+    ``box``): a view of ``base`` with its strides, its box's shape, starting at its box's corner."""
+    start = base.__array_interface__["data"][0]
+    for p, box in zip(pieces, boxes):
+        a = p.grad
+        if a.base is not base or a.strides != base.strides or a.shape != tuple(hi - lo for lo, hi in box):
+            return False
+        if a.__array_interface__["data"][0] != start + sum(lo * st for (lo, _), st in zip(box, base.strides)):
+            return False
+    return True
 
 
 def _tile_exactly(boxes: list, shape: tuple[int, ...]) -> bool:
@@ -308,8 +328,9 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
     for t in reversed(_toposort(root)):
         g = grads.pop(id(t), None)
         if id(t) in pieces:
-            g = _gather_slices(t.shape, t.dtype, g, pieces.pop(id(t)))
-            owned.add(id(t))
+            g, engine_made = _gather_slices(t.shape, t.dtype, g, pieces.pop(id(t)))
+            if engine_made:
+                owned.add(id(t))
         node = t._node
         if node is None:  # a leaf
             if g is not None:

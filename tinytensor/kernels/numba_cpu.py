@@ -1553,6 +1553,16 @@ def _head_major(shape: tuple, dt) -> np.ndarray:
     return np.empty((B, n, H, D), dtype=dt).transpose(0, 2, 1, 3)
 
 
+def _packed_grads(shape: tuple, dt) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Uninitialised ``dq, dk, dv`` (each ``[B, H, T, D]``) as views of one ``[B, T, 3 * H * D]`` array,
+    q, k and v side by side per token: the layout of the model's ``c_attn`` output they were split
+    from. The engine then finds the three gradients already in place in one array of the input's
+    shape and uses it as is (``autograd._gather_slices``): no copying the pieces together."""
+    B, H, T, D = shape
+    packed = np.empty((B, T, 3 * H * D), dtype=dt).reshape(B, T, 3, H, D)
+    return tuple(packed[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+
+
 def _attn_args(q, k, v):
     if q.ndim < 2 or k.ndim != q.ndim or v.ndim != q.ndim:
         raise ValueError(f"attention expects [..., T, D] q and [..., S, D] k, v; got {q.shape}, {k.shape}, {v.shape}")
@@ -1590,8 +1600,9 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal:
 def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndarray, dout: np.ndarray,
                        scale: float, causal: bool = True, dropout_p: float = 0.0, seed: int = 0
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Backward of :func:`attention` for one fused kernel per (batch, head); returns ``(dq, dk, dv)``
-    (4-D ones laid out ``[B, n, H, D]`` in memory, like the forward's output)."""
+    """Backward of :func:`attention` for one fused kernel per (batch, head); returns ``(dq, dk, dv)``.
+    For 4-D self-attention they are views of one ``[B, T, 3 * H * D]`` array (``_packed_grads``);
+    otherwise each is laid out ``[B, n, H, D]`` in memory, like the forward's output."""
     if q.dtype not in _FLOATS:
         return numpy_ref.attention_backward(q, k, v, lse, dout, scale, causal, dropout_p, seed)
     sd, thresh = _dropout_args(dropout_p, seed)
@@ -1601,13 +1612,15 @@ def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndar
     B, H, T, D = q4.shape
     do4 = _as4(dout, dt)
     lse2 = np.ascontiguousarray(lse, dtype=np.float64).reshape(B * H, T)
-    dq = _head_major(q4.shape, dt)
-    dk = _head_major(k4.shape, dt)
-    dv = _head_major(v4.shape, dt)
+    if q.ndim == 4 and q.shape == k.shape:  # self-attention on [B, H, T, D] heads
+        dq, dk, dv = _packed_grads(q4.shape, dt)
+    else:
+        dq, dk, dv = _head_major(q4.shape, dt), _head_major(k4.shape, dt), _head_major(v4.shape, dt)
     if q4.size:
         S = k4.shape[2]
         work = B * H * T * S * max(D, 1)
         (dqm, dqs), (dkm, dks), (dvm, _) = _flat(dq), _flat(dk), _flat(dv)  # dk and dv: the same strides
+        # (packed, the three share one memory: each flat view starts at its own piece and runs on)
         _attn_bwd(*_flat(q4), *_flat(k4), *_flat(v4), lse2, *_flat(do4), dqm, dkm, dvm, np.stack([dqs, dks]),
                   B, H, T, S, D, dt.type(scale), bool(causal), sd, thresh, dt.type(1.0 / (1.0 - dropout_p)),
                   numba.get_num_threads() > 1 and work >= _PAR_MIN)
