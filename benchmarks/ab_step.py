@@ -1,0 +1,141 @@
+"""Question: is this checkout's training step faster than another revision's, on a machine too noisy to tell
+by running the two one after the other?
+
+    python -m benchmarks.ab_step --base REV [--preset baby] [--pairs 40] [--steps 5] [--json PATH]
+
+On the 2-core VMs we use, whole processes run in fast and slow phases that last seconds to minutes: the same
+code measures 20-50 % apart in consecutive runs. So both versions run in ONE process. The base revision is
+checked out into a temporary git worktree and its ``tinytensor`` and ``gpt`` packages are imported under other
+module names next to this checkout's; the two training steps (forward, backward, clipping, AdamW on the same
+batches) then alternate, ``--steps`` steps of one and then of the other, ``--pairs`` times, the order flipped
+every pair, so each pair sees one phase of the machine. Reported: each version's median ms per step, and the
+median over pairs of base / this (above 1: this checkout is faster). The losses after the warm-up steps are
+printed too: equal losses mean the two versions compute the same thing.
+
+The base's Numba kernels may have to compile first (minutes, when they are not in the cache yet).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import tinytensor  # noqa: F401  (before NumPy: the thread policy, tinytensor/threads.py)
+import numpy as np
+
+import gpt
+from benchmarks.train_throughput import LR, BETAS, PRESETS, WD, _batches
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _import_as(name: str, package_dir: Path):
+    """Import the package in ``package_dir`` under the module name ``name`` (its relative imports follow)."""
+    spec = importlib.util.spec_from_file_location(name, package_dir / "__init__.py",
+                                                  submodule_search_locations=[str(package_dir)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_checkout(root: Path, prefix: str = "base_"):
+    """``(tinytensor, gpt)`` of the checkout at ``root``, imported as ``base_tinytensor`` and ``base_gpt``.
+
+    While ``gpt`` is imported, ``import tinytensor`` must find the base's package, so the name points at it
+    for that moment and is then given back to this checkout's.
+    """
+    tt = _import_as(prefix + "tinytensor", root / "tinytensor")
+    ours = sys.modules["tinytensor"]
+    sys.modules["tinytensor"] = tt
+    try:
+        g = _import_as(prefix + "gpt", root / "gpt")
+    finally:
+        sys.modules["tinytensor"] = ours
+    return tt, g
+
+
+def make_step(tt, g, cfg: dict):
+    """A training step of ``cfg``'s model written with the given ``tinytensor`` and ``gpt`` modules."""
+    mcfg = g.GPTConfig(**{k: cfg[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias",
+                                              "vocab_size")})
+    model = g.GPT(mcfg, seed=1337)
+    opt = model.configure_optimizers(weight_decay=WD, learning_rate=LR, betas=BETAS)
+    params = list(model.parameters())
+
+    def step(x, y) -> float:
+        _, loss = model(x, y)
+        for p in params:
+            p.grad = None
+        loss.backward()
+        tt.optim.clip_grad_norm_(params, 1.0)
+        opt.step()
+        return float(loss.item())
+    return step
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base", required=True, help="git revision to compare this checkout against")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="baby")
+    ap.add_argument("--pairs", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=5, help="steps per version in each pair")
+    ap.add_argument("--json", default=None, help="write the results here (atomically)")
+    args = ap.parse_args(argv)
+    if args.pairs < 1 or args.steps < 1:
+        raise ValueError(f"--pairs and --steps must be >= 1, got {args.pairs}, {args.steps}")
+    from benchmarks._util import machine_info, write_json_atomic
+
+    cfg = PRESETS[args.preset]
+    batches = _batches(cfg, 8)
+    with tempfile.TemporaryDirectory() as tmp:
+        worktree = Path(tmp) / "base"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(worktree), args.base],
+                       check=True)
+        try:
+            base_tt, base_gpt = load_checkout(worktree)
+            steps = {"base": make_step(base_tt, base_gpt, cfg), "this": make_step(tinytensor, gpt, cfg)}
+            losses = {}
+            for name, step in steps.items():  # warm-up: Numba compile or cache load, allocator
+                for i in range(3):
+                    losses[name] = step(*batches[i % len(batches)])
+            times: dict[str, list[float]] = {name: [] for name in steps}
+            order = list(steps)
+            for pair in range(args.pairs):
+                for name in (order if pair % 2 == 0 else order[::-1]):
+                    t0 = time.perf_counter()
+                    for i in range(args.steps):
+                        steps[name](*batches[i % len(batches)])
+                    times[name].append((time.perf_counter() - t0) / args.steps * 1e3)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
+
+    ratios = [b / t for b, t in zip(times["base"], times["this"])]
+    result = {
+        "question": "is this checkout's training step faster than --base's (both in one process, interleaved)?",
+        "base": args.base, "preset": args.preset, "pairs": args.pairs, "steps_per_pair": args.steps,
+        "machine": machine_info(),
+        "loss_after_warmup": losses,
+        "ms_per_step": {name: statistics.median(v) for name, v in times.items()},
+        "ms_per_step_all": times,
+        "median_pair_ratio_base_over_this": statistics.median(ratios),
+    }
+    print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, both versions in one process")
+    print(f"losses after warm-up: base {losses['base']:.6f}, this {losses['this']:.6f}")
+    for name in ("base", "this"):
+        v = times[name]
+        print(f"{name:5s} ms/step median {statistics.median(v):7.1f}   min {min(v):7.1f}")
+    print(f"base / this, median over pairs: {result['median_pair_ratio_base_over_this']:.3f}x "
+          f"(pairs from {min(ratios):.2f} to {max(ratios):.2f})")
+    if args.json:
+        write_json_atomic(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
