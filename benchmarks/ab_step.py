@@ -26,10 +26,9 @@ import time
 from pathlib import Path
 
 import tinytensor  # noqa: F401  (before NumPy: the thread policy, tinytensor/threads.py)
-import numpy as np
 
 import gpt
-from benchmarks.train_throughput import LR, BETAS, PRESETS, WD, _batches
+from benchmarks.train_throughput import PRESETS, _batches, tt_step
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,25 +59,6 @@ def load_checkout(root: Path, prefix: str = "base_"):
     return tt, g
 
 
-def make_step(tt, g, cfg: dict):
-    """A training step of ``cfg``'s model written with the given ``tinytensor`` and ``gpt`` modules."""
-    mcfg = g.GPTConfig(**{k: cfg[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias",
-                                              "vocab_size")})
-    model = g.GPT(mcfg, seed=1337)
-    opt = model.configure_optimizers(weight_decay=WD, learning_rate=LR, betas=BETAS)
-    params = list(model.parameters())
-
-    def step(x, y) -> float:
-        _, loss = model(x, y)
-        for p in params:
-            p.grad = None
-        loss.backward()
-        tt.optim.clip_grad_norm_(params, 1.0)
-        opt.step()
-        return float(loss.item())
-    return step
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", required=True, help="git revision to compare this checkout against")
@@ -99,7 +79,7 @@ def main(argv=None) -> int:
                        check=True)
         try:
             base_tt, base_gpt = load_checkout(worktree)
-            steps = {"base": make_step(base_tt, base_gpt, cfg), "this": make_step(tinytensor, gpt, cfg)}
+            steps = {"base": tt_step(base_tt, base_gpt, cfg), "this": tt_step(tinytensor, gpt, cfg)}
             losses = {}
             for name, step in steps.items():  # warm-up: Numba compile or cache load, allocator
                 for i in range(3):

@@ -50,27 +50,32 @@ def _peak_rss_mb() -> float:
 
 
 # ------------------------------------------------------------------------------------ tinytensor
-def _tt_worker(cfg: dict):
-    import tinytensor as tt  # before NumPy: tinytensor sets the thread policy (tinytensor/threads.py)
-    import numpy as np
-    from tinytensor import optim
-    from gpt import GPT, GPTConfig
-
-    mcfg = GPTConfig(**{k: cfg[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias",
-                                            "vocab_size")})
-    model = GPT(mcfg, seed=1337)
+def tt_step(tt, gpt, cfg: dict):
+    """A training step (forward, backward, clipping, AdamW) of ``cfg``'s model, written with the given
+    ``tinytensor`` and ``gpt`` modules (``benchmarks.ab_step`` passes another checkout's)."""
+    mcfg = gpt.GPTConfig(**{k: cfg[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias",
+                                                "vocab_size")})
+    model = gpt.GPT(mcfg, seed=1337)
     opt = model.configure_optimizers(weight_decay=WD, learning_rate=LR, betas=BETAS)
     params = list(model.parameters())
 
-    def step(x, y):
+    def step(x, y) -> float:
         _, loss = model(x, y)
-        opt.zero_grad() if hasattr(opt, "zero_grad") else None
         for p in params:
             p.grad = None
         loss.backward()
-        optim.clip_grad_norm_(params, 1.0)
+        tt.optim.clip_grad_norm_(params, 1.0)
         opt.step()
         return float(loss.item())
+    return step
+
+
+def _tt_worker(cfg: dict):
+    import tinytensor as tt  # before NumPy: tinytensor sets the thread policy (tinytensor/threads.py)
+    import numpy as np
+    import gpt
+
+    step = tt_step(tt, gpt, cfg)
 
     def profile(x, y):
         with tt.profile() as prof:
