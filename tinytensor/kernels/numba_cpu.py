@@ -1138,13 +1138,19 @@ _QT = 4
 
 
 @_jit(inline="always")
+def _head_row(a, s, b, h, j, D):
+    """Row ``A[b, h, j, :]`` of a strided 4-D array ``A``, given as its flat memory ``a`` and the element
+    strides ``s`` of its first three axes (see ``_flat``): a unit-stride slice, so copies use vector loads."""
+    start = b * s[0] + h * s[1] + j * s[2]
+    return a[start:start + D]
+
+
+@_jit(inline="always")
 def _head_rows(a, s, b, h, out):
-    """``out[j, d] = A[b, h, j, d]``: one head of a strided 4-D array ``A`` (given as its flat memory
-    ``a`` and element strides ``s``, see ``_flat``) as contiguous rows."""
+    """``out[j, d] = A[b, h, j, d]``: one head of a strided 4-D array as contiguous rows."""
     D = out.shape[1]
-    base = b * s[0] + h * s[1]
     for j in range(out.shape[0]):
-        src = a[base + j * s[2]:base + j * s[2] + D]  # one row: unit stride, vector loads
+        src = _head_row(a, s, b, h, j, D)
         dst = out[j]
         for d in range(D):
             dst[d] = src[d]
@@ -1154,9 +1160,8 @@ def _head_rows(a, s, b, h, out):
 def _head_store(src, a, s, b, h):
     """``A[b, h, j, d] = src[j, d]``: a head's contiguous result rows into a strided 4-D array."""
     D = src.shape[1]
-    base = b * s[0] + h * s[1]
     for j in range(src.shape[0]):
-        dst = a[base + j * s[2]:base + j * s[2] + D]
+        dst = _head_row(a, s, b, h, j, D)
         row = src[j]
         for d in range(D):
             dst[d] = row[d]
@@ -1166,9 +1171,8 @@ def _head_store(src, a, s, b, h):
 def _head_cols(a, s, b, h, out):
     """``out[d, j] = A[b, h, j, d]``: one head transposed to ``[D, S]`` (keys contiguous)."""
     D = out.shape[0]
-    base = b * s[0] + h * s[1]
     for j in range(out.shape[1]):
-        src = a[base + j * s[2]:base + j * s[2] + D]
+        src = _head_row(a, s, b, h, j, D)
         for d in range(D):
             out[d, j] = src[d]
 
@@ -1480,10 +1484,9 @@ def _attn_bwd_head(qh, kh, kt, vt, doh, lse, dqh, dkh, dvh, bh, scale, causal, s
 
 
 @_jit
-def _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dk, dv, gs, bh, H, T, S, D, scale, causal, seed, thresh,
-                  zscale):
-    """Head ``bh``: copy it in from the strided 4-D arrays, :func:`_attn_bwd_head`, copy the gradients out
-    (``gs``: the strides of ``dq`` in row 0, of ``dk`` and ``dv`` in row 1)."""
+def _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, bh, H, T, S, D, scale, causal, seed,
+                  thresh, zscale):
+    """Head ``bh``: copy it in from the strided 4-D arrays, :func:`_attn_bwd_head`, copy the gradients out."""
     b = bh // H
     h = bh % H
     dt = dq.dtype
@@ -1501,22 +1504,22 @@ def _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dk, dv, gs, bh, H, T, S
     dkh = np.empty((S, D), dtype=dt)
     dvh = np.empty((S, D), dtype=dt)
     _attn_bwd_head(qh, kh, kt, vt, doh, lse, dqh, dkh, dvh, bh, scale, causal, seed, thresh, zscale)
-    _head_store(dqh, dq, gs[0], b, h)
-    _head_store(dkh, dk, gs[1], b, h)
-    _head_store(dvh, dv, gs[1], b, h)
+    _head_store(dqh, dq, dqs, b, h)
+    _head_store(dkh, dk, dks, b, h)
+    _head_store(dvh, dv, dvs, b, h)
 
 
 @_jit(**_PAR)
-def _attn_bwd(q, qs, k, ks, v, vs, lse, do, dos, dq, dk, dv, gs, B, H, T, S, D, scale, causal, seed, thresh, zscale,
-              parallel):
+def _attn_bwd(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, B, H, T, S, D, scale, causal, seed,
+              thresh, zscale, parallel):
     if parallel:
         for bh in prange(B * H):
-            _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dk, dv, gs, bh, H, T, S, D, scale, causal, seed,
-                          thresh, zscale)
+            _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, bh, H, T, S, D, scale, causal,
+                          seed, thresh, zscale)
     else:
         for bh in range(B * H):
-            _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dk, dv, gs, bh, H, T, S, D, scale, causal, seed,
-                          thresh, zscale)
+            _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, bh, H, T, S, D, scale, causal,
+                          seed, thresh, zscale)
 
 
 def _flat(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1619,9 +1622,8 @@ def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndar
     if q4.size:
         S = k4.shape[2]
         work = B * H * T * S * max(D, 1)
-        (dqm, dqs), (dkm, dks), (dvm, _) = _flat(dq), _flat(dk), _flat(dv)  # dk and dv: the same strides
-        # (packed, the three share one memory: each flat view starts at its own piece and runs on)
-        _attn_bwd(*_flat(q4), *_flat(k4), *_flat(v4), lse2, *_flat(do4), dqm, dkm, dvm, np.stack([dqs, dks]),
+        # (packed, the three gradients share one memory: each flat view starts at its own piece and runs on)
+        _attn_bwd(*_flat(q4), *_flat(k4), *_flat(v4), lse2, *_flat(do4), *_flat(dq), *_flat(dk), *_flat(dv),
                   B, H, T, S, D, dt.type(scale), bool(causal), sd, thresh, dt.type(1.0 / (1.0 - dropout_p)),
                   numba.get_num_threads() > 1 and work >= _PAR_MIN)
     else:  # no queries (T = 0): the keys and values get zero gradients
