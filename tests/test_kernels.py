@@ -354,8 +354,19 @@ def test_adamw_updates_in_place_including_views(mod):
 @HYP
 @given(dtype=dtypes, b=st.integers(1, 2), h=st.integers(1, 3), t=st.integers(1, 20), extra=st.integers(0, 5),
        d=st.integers(1, 17), causal=st.booleans(), layout=st.sampled_from(["c", "s", "heads"]),
-       dropout_p=st.sampled_from([0.0, 0.0, 0.1, 0.5]), seed=seeds)
-def test_attention_matches_reference(dtype, b, h, t, extra, d, causal, layout, dropout_p, seed):
+       dropout_p=st.sampled_from([0.0, 0.0, 0.1, 0.5]), seed=seeds, small=st.booleans())
+def test_attention_matches_reference(dtype, b, h, t, extra, d, causal, layout, dropout_p, seed, small):
+    # small: these heads take the BLAS chain (numba_cpu._small_heads) when there is no dropout; otherwise
+    # the fused tile kernels. Both paths must match the reference.
+    old = numba_cpu._ATTN_BLAS_MAX
+    numba_cpu._ATTN_BLAS_MAX = 1 << 62 if small else 0
+    try:
+        _check_attention(dtype, b, h, t, extra, d, causal, layout, dropout_p, seed)
+    finally:
+        numba_cpu._ATTN_BLAS_MAX = old
+
+
+def _check_attention(dtype, b, h, t, extra, d, causal, layout, dropout_p, seed):
     rng = np.random.default_rng(seed)
     s = t + extra  # S >= T: every query sees at least one key
     q = make(rng, (b, h, t, d), dtype, layout)
@@ -432,8 +443,10 @@ def test_attention_dropout_zeroes_weights_and_rescales(mod):
     assert not keep.all() and keep.any()
 
 
-@pytest.mark.parametrize("mod", MODULES)
-def test_attention_equals_composition(mod):
+@pytest.mark.parametrize("mod, blas_max", [(numpy_ref, None), (numba_cpu, 0), (numba_cpu, 1 << 62)])
+def test_attention_equals_composition(mod, blas_max, monkeypatch):
+    if blas_max is not None:  # the compiled module's two paths: fused tile kernels, BLAS chain
+        monkeypatch.setattr(numba_cpu, "_ATTN_BLAS_MAX", blas_max)
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((2, 2, 9, 4)) for _ in range(3))
     out, lse = mod.attention(q, k, v, 0.5, causal=True)
@@ -442,6 +455,18 @@ def test_attention_equals_composition(mod):
     # fully masked queries (T > S): documented NaN output and lse, as the reference gives
     out, lse = mod.attention(q, k[:, :, :5], v[:, :, :5], 0.5, causal=True)
     assert np.isnan(lse[:, :, :4]).all() and np.isnan(out[:, :, :4]).all() and np.isfinite(out[:, :, 4:]).all()
+    if mod is numpy_ref:
+        return
+    # their gradients: the visible rows as the reference gives them, the masked queries' rows 0
+    dout = rng.standard_normal(out.shape)
+    got = mod.attention_backward(q, k[:, :, :5], v[:, :, :5], lse, dout, 0.5, True)
+    ok = np.isfinite(lse)
+    assert (got[0][~ok] == 0).all()
+    dout[~ok] = 0  # (the reference's NaN rows would poison dk and dv)
+    want = numpy_ref.attention_backward(q, k[:, :, :5], v[:, :, :5], np.where(ok, lse, 0), dout, 0.5, True)
+    np.testing.assert_allclose(got[0][ok], want[0][ok], rtol=1e-10, atol=1e-12)
+    for g, w in zip(got[1:], want[1:]):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("mod", MODULES)
@@ -596,3 +621,21 @@ def test_kernel_module_under_boundscheck():
                               "or parallel_branches"],
                        cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+
+
+def test_run_parts_runs_every_part_and_reraises():
+    from tinytensor import threads
+    seen = []
+    threads.run_parts(seen.append, [1, 2, 3])
+    assert sorted(seen) == [1, 2, 3]
+
+    def fail_on_two(part):
+        if part == 2:
+            raise ValueError(f"part {part}")
+        seen.append(part)
+    seen.clear()
+    with pytest.raises(ValueError, match="part 2"):
+        threads.run_parts(fail_on_two, [1, 2, 3])
+    assert sorted(seen) == [1, 3]  # the other parts still ran to the end before the error came back
+    threads.run_parts(seen.append, [4, 5])  # and the helpers are free again
+    assert sorted(seen) == [1, 3, 4, 5]

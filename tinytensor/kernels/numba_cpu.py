@@ -30,7 +30,9 @@ Design
   horizontal sums at the end of each tile cost most at the model's K = 32..128), so ``auto`` keeps
   matmul on BLAS (see ``benchmarks/kernels.py``).
 * **No BLAS inside ``prange``**: the GEMM is Numba code, so there is no OpenBLAS thread pool
-  competing with Numba's.
+  competing with Numba's. The one place that calls BLAS from a kernel, the attention of small heads,
+  does it from Python helper threads (``threads.run_parts``) on products too small for OpenBLAS to
+  thread.
 * Everything also runs with ``NUMBA_DISABLE_JIT=1`` as plain Python (slowly), for teaching and
   debugging: the ``_exp``/``_tanh`` helpers fall back to NumPy's, ``prange`` becomes ``range``.
 
@@ -1522,6 +1524,145 @@ def _attn_bwd(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, B, H
                           seed, thresh, zscale)
 
 
+# --------------------------------------------- small heads: BLAS products and compiled row passes
+# For heads whose [T, S] x D products are small (the baby GPT's 64 x 64 x 32), OpenBLAS's GEMM on one
+# thread computes q k^T or P v ~1.5x faster than the tile loops above, even doing the masked half
+# too. There the attention is a chain per group of heads: np.matmul for the products, a compiled pass
+# over the rows of the [T, S] matrix in between; groups of heads run on different threads at once
+# (``threads.run_parts``). The price is one [B, H, T, S] scratch matrix per call (two in the backward),
+# freed on return: still nothing but lse is saved for the backward.
+_ATTN_BLAS_MAX = 1 << 18  # T * S * D below which a head's products are "small": OpenBLAS then runs each
+#                           on the calling thread (its own threshold for threading is 65536 * 4).
+
+
+@_jit
+def _attn_probs(p, lse, b0, b1, h0, h1, H, T, scale, off, causal):
+    """Heads ``b0..b1 x h0..h1`` of ``p [B * H * T, S]``: the raw scores ``q . k`` in place become the
+    probabilities ``softmax(scale * q . k)`` (masked keys 0); ``lse [B * H * T]`` gets each row's
+    logsumexp. Per row, with ``lim`` visible keys::
+
+        s[j] = scale * s[j];  m = max s          # one pass
+        s[j] = exp(s[j] - m);  l = sum s          # 8-lane exp (float32), float64 sum
+        s[j] = s[j] / l;  s[lim:] = 0;  lse = m + log l
+
+    A row with no visible key (``T > S``) has no distribution: NaN, as in the reference.
+    """
+    S = p.shape[1]
+    dt = p.dtype
+    for b in range(b0, b1):
+        i = 0
+        for r in range((b * H + h0) * T, (b * H + h1) * T):
+            lim = _visible(i, S, off, causal)
+            i = i + 1 if i + 1 < T else 0
+            if lim == 0:
+                for j in range(S):
+                    p[r, j] = np.nan
+                lse[r] = np.nan
+                continue
+            m = dt.type(-np.inf)
+            for j in range(lim):
+                x = p[r, j] * scale
+                p[r, j] = x
+                if x > m:
+                    m = x
+            if not np.isfinite(m):
+                m = dt.type(0)
+            for j in range(lim):
+                p[r, j] = _exp(p[r, j] - m)
+            l = 0.0
+            for j in range(lim):
+                l += p[r, j]
+            inv = dt.type(1.0 / l)
+            for j in range(lim):
+                p[r, j] = p[r, j] * inv
+            for j in range(lim, S):
+                p[r, j] = 0
+            lse[r] = m + np.log(l)
+
+
+@_jit
+def _attn_dscores(p, dp, lse, b0, b1, h0, h1, H, T, scale, off, causal):
+    """Backward row pass for heads ``b0..b1 x h0..h1``: the raw scores ``p`` become ``P = exp(scale q . k
+    - lse)`` and ``dp = dO . v`` becomes ``dS = scale * P * (dP - sum_j P dP)``, both in place (masked
+    keys, and rows without a visible key, 0)."""
+    S = p.shape[1]
+    dt = p.dtype
+    for b in range(b0, b1):
+        i = 0
+        for r in range((b * H + h0) * T, (b * H + h1) * T):
+            lim = _visible(i, S, off, causal)
+            i = i + 1 if i + 1 < T else 0
+            if not np.isfinite(lse[r]):
+                lim = 0
+            l = dt.type(lse[r]) if lim else dt.type(0)
+            for j in range(lim):
+                p[r, j] = _exp(p[r, j] * scale - l)
+            delta = 0.0
+            for j in range(lim):
+                delta += p[r, j] * dp[r, j]
+            dl = dt.type(delta)
+            for j in range(lim):
+                dp[r, j] = scale * p[r, j] * (dp[r, j] - dl)
+            for j in range(lim, S):
+                p[r, j] = 0
+                dp[r, j] = 0
+
+
+def _head_groups(B: int, H: int) -> list[tuple[int, int, int, int]]:
+    """``(b0, b1, h0, h1)`` groups of heads, one per thread: split the batch, else the heads."""
+    n = numba.get_num_threads()
+    if n > 1 and B >= n:
+        return [(c * B // n, (c + 1) * B // n, 0, H) for c in range(n)]
+    if n > 1 and H >= n:
+        return [(0, B, c * H // n, (c + 1) * H // n) for c in range(n)]
+    return [(0, B, 0, H)]
+
+
+def _small_heads(q4: np.ndarray, k4: np.ndarray, dropout_p: float) -> bool:
+    """Take the BLAS chain (above) rather than the fused tile kernels? (No dropout mask in the chain.)"""
+    T, D = q4.shape[2:]
+    S = k4.shape[2]
+    return dropout_p == 0.0 and S > 0 and T * S * D < _ATTN_BLAS_MAX
+
+
+def _attn_fwd_blas(q4, k4, v4, out, lse, scale, causal):
+    B, H, T, D = q4.shape
+    S = k4.shape[2]
+    dt = out.dtype
+    p = np.empty((B, H, T, S), dtype=dt)
+    rows, lse1, sc = p.reshape(-1, S), lse.reshape(-1), dt.type(scale)
+
+    def group(g):
+        b0, b1, h0, h1 = g
+        at = (slice(b0, b1), slice(h0, h1))
+        np.matmul(q4[at], np.swapaxes(k4[at], -1, -2), out=p[at])             # raw scores
+        _attn_probs(rows, lse1, b0, b1, h0, h1, H, T, sc, S - T, causal)    # -> probabilities
+        np.matmul(p[at], v4[at], out=out[at])
+
+    threads.run_parts(group, _head_groups(B, H))
+
+
+def _attn_bwd_blas(q4, k4, v4, lse, do4, dq, dk, dv, scale, causal):
+    B, H, T, D = q4.shape
+    S = k4.shape[2]
+    dt = dq.dtype
+    p = np.empty((B, H, T, S), dtype=dt)
+    dp = np.empty((B, H, T, S), dtype=dt)
+    prow, dprow, lse1, sc = p.reshape(-1, S), dp.reshape(-1, S), lse.reshape(-1), dt.type(scale)
+
+    def group(g):
+        b0, b1, h0, h1 = g
+        at = (slice(b0, b1), slice(h0, h1))
+        np.matmul(q4[at], np.swapaxes(k4[at], -1, -2), out=p[at])             # raw scores
+        np.matmul(do4[at], np.swapaxes(v4[at], -1, -2), out=dp[at])           # dP
+        _attn_dscores(prow, dprow, lse1, b0, b1, h0, h1, H, T, sc, S - T, causal)  # -> P, dS
+        np.matmul(np.swapaxes(p[at], -1, -2), do4[at], out=dv[at])
+        np.matmul(dp[at], k4[at], out=dq[at])
+        np.matmul(np.swapaxes(dp[at], -1, -2), q4[at], out=dk[at])
+
+    threads.run_parts(group, _head_groups(B, H))
+
+
 def _flat(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A 4-D array as ``(memory, strides)``: a 1-D view of its memory from ``a[0, 0, 0, 0]`` and the element
     strides of its first three axes, so ``a[b, h, j, d] == memory[b*s0 + h*s1 + j*s2 + d]``.
@@ -1579,7 +1720,10 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal:
               dropout_p: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Fused attention core ``softmax(q k^T * scale [+ causal mask]) v``; returns ``(out, lse f64)``.
 
-    One kernel per (batch, head), ``prange`` over heads; inputs may be strided 4-D views (no copies).
+    Small heads (``T * S * D < _ATTN_BLAS_MAX``, no dropout; the baby GPT's) go through BLAS products and
+    a compiled row pass per group of heads, the groups on helper threads (``_attn_fwd_blas``); larger ones
+    through one fused tile kernel per (batch, head), ``prange`` over heads. Inputs may be strided 4-D
+    views (no copies).
     A 4-D output is laid out ``[B, T, H, D]`` in memory (see ``_head_major``). A query with no visible
     key (only possible when ``T > S``) has no distribution: its output row and lse are NaN, as in
     the reference.
@@ -1592,7 +1736,9 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal:
     S = k4.shape[2]
     out = _head_major(q4.shape, dt)
     lse = np.empty(q.shape[:-1], dtype=np.float64)  # owns its memory (profilers count it as saved)
-    if q4.size:  # (an empty q means an empty out: nothing to write)
+    if q4.size and _small_heads(q4, k4, dropout_p):
+        _attn_fwd_blas(q4, k4, v4, out, lse, scale, causal)
+    elif q4.size:  # (an empty q means an empty out: nothing to write)
         work = B * H * T * S * max(D, 1)
         _attn_fwd(*_flat(q4), *_flat(k4), *_flat(v4), *_flat(out), lse.reshape(B * H, T), B, H, T, S, D,
                   dt.type(scale), bool(causal), sd, thresh, dt.type(1.0 / (1.0 - dropout_p)),
@@ -1619,7 +1765,9 @@ def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndar
         dq, dk, dv = _packed_grads(q4.shape, dt)
     else:
         dq, dk, dv = _head_major(q4.shape, dt), _head_major(k4.shape, dt), _head_major(v4.shape, dt)
-    if q4.size:
+    if q4.size and _small_heads(q4, k4, dropout_p):
+        _attn_bwd_blas(q4, k4, v4, lse2.reshape(B, H, T), do4, dq, dk, dv, scale, causal)
+    elif q4.size:
         S = k4.shape[2]
         work = B * H * T * S * max(D, 1)
         # (packed, the three gradients share one memory: each flat view starts at its own piece and runs on)
