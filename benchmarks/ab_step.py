@@ -13,6 +13,10 @@ median over pairs of base / this (above 1: this checkout is faster). The losses 
 printed too: equal losses mean the two versions compute the same thing.
 
 The base's Numba kernels may have to compile first (minutes, when they are not in the cache yet).
+
+Resolution: two model instances of the SAME code also differ here, by up to 2-3 % (memory placement; measured
+2026-11-29: a second instance of the base against the first, 36 rounds, median ratio 1.023). A change smaller
+than that needs more than this harness: if a flag inside one checkout can switch it, toggle it on one model.
 """
 from __future__ import annotations
 
