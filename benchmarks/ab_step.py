@@ -2,6 +2,7 @@
 by running the two one after the other?
 
     python -m benchmarks.ab_step --base REV [--preset baby] [--pairs 40] [--steps 5] [--json PATH]
+    python -m benchmarks.ab_step --toggle tinytensor.kernels.numba_cpu._ATTN_BLAS_MAX=0,262144 [...]
 
 On the 2-core VMs we use, whole processes run in fast and slow phases that last seconds to minutes: the same
 code measures 20-50 % apart in consecutive runs. So both versions run in ONE process. The base revision is
@@ -16,11 +17,16 @@ The base's Numba kernels may have to compile first (minutes, when they are not i
 
 Resolution: two model instances of the SAME code also differ here, by up to 2-3 % (memory placement; measured
 2026-11-29: a second instance of the base against the first, 36 rounds, median ratio 1.023). A change smaller
-than that needs more than this harness: if a flag inside one checkout can switch it, toggle it on one model.
+than that needs more than this harness: if a flag inside one checkout can switch it, toggle it on one model:
+``--toggle MODULE.ATTR=A,B`` trains ONE model of this checkout and sets the module attribute to A ("base") and B
+("this") in the alternating pairs. (The small-heads attention: 0.988x and 0.978x with --base against its parent,
+1.033x, 1.068x, 1.090x and 1.013x toggled on one model.)
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
 import importlib.util
 import statistics
 import subprocess
@@ -65,7 +71,10 @@ def load_checkout(root: Path, prefix: str = "base_"):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--base", required=True, help="git revision to compare this checkout against")
+    which = ap.add_mutually_exclusive_group(required=True)
+    which.add_argument("--base", help="git revision to compare this checkout against")
+    which.add_argument("--toggle", metavar="MODULE.ATTR=A,B",
+                       help="one model of this checkout; set the attribute to A (base) and B (this) in turn")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="baby")
     ap.add_argument("--pairs", type=int, default=40)
     ap.add_argument("--steps", type=int, default=5, help="steps per version in each pair")
@@ -77,40 +86,39 @@ def main(argv=None) -> int:
 
     cfg = PRESETS[args.preset]
     batches = _batches(cfg, 8)
-    with tempfile.TemporaryDirectory() as tmp:
-        worktree = Path(tmp) / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(worktree), args.base],
-                       check=True)
-        try:
-            base_tt, base_gpt = load_checkout(worktree)
-            steps = {"base": tt_step(base_tt, base_gpt, cfg), "this": tt_step(tinytensor, gpt, cfg)}
-            losses = {}
-            for name, step in steps.items():  # warm-up: Numba compile or cache load, allocator
-                for i in range(3):
-                    losses[name] = step(*batches[i % len(batches)])
-            times: dict[str, list[float]] = {name: [] for name in steps}
-            order = list(steps)
-            for pair in range(args.pairs):
-                for name in (order if pair % 2 == 0 else order[::-1]):
-                    t0 = time.perf_counter()
-                    for i in range(args.steps):
-                        steps[name](*batches[i % len(batches)])
-                    times[name].append((time.perf_counter() - t0) / args.steps * 1e3)
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
+    if args.toggle:
+        module, attr, values = _parse_toggle(args.toggle)
+        step = tt_step(tinytensor, gpt, cfg)
+        losses, times = _alternate({"base": step, "this": step}, batches, args.pairs, args.steps,
+                                   setup=lambda name: setattr(module, attr, values[name]))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            worktree = Path(tmp) / "base"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(worktree), args.base],
+                           check=True)
+            try:
+                base_tt, base_gpt = load_checkout(worktree)
+                steps = {"base": tt_step(base_tt, base_gpt, cfg), "this": tt_step(tinytensor, gpt, cfg)}
+                losses, times = _alternate(steps, batches, args.pairs, args.steps)
+            finally:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
 
     ratios = [b / t for b, t in zip(times["base"], times["this"])]
     result = {
         "question": "is this checkout's training step faster than --base's (both in one process, interleaved)?",
-        "base": args.base, "preset": args.preset, "pairs": args.pairs, "steps_per_pair": args.steps,
+        "base": args.base, "toggle": args.toggle, "preset": args.preset, "pairs": args.pairs, "steps_per_pair": args.steps,
         "machine": machine_info(),
         "loss_after_warmup": losses,
         "ms_per_step": {name: statistics.median(v) for name, v in times.items()},
         "ms_per_step_all": times,
         "median_pair_ratio_base_over_this": statistics.median(ratios),
     }
-    print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, both versions in one process")
-    print(f"losses after warm-up: base {losses['base']:.6f}, this {losses['this']:.6f}")
+    if args.toggle:
+        print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, one model, {args.toggle} (base=A, this=B)")
+        print(f"losses after each warm-up (the model trains on): base {losses['base']:.6f}, this {losses['this']:.6f}")
+    else:
+        print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, both versions in one process")
+        print(f"losses after warm-up: base {losses['base']:.6f}, this {losses['this']:.6f}")
     for name in ("base", "this"):
         v = times[name]
         print(f"{name:5s} ms/step median {statistics.median(v):7.1f}   min {min(v):7.1f}")
@@ -119,6 +127,43 @@ def main(argv=None) -> int:
     if args.json:
         write_json_atomic(args.json, result)
     return 0
+
+
+def _parse_toggle(spec: str):
+    """``"pkg.module.ATTR=A,B"`` -> (module, "ATTR", {"base": A, "this": B}); A and B are Python literals."""
+    target, sep, values = spec.partition("=")
+    module_name, _, attr = target.rpartition(".")
+    parts = values.split(",")
+    if not sep or not module_name or len(parts) != 2:
+        raise ValueError(f"--toggle wants MODULE.ATTR=A,B, got {spec!r}")
+    module = importlib.import_module(module_name)
+    if not hasattr(module, attr):
+        raise ValueError(f"--toggle: {module_name} has no attribute {attr!r}")
+    try:
+        a, b = (ast.literal_eval(v.strip()) for v in parts)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"--toggle: values must be Python literals, got {values!r}") from None
+    return module, attr, {"base": a, "this": b}
+
+
+def _alternate(steps: dict, batches, pairs: int, nsteps: int, setup=lambda name: None):
+    """Warm each step up, then time ``nsteps`` steps of each in ``pairs`` pairs, the order flipped every pair;
+    ``setup(name)`` runs before each block. Returns (loss after each warm-up, ms per step of every block)."""
+    losses = {}
+    for name, step in steps.items():  # warm-up: Numba compile or cache load, allocator
+        setup(name)
+        for i in range(3):
+            losses[name] = step(*batches[i % len(batches)])
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    order = list(steps)
+    for pair in range(pairs):
+        for name in (order if pair % 2 == 0 else order[::-1]):
+            setup(name)
+            t0 = time.perf_counter()
+            for i in range(nsteps):
+                steps[name](*batches[i % len(batches)])
+            times[name].append((time.perf_counter() - t0) / nsteps * 1e3)
+    return losses, times
 
 
 if __name__ == "__main__":
