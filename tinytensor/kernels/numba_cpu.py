@@ -1749,7 +1749,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal:
 def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndarray, dout: np.ndarray,
                        scale: float, causal: bool = True, dropout_p: float = 0.0, seed: int = 0
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Backward of :func:`attention` for one fused kernel per (batch, head); returns ``(dq, dk, dv)``.
+    """Backward of :func:`attention`, by the same path as the forward (small heads: BLAS products and
+    ``_attn_dscores``; otherwise one fused kernel per (batch, head)); returns ``(dq, dk, dv)``.
     For 4-D self-attention they are views of one ``[B, T, 3 * H * D]`` array (``_packed_grads``);
     otherwise each is laid out ``[B, n, H, D]`` in memory, like the forward's output."""
     if q.dtype not in _FLOATS:
