@@ -1541,7 +1541,7 @@ def _attn_probs(p, lse, b0, b1, h0, h1, H, T, scale, off, causal):
     probabilities ``softmax(scale * q . k)`` (masked keys 0); ``lse [B * H * T]`` gets each row's
     logsumexp. Per row, with ``lim`` visible keys::
 
-        s[j] = scale * s[j];  m = max s          # one pass
+        s[j] = scale * s[j];  m = max s          # _row_max: 0 when not finite
         s[j] = exp(s[j] - m);  l = sum s          # 8-lane exp (float32), float64 sum
         s[j] = s[j] / l;  s[lim:] = 0;  lse = m + log l
 
@@ -1559,14 +1559,9 @@ def _attn_probs(p, lse, b0, b1, h0, h1, H, T, scale, off, causal):
                     p[r, j] = np.nan
                 lse[r] = np.nan
                 continue
-            m = dt.type(-np.inf)
             for j in range(lim):
-                x = p[r, j] * scale
-                p[r, j] = x
-                if x > m:
-                    m = x
-            if not np.isfinite(m):
-                m = dt.type(0)
+                p[r, j] = p[r, j] * scale
+            m = _row_max(p, r, lim)
             for j in range(lim):
                 p[r, j] = _exp(p[r, j] - m)
             l = 0.0
@@ -1767,7 +1762,7 @@ def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndar
     else:
         dq, dk, dv = _head_major(q4.shape, dt), _head_major(k4.shape, dt), _head_major(v4.shape, dt)
     if q4.size and _small_heads(q4, k4, dropout_p):
-        _attn_bwd_blas(q4, k4, v4, lse2.reshape(B, H, T), do4, dq, dk, dv, scale, causal)
+        _attn_bwd_blas(q4, k4, v4, lse2, do4, dq, dk, dv, scale, causal)
     elif q4.size:
         S = k4.shape[2]
         work = B * H * T * S * max(D, 1)
