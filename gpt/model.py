@@ -193,17 +193,42 @@ class GPT(nn.Module):
         n = self.num_parameters()
         return n - self.transformer.wpe.weight.size if non_embedding else n
 
-    def forward(self, idx, targets=None, cache: KVCache | None = None) -> tuple[tt.Tensor, tt.Tensor | None]:
+    def forward(self, idx, targets=None, cache: KVCache | None = None,
+                return_all: bool = False) -> tuple[tt.Tensor, tt.Tensor | None]:
         """Logits for the next token at each position, and the mean cross-entropy if ``targets`` is given.
 
         Args:
             idx: token ids ``[B, T]`` (NumPy int array, nested list or integer Tensor), ``T <= block_size``.
             targets: the ids to predict ``[B, T]`` (-1 is ignored), or None.
             cache: a :class:`KVCache` (inference): ``idx`` continues the cached positions.
+            return_all: without targets, return every position's logits ``[B, T, V]`` instead of only
+                the last one (perplexity, evaluation, fine-tuning).
 
         Returns:
-            ``(logits, loss)``: with targets, logits ``[B, T, V]`` and the scalar loss; without, logits
-            of the last position only ``[B, 1, V]`` and ``None``.
+            ``(logits, loss)``: with targets (or ``return_all``), logits ``[B, T, V]``; without, logits
+            of the last position only ``[B, 1, V]`` (nanoGPT's generation shortcut). ``loss`` is the scalar
+            mean cross-entropy with targets, else ``None``.
+        """
+        x = self.hidden_states(idx, cache)                              # [B, T, C]
+        if targets is not None:
+            targets = _as_ids(targets, "targets")
+            if targets.shape != x.shape[:2]:
+                raise ValueError(f"GPT.forward: targets shape {targets.shape} != idx shape {x.shape[:2]}")
+            logits = self.lm_head(x)                                    # [B, T, V]
+            loss = F.cross_entropy(logits, targets, ignore_index=-1)    # scalar
+        elif return_all:
+            logits = self.lm_head(x)                                    # [B, T, V]
+            loss = None
+        else:
+            logits = self.lm_head(x[:, -1:, :])                         # [B, 1, V] last position only
+            loss = None
+        return logits, loss
+
+    def hidden_states(self, idx, cache: KVCache | None = None) -> tt.Tensor:
+        """The final hidden states ``[B, T, C]``: the blocks' output after ``ln_f``, before the LM head.
+
+        A classification head reads these (e.g. at the last real token); ``forward`` applies ``lm_head``.
+        Arguments as :meth:`forward`.
         """
         idx = _as_ids(idx, "idx")
         if idx.ndim != 2:
@@ -223,17 +248,7 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)                                    # [B, T, C]
         if cache is not None:
             cache.length += T
-
-        if targets is not None:
-            targets = _as_ids(targets, "targets")
-            if targets.shape != idx.shape:
-                raise ValueError(f"GPT.forward: targets shape {targets.shape} != idx shape {idx.shape}")
-            logits = self.lm_head(x)                                    # [B, T, V]
-            loss = F.cross_entropy(logits, targets, ignore_index=-1)    # scalar
-        else:
-            logits = self.lm_head(x[:, -1:, :])                         # [B, 1, V] last position only
-            loss = None
-        return logits, loss
+        return x
 
     def configure_optimizers(self, weight_decay: float, learning_rate: float,
                              betas: tuple[float, float]) -> optim.AdamW:

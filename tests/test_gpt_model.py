@@ -255,3 +255,19 @@ def test_generate_rejects_bad_sampling_args(kw):
     m = GPT(tiny(), seed=0)
     with pytest.raises(ValueError):
         m.generate(np.array([1, 2]), 2, **kw)
+
+
+def test_return_all_and_hidden_states_match_the_training_logits():
+    cfg = GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=8, dropout=0.0)
+    model = GPT(cfg, seed=3)
+    idx = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    with tt.no_grad():
+        full, loss = model(idx, idx)                  # [B, T, V] with targets
+        every, none = model(idx, return_all=True)     # the same logits without targets
+        last, _ = model(idx)                          # the generation shortcut
+        h = model.hidden_states(idx)                  # [B, T, C]
+    assert none is None and loss is not None
+    assert every.shape == (2, 4, 11) and h.shape == (2, 4, 8)
+    np.testing.assert_array_equal(every.numpy(), full.numpy())
+    np.testing.assert_allclose(last.numpy()[:, 0], every.numpy()[:, -1], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(model.lm_head(h).numpy(), every.numpy(), rtol=1e-6, atol=1e-6)
