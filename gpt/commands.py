@@ -46,9 +46,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "vocab.bpe, a saved tokenizer JSON, or gpt2 (default: the files in DIR)")
     p.set_defaults(func=run_sample)
 
-    p = sub.add_parser("eval", help="train and val loss of a checkpoint")
-    p.add_argument("--out_dir", required=True, metavar="DIR")
-    p.add_argument("--data", metavar="PATH", help="the text file, if not where training found it")
+    p = sub.add_parser("eval", help="train/val loss and perplexity of a checkpoint, or of any text (--data)")
+    p.add_argument("--out_dir", metavar="DIR", help="a training run")
+    p.add_argument("--pretrained", metavar="DIR", help="a GPT-2 folder instead (with --data)")
+    p.add_argument("--data", metavar="PATH", help="score this text file (zero-shot perplexity over sliding "
+                   "windows of the model's context) instead of the run's train/val split")
+    p.add_argument("--tokenizer", metavar="PATH", help="with --pretrained: as for sample")
+    p.add_argument("--stride", type=int, default=None, help="with --data: window distance (default: the context)")
+    p.add_argument("--train_data", metavar="PATH", help="the run's training text, if not where training found it")
     p.add_argument("--eval_iters", type=int, default=None, help="batches per split (default: the run's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the eval batches")
     p.set_defaults(func=run_eval)
@@ -146,9 +151,20 @@ def run_sample(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- eval
 def run_eval(args: argparse.Namespace) -> int:
     from .sample import evaluate
+    from .windows import perplexity
 
-    losses = evaluate(args.out_dir, args.data, args.eval_iters, args.seed)
-    print(f"train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+    if args.data is not None:
+        from .score import score_text
+        r = score_text(args.data, args.out_dir, args.pretrained, args.tokenizer, stride=args.stride)
+        print(f"{r['file']}: loss {r['loss']:.4f}, perplexity {r['perplexity']:.2f} "
+              f"({r['tokens']:,} tokens in {r['windows']} windows)")
+        return 0
+    if args.out_dir is None or args.pretrained is not None:
+        raise ValueError("eval needs --out_dir (a run's train/val split), or --data FILE with --out_dir or "
+                         "--pretrained")
+    losses = evaluate(args.out_dir, args.train_data, args.eval_iters, args.seed)
+    print(f"train loss {losses['train']:.4f}, val loss {losses['val']:.4f} "
+          f"(perplexity {perplexity(losses['train']):.2f} / {perplexity(losses['val']):.2f})")
     return 0
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from .checkpoint import Checkpoint, load_checkpoint
 from .data import encode, make_samplers, prepare_tokens, training_text
 from .model import GPT
+from .windows import make_window_samplers
 
 
 def load_model(out_dir: str | os.PathLike) -> tuple[GPT, object, Checkpoint]:
@@ -70,5 +71,8 @@ def evaluate(out_dir: str | os.PathLike, data: str | None = None, eval_iters: in
     cfg = ckpt.state["train_config"]
     text_path = training_text(ckpt.state, data)
     train_ids, val_ids, _ = prepare_tokens(text_path, tok, os.path.join(out_dir, "data"))
-    samplers = make_samplers(train_ids, val_ids, cfg["block_size"], cfg["batch_size"], seed)
+    if cfg.get("stride"):  # the run's own sliding windows (their order seeded with ``seed``)
+        samplers = make_window_samplers(train_ids, val_ids, cfg["block_size"], cfg["batch_size"], cfg["stride"], seed)
+    else:
+        samplers = make_samplers(train_ids, val_ids, cfg["block_size"], cfg["batch_size"], seed)
     return estimate_loss(model, samplers, eval_iters or cfg["eval_iters"])

@@ -42,12 +42,13 @@ from .config import TrainConfig, make_config
 from .data import (atomic_write_bytes, build_tokenizer, make_samplers, prepare_tokens, read_text,
                    resolve_text, training_text)
 from .model import GPT
+from .windows import make_window_samplers, perplexity
 
 LOG_FILE = "log.jsonl"
 
 # keys that fix the model, the tokenizer or the data: a resumed run cannot change them
 _FIXED_ON_RESUME = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "batch_size",
-                    "gradient_accumulation_steps", "seed")
+                    "gradient_accumulation_steps", "seed", "stride")
 
 
 class TrainingStopped(RuntimeError):
@@ -182,7 +183,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
         from .pretrained import load_pretrained_into
         load_pretrained_into(model, cfg.init_from)
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
-    samplers = make_samplers(train_ids, val_ids, cfg.block_size, cfg.batch_size, cfg.seed)
+    samplers = (make_window_samplers(train_ids, val_ids, cfg.block_size, cfg.batch_size, cfg.stride, cfg.seed)
+                if cfg.stride else make_samplers(train_ids, val_ids, cfg.block_size, cfg.batch_size, cfg.seed))
     params = list(model.parameters())
     counters = {"iter_num": 0, "elapsed_s": 0.0, "skipped_steps": 0, "last_eval_iter": -1,
                 "train_loss": None, "val_loss": None, "train_tokens": 0, "train_seconds": 0.0}
@@ -241,6 +243,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
                     losses = estimate_loss(model, samplers, cfg.eval_iters)
                     tps = window["tokens"] / window["seconds"] if window["seconds"] else None
                     record = {"iter": it, "train_loss": losses["train"], "val_loss": losses["val"],
+                              "train_ppl": perplexity(losses["train"]), "val_ppl": perplexity(losses["val"]),
                               "lr": get_lr(it, cfg), "elapsed_s": round(elapsed(), 3),
                               "tokens_per_s": round(tps, 1) if tps else None,
                               "skipped_steps": counters["skipped_steps"]}
@@ -248,7 +251,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
                     _append_log(log_path, record)
                     checkpoint()
                     window = {"tokens": 0, "seconds": 0.0}
-                    bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+                    bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} "
+                              f"(perplexity {record['train_ppl']:.2f} / {record['val_ppl']:.2f})"
                               + (f", {tps:,.0f} tokens/s" if tps else ""), file=sys.stdout)
                 if it >= cfg.max_iters:
                     break

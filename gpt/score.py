@@ -1,0 +1,70 @@
+"""Zero-shot perplexity of any text file under a trained checkpoint or a GPT-2 folder.
+
+    tinygpt eval --out_dir out-baby --data other.txt           # a tinygpt training run
+    tinygpt eval --pretrained gpt2-dir --data the-verdict.txt   # a GPT-2 folder (its own tokenizer)
+
+The text is encoded with the model's tokenizer and scored over sliding windows of the model's context
+(:func:`gpt.windows.score_windows`): ``stride == block_size`` by default, so each scored token is
+predicted once.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from tinytensor.errors import FileFormatError, UsageError
+
+from .data import encode, read_text
+from .pretrained import load_pretrained, load_tokenizer
+from .sample import load_model
+from .windows import score_windows
+
+
+def score_text(path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+               pretrained: str | os.PathLike | None = None, tokenizer: str | None = None,
+               max_length: int | None = None, stride: int | None = None, batch_size: int = 8) -> dict:
+    """Loss and perplexity of the text in ``path`` under a checkpoint (``out_dir``) or a GPT-2 folder.
+
+    Args:
+        path: a UTF-8 text file.
+        out_dir: a training run's folder (its latest checkpoint and tokenizer), or
+        pretrained: a GPT-2 folder (config.json + model.safetensors; tokenizer as ``tinygpt sample``).
+        tokenizer: with ``pretrained``: where its tokenizer comes from (see ``gpt.pretrained.load_tokenizer``).
+        max_length: window length (default and maximum: the model's ``block_size``).
+        stride: distance between windows (default ``max_length``).
+        batch_size: windows per forward pass.
+
+    Returns:
+        :func:`gpt.windows.score_windows`' dict plus ``"file"``.
+
+    Raises:
+        UsageError: not exactly one of ``out_dir`` / ``pretrained``, a window longer than the context,
+            or a text too short for one window.
+        FileFormatError: an empty or non-UTF-8 file.
+    """
+    if (out_dir is None) == (pretrained is None):
+        raise UsageError("scoring a text needs --out_dir (a training run) or --pretrained (a GPT-2 folder), one")
+    if pretrained is not None:
+        model = load_pretrained(pretrained)
+        tok = load_tokenizer(pretrained, tokenizer, model.config.vocab_size)
+    else:
+        model, tok, _ = load_model(out_dir)
+    block = model.config.block_size
+    max_length = max_length or block
+    if max_length > block:
+        raise UsageError(f"max_length {max_length} is longer than the model's context (block_size {block})")
+    try:
+        text = read_text(path)
+    except ValueError as e:
+        raise FileFormatError(str(e)) from None
+    if not text:
+        raise FileFormatError(f"{path} is empty: nothing to score")
+    ids = np.array(encode(tok, text), dtype=np.int64)
+    if len(ids) <= max_length:
+        raise UsageError(f"{path} has {len(ids)} tokens; scoring windows of {max_length} needs at least "
+                         f"{max_length + 1} (pass a smaller --max_length)")
+    return {"file": str(path), **score_windows(model, ids, max_length, stride, batch_size)}
+
+
+__all__ = ["score_text"]
