@@ -36,16 +36,19 @@ def encode_prompt(tok, prompt: str) -> np.ndarray:
 
 def stream_text(model: GPT, tok, prompt: str, max_new_tokens: int, temperature: float = 1.0,
                 top_k: int | None = None, top_p: float | None = None,
-                seed: int | np.random.Generator | None = None) -> Iterator[str]:
+                seed: int | np.random.Generator | None = None, stop_id: int | None = None) -> Iterator[str]:
     """Yield the continuation of ``prompt`` piece by piece as it is sampled.
 
     Token bytes go through an incremental UTF-8 decoder, so a character split across two BPE tokens is
-    yielded whole once its last byte arrives.
+    yielded whole once its last byte arrives. Sampling ``stop_id`` (e.g. end-of-text) ends the text
+    without yielding it.
     """
     ids = encode_prompt(tok, prompt)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     to_bytes = getattr(tok, "decode_bytes", None)
     for i in model.generate_stream(ids, max_new_tokens, temperature, top_k, top_p, seed):
+        if i == stop_id:
+            break
         piece = decoder.decode(to_bytes([i])) if to_bytes is not None else tok.decode([i])
         if piece:
             yield piece

@@ -4,7 +4,7 @@ Beside :class:`gpt.data.BatchSampler` (random windows, nanoGPT's way), this is t
 *Build a Large Language Model (From Scratch)*, ch. 2 (``GPTDatasetV1`` + ``DataLoader``)::
 
     windows = SlidingWindows(ids, max_length=4, stride=4)      # x[i] = ids[s : s+4], y[i] = ids[s+1 : s+5]
-    loader = WindowLoader(windows, batch_size=8, shuffle=True, seed=123, drop_last=True)
+    loader = EpochLoader(windows, batch_size=8, shuffle=True, seed=123, drop_last=True)
     for x, y in loader:                                        # one epoch: [8, 4] int64 each
         ...
 
@@ -70,6 +70,10 @@ class SlidingWindows:
     def __len__(self) -> int:
         return len(self.starts)
 
+    def __repr__(self) -> str:
+        return (f"SlidingWindows({len(self)} windows of max_length={self.max_length}, stride={self.stride} "
+                f"over {len(self.ids)} tokens)")
+
     def batch(self, indices) -> tuple[np.ndarray, np.ndarray]:
         """Windows ``indices`` as ``(x, y)``, each ``[len(indices), max_length]`` int64."""
         offsets = self.starts[np.asarray(indices, dtype=np.int64)][:, None] + np.arange(self.max_length)
@@ -80,8 +84,9 @@ class SlidingWindows:
         return x[0], y[0]
 
 
-class WindowLoader:
-    """Batches of :class:`SlidingWindows`, epoch after epoch, in a seeded order.
+class EpochLoader:
+    """Batches of a dataset (:class:`SlidingWindows`, or anything with ``len`` and ``batch(indices)``),
+    epoch after epoch, in a seeded order.
 
     Iterating gives one epoch; calling the loader gives the next batch of an endless run of epochs (the
     trainer's sampler interface, with :meth:`get_state` / :meth:`set_state` for checkpoints). Epoch ``e``
@@ -89,43 +94,46 @@ class WindowLoader:
     else in stream order, so the state is two counters and a resumed run sees the same batches.
 
     Args:
-        windows: the windows.
-        batch_size: windows per batch.
+        dataset: the dataset: ``len(dataset)`` items, ``dataset.batch(indices)`` makes a batch of them.
+        batch_size: items per batch.
         shuffle: a new seeded order every epoch.
         seed: the order's seed.
         drop_last: leave out the last, smaller batch of an epoch.
 
     Raises:
         ConfigError: ``batch_size`` below 1.
-        UsageError: ``drop_last`` with fewer windows than ``batch_size`` (no batch at all).
+        UsageError: ``drop_last`` with fewer items than ``batch_size`` (no batch at all).
     """
 
-    def __init__(self, windows: SlidingWindows, batch_size: int, shuffle: bool = False, seed: int = 0,
+    def __init__(self, dataset, batch_size: int, shuffle: bool = False, seed: int = 0,
                  drop_last: bool = False):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ConfigError(f"WindowLoader: batch_size must be an int >= 1, got {batch_size!r}")
-        if drop_last and len(windows) < batch_size:
-            raise UsageError(f"{len(windows)} windows (max_length={windows.max_length}, stride={windows.stride}) "
-                             f"make no full batch of {batch_size}: use a smaller batch_size or stride")
-        self.windows, self.batch_size, self.shuffle = windows, int(batch_size), bool(shuffle)
+            raise ConfigError(f"EpochLoader: batch_size must be an int >= 1, got {batch_size!r}")
+        if drop_last and len(dataset) < batch_size:
+            raise UsageError(f"{len(dataset)} items ({dataset!r}) make no full batch of {batch_size}: use a "
+                             f"smaller batch_size (or stride)")
+        self.dataset, self.batch_size, self.shuffle = dataset, int(batch_size), bool(shuffle)
         self.seed, self.drop_last = int(seed), bool(drop_last)
         self.epoch, self.position = 0, 0            # where __call__ is: batch `position` of epoch `epoch`
 
     def __len__(self) -> int:
         """Batches per epoch."""
-        n = len(self.windows)
+        n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def order(self, epoch: int) -> np.ndarray:
-        """The window indices of ``epoch`` in visiting order."""
-        n = len(self.windows)
+        """The item indices of ``epoch`` in visiting order."""
+        n = len(self.dataset)
         return np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+
+    def _batch(self, order: np.ndarray, b: int):
+        return self.dataset.batch(order[b * self.batch_size:(b + 1) * self.batch_size])
 
     def epoch_batches(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The batches of ``epoch``."""
         order = self.order(epoch)
         for b in range(len(self)):
-            yield self.windows.batch(order[b * self.batch_size:(b + 1) * self.batch_size])
+            yield self._batch(order, b)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         return self.epoch_batches(0)
@@ -134,10 +142,8 @@ class WindowLoader:
         """The next batch, going on to the next epoch after the last one."""
         if self.position >= len(self):
             self.epoch, self.position = self.epoch + 1, 0
-        order = self.order(self.epoch)
-        b = self.position
         self.position += 1
-        return self.windows.batch(order[b * self.batch_size:(b + 1) * self.batch_size])
+        return self._batch(self.order(self.epoch), self.position - 1)
 
     def get_state(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}
@@ -151,7 +157,7 @@ STREAM_TRAIN, STREAM_EVAL_TRAIN, STREAM_EVAL_VAL = 1, 2, 3
 
 
 def make_window_samplers(train: np.ndarray, val: np.ndarray, block_size: int, batch_size: int, stride: int,
-                         seed: int) -> dict[str, WindowLoader]:
+                         seed: int) -> dict[str, EpochLoader]:
     """The trainer's samplers over sliding windows, as the book's ch. 5 loaders.
 
     ``"train"``: shuffled every epoch, ``drop_last``; ``"eval_train"``: shuffled on its own stream;
@@ -160,10 +166,10 @@ def make_window_samplers(train: np.ndarray, val: np.ndarray, block_size: int, ba
     """
     tw = SlidingWindows(train, block_size, stride, "the train split")
     vw = SlidingWindows(val, block_size, stride, "the val split")
-    return {"train": WindowLoader(tw, batch_size, shuffle=True, seed=hash_seed(seed, STREAM_TRAIN), drop_last=True),
-            "eval_train": WindowLoader(tw, batch_size, shuffle=True, seed=hash_seed(seed, STREAM_EVAL_TRAIN),
+    return {"train": EpochLoader(tw, batch_size, shuffle=True, seed=hash_seed(seed, STREAM_TRAIN), drop_last=True),
+            "eval_train": EpochLoader(tw, batch_size, shuffle=True, seed=hash_seed(seed, STREAM_EVAL_TRAIN),
                                        drop_last=True),
-            "eval_val": WindowLoader(vw, batch_size, shuffle=False, drop_last=False)}
+            "eval_val": EpochLoader(vw, batch_size, shuffle=False, drop_last=False)}
 
 
 def hash_seed(seed: int, stream: int) -> int:
@@ -183,7 +189,7 @@ def score_windows(model, ids, max_length: int, stride: int | None = None, batch_
         token) over all windows, its ``exp``, and how many targets and windows were scored.
     """
     windows = SlidingWindows(ids, max_length, stride or max_length, "the text")
-    loader = WindowLoader(windows, batch_size, shuffle=False, drop_last=False)
+    loader = EpochLoader(windows, batch_size, shuffle=False, drop_last=False)
     total, count = 0.0, 0
     was_training = model.training
     model.eval()
@@ -199,4 +205,4 @@ def score_windows(model, ids, max_length: int, stride: int | None = None, batch_
     return {"loss": loss, "perplexity": perplexity(loss), "tokens": count, "windows": len(windows)}
 
 
-__all__ = ["perplexity", "SlidingWindows", "WindowLoader", "make_window_samplers", "score_windows"]
+__all__ = ["perplexity", "SlidingWindows", "EpochLoader", "make_window_samplers", "score_windows"]

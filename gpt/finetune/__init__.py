@@ -1,0 +1,1 @@
+"""Fine-tuning a pretrained GPT: instruction following (``instruct``)."""
