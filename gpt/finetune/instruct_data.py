@@ -142,7 +142,8 @@ class InstructionDataset:
     Args:
         entries: entries as :func:`load_instruction_data` gives them.
         tok: the model's tokenizer (it must have ``<|endoftext|>``).
-        block_size: the model's context; an entry whose tokens plus end-of-text do not fit is an error,
+        block_size: the model's context; an entry with more tokens (end-of-text not counted: it is only
+            a target) is an error,
             unless ``truncate`` (then the collate cuts it to ``block_size``, the book's
             ``allowed_max_length``).
         mask_prompt: targets of the instruction/input tokens are ignored (the book's exercise 7.2).
@@ -160,10 +161,10 @@ class InstructionDataset:
         self.encoded = [encode_entry(e, tok) for e in self.entries]
         if not truncate:
             for i, e in enumerate(self.encoded):
-                if len(e.ids) + 1 > self.block_size:
+                if len(e.ids) > self.block_size:   # the model reads len(ids) inputs; end-of-text is a target
                     raise UsageError(
-                        f"{source}: entry {first_index + i} is {len(e.ids)} tokens plus end-of-text, longer than "
-                        f"the context ({self.block_size}); pass --truncate to cut it, or drop the entry")
+                        f"{source}: entry {first_index + i} is {len(e.ids)} tokens, longer than the context "
+                        f"({self.block_size}); pass --truncate to cut it, or drop the entry")
 
     def __len__(self) -> int:
         return len(self.encoded)
