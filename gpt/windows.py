@@ -180,9 +180,9 @@ def hash_seed(seed: int, stream: int) -> int:
 def score_windows(model, ids, max_length: int, stride: int | None = None, batch_size: int = 8) -> dict:
     """Zero-shot loss and perplexity of ``model`` on a token stream, over its sliding windows.
 
-    Every target of every window counts once per window it is in: with ``stride == max_length`` (the
-    default) each token after the first ``max_length``-aligned start is predicted exactly once, from
-    the context since its window's start; the tail after the last full window is not scored.
+    Every target of every window counts, once per window it is in: with ``stride == max_length`` (the
+    default) each token from the second to the end of the last window is predicted exactly once, from
+    the context since its window's start; the tail after the last window is not scored.
 
     Returns:
         ``{"loss", "perplexity", "tokens", "windows"}``: the token-weighted mean cross-entropy (nats per
