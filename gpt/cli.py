@@ -14,6 +14,7 @@ _COMMAND_MODULES = [
     "tinytensor.gradcheck_cli",
     "tokenizer.cli",
     "gpt.commands",
+    "gpt.finetune.cli",
 ]
 
 
