@@ -224,3 +224,8 @@ def test_cli_bad_inputs(tmp_path, capsys, byte_tok):
     assert main(base[:3] + [str(tmp_path / "bad.tsv")] + base[4:]) == 2
     assert "bad.tsv:2: no tab" in capsys.readouterr().err
     assert main(["classify", "--out_dir", str(tmp_path / "nothing"), "hi"]) == 2
+    capsys.readouterr()
+    ok = base + ["--epochs", "1", "--block_size", "64"]
+    assert main(ok) == 0 and main(ok) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
+    assert main(ok + ["--overwrite"]) == 0

@@ -47,7 +47,7 @@ from tinytensor import nn, optim
 from tinytensor.errors import ConfigError, FileFormatError, ShapeError
 
 from .. import lora
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from ..data import atomic_write_bytes, build_tokenizer
 from ..model import GPT, GPTConfig
 from ..pretrained import CONFIG_NAME, GPT2_EOT_ID, load_pretrained, load_tokenizer
@@ -351,7 +351,7 @@ def build_classifier(cfg: ClassifyConfig) -> tuple[GPTClassifier, Base, dict]:
 
 
 def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool = False,
-                        rows: list | None = None) -> ClassifyResult:
+                        rows: list | None = None, overwrite: bool = False) -> ClassifyResult:
     """Fine-tune a classifier on the book's spam split; keep the best-val model; report on the test split.
 
     Args:
@@ -359,9 +359,12 @@ def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool 
         progress: a tqdm bar on stderr.
         quiet: no prints on stdout.
         rows: ``spam.Example`` rows to split instead of reading ``cfg.data`` (tests use small slices).
+        overwrite: replace a checkpoint already in ``cfg.out_dir`` (else that is a ConfigError).
     """
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     out_dir = Path(cfg.out_dir)
+    if has_checkpoint(out_dir) and not overwrite:
+        raise ConfigError(f"{out_dir} already holds a checkpoint; pass another --out_dir, or --overwrite to replace it")
     if rows is None:
         rows = spam.read_spam_tsv(spam.resolve_spam_data(cfg.data))
     splits = spam.book_split(rows, cfg.seed)

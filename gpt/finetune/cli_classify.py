@@ -44,6 +44,7 @@ def add_kind(kinds: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", metavar="PATH|gpt2", help="for scratch or a GPT-2 folder without tokenizer files")
     for name in _SIZES:
         p.add_argument(f"--{name}", type=int, default=None, help="with --init_from scratch")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out_dir")
     p.add_argument("--no_progress", action="store_true")
     p.set_defaults(func=run_finetune_classify)
 
@@ -64,7 +65,7 @@ def run_finetune_classify(args: argparse.Namespace) -> int:
                          pad_to_max=args.pad_to_max, seed=args.seed, lora_rank=args.lora_rank,
                          lora_alpha=args.lora_alpha, lora_targets=args.lora_targets, sizes=sizes,
                          tokenizer=args.tokenizer)
-    res = finetune_classifier(cfg, progress=not args.no_progress)
+    res = finetune_classifier(cfg, progress=not args.no_progress, overwrite=args.overwrite)
     print(f"best val accuracy {100 * res.val['accuracy']:.2f} % (epoch {res.best_epoch}); test accuracy "
           f"{100 * res.test['accuracy']:.2f} %; {res.train_seconds:.0f} s training; results in {res.out_dir}")
     return 0
