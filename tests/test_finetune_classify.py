@@ -229,3 +229,21 @@ def test_cli_bad_inputs(tmp_path, capsys, byte_tok):
     assert main(ok) == 0 and main(ok) == 2
     assert "already holds a checkpoint" in capsys.readouterr().err
     assert main(ok + ["--overwrite"]) == 0
+
+
+def test_start_from_a_tinygpt_train_run(tmp_path, capsys):
+    """A `tinygpt train` checkpoint (char tokenizer of the messages' text) as the body; its tokenizer is used."""
+    rows = _synthetic_rows()
+    text = tmp_path / "msgs.txt"
+    text.write_text("\n".join(r.text for r in rows) + "\n", encoding="utf-8")
+    lm = tmp_path / "lm"
+    assert main(["train", "--preset", "tiny", "--data", str(text), "--out_dir", str(lm), "--max_iters=2",
+                 "--eval_interval=2", "--eval_iters=1", "--block_size=64", "--no_progress"]) == 0
+    out = tmp_path / "clf"
+    assert main(["finetune", "classify", "--data", _write_tsv(tmp_path / "sms.tsv", rows), "--init_from", str(lm),
+                 "--out_dir", str(out), "--epochs", "1", "--lr", "1e-3", "--no_progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "pad id 0" in printed and "mode last" in printed
+    assert load_checkpoint(out).state["base"]["kind"] == "checkpoint"
+    with pytest.raises(ConfigError, match="is a classifier run"):
+        finetune_classifier(ClassifyConfig(init_from=str(out), out_dir=str(tmp_path / "again")), quiet=True, rows=rows)
