@@ -1,8 +1,8 @@
 """``tinygpt finetune <kind>``: one parent sub-command whose kinds come from :data:`gpt.finetune.KINDS`.
 
-Each module in that list has ``add_kind(kinds)`` registering its kind on the ``finetune`` parser (and
-may have ``add_parser(sub)`` for top-level commands of its own, e.g. ``tinygpt classify``, registered
-here too). A kind module that is not written yet is skipped.
+Each module in that list has ``add_kind(kinds)`` registering its kind on the ``finetune`` parser, and
+may have ``add_toplevel(sub)`` for top-level commands that go with it (``tinygpt classify``), registered
+here too. A kind module that is not written yet is skipped.
 """
 from __future__ import annotations
 
@@ -25,5 +25,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                 continue
             raise
         mod.add_kind(kinds)
-        if hasattr(mod, "add_parser"):
-            mod.add_parser(sub)
+        if hasattr(mod, "add_toplevel"):
+            mod.add_toplevel(sub)

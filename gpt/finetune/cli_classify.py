@@ -49,8 +49,8 @@ def add_kind(kinds: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_finetune_classify)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``tinygpt classify``."""
+def add_toplevel(sub: argparse._SubParsersAction) -> None:
+    """Register ``tinygpt classify`` (called by the ``finetune`` parent, :mod:`gpt.finetune.cli`)."""
     p = sub.add_parser("classify", help="label texts with a fine-tuned classifier (prints label and probability)")
     p.add_argument("--out_dir", required=True, metavar="DIR", help="a `tinygpt finetune classify` run")
     p.add_argument("texts", nargs="*", help="texts to classify (default: stdin, one per line)")
