@@ -237,6 +237,20 @@ def test_layer_norm_matches_reference(dtype, n, c, layout, seed, offset):
         close(got, want, dtype, scale=4 * max(n, c) * float(np.max(rstd)))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offset", [100.0, 1000.0])
+def test_layer_norm_rows_with_a_large_mean_keep_their_precision(dtype, offset):
+    """Rows far from 0 (hypothesis found n=28, c=101 at offset 100): the compiled kernel used to subtract
+    the mean rounded to float32, off by up to half an ulp of the mean (3.8e-6 at 100, 3e-5 at 1000),
+    an error that rstd * w then carried into every output; now ``x - mean`` is rounded once, from
+    float64, and the outputs are as close to the reference as for rows near 0."""
+    rng = np.random.default_rng(7)
+    x = make(rng, (28, 101), dtype) + dtype(offset)
+    w, b = make(rng, (101,), dtype), make(rng, (101,), dtype)
+    y, _, _ = numpy_ref.layer_norm(x, w, b, 1e-5)
+    close(numba_cpu.layer_norm(x, w, b, 1e-5)[0], y, dtype, scale=4)
+
+
 @pytest.mark.parametrize("mod", MODULES)
 def test_layer_norm_normalises_and_parallel_partials_add_up(mod):
     rng = np.random.default_rng(0)

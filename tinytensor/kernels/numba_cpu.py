@@ -764,9 +764,16 @@ def cross_entropy_backward(logits: np.ndarray, targets: np.ndarray, lse: np.ndar
 # =================================================================================== layer norm
 @_jit
 def _ln_rows(x, w, b, eps, y, mean, rstd, lo, hi):
-    """Per row: float64 mean pass, float64 centred-variance pass, then one fused write pass
-    ``y = (x - mean) * rstd * w + b`` in x's dtype (8 float32 lanes, not 4 float64 ones: the
-    statistics are exact to x's precision by then). Three reads of a row that sits in L1."""
+    """Per row: float64 mean pass; float64 centred-variance pass that also stores ``x - mean``
+    (subtracted in float64, rounded once to y's dtype) into ``y``; then one in-place scale pass
+    ``y = y * rstd * w + b`` in y's dtype (8 float32 lanes, not 4 float64 ones).
+
+    Why the centred values are stored by the float64 pass: subtracting a mean rounded to float32
+    (``x - float32(mean)``) carries the mean's rounding error, up to half an ulp of the mean
+    (3.8e-6 near 100), into every output times ``rstd * w``, however small ``x - mean`` is; rounding
+    the float64 difference instead leaves an error relative to ``x - mean`` itself. (Subtracting the
+    remainder ``mean - float32(mean)`` in the float32 pass does not survive: ``reassoc`` lets LLVM
+    fold ``(x - m) - dm`` back into ``x - float32(m + dm)``.) Three reads of a row that sits in L1."""
     C = x.shape[1]
     dt = y.dtype
     for r in range(lo, hi):
@@ -778,11 +785,11 @@ def _ln_rows(x, w, b, eps, y, mean, rstd, lo, hi):
         for j in range(C):
             d = x[r, j] - mu
             s2 += d * d
+            y[r, j] = d
         rs = 1.0 / np.sqrt(s2 / C + eps)
-        m = dt.type(mu)
         k = dt.type(rs)
         for j in range(C):
-            y[r, j] = (x[r, j] - m) * k * w[j] + b[j]
+            y[r, j] = y[r, j] * k * w[j] + b[j]
         mean[r] = mu
         rstd[r] = rs
 
