@@ -565,13 +565,40 @@ def test_parallel_branches_match_reference(monkeypatch):
             close(got, want, dt, scale=40)
 
 
-def test_every_reference_kernel_has_a_numba_twin():
+def test_every_spec_kernel_has_both_twins_with_its_signature():
     import inspect
-    names = [n for n, f in vars(numpy_ref).items()
-             if not n.startswith("_") and callable(f) and getattr(f, "__module__", "") == numpy_ref.__name__]
-    for n in names:
-        twin = getattr(numba_cpu, n)
-        assert list(inspect.signature(twin).parameters) == list(inspect.signature(getattr(numpy_ref, n)).parameters), n
+    public = {n for n, f in vars(numpy_ref).items()
+              if not n.startswith("_") and callable(f) and getattr(f, "__module__", "") == numpy_ref.__name__}
+    assert public == set(spec.KERNELS), "every public reference function is a spec row, and only those"
+    for name, kernel in spec.KERNELS.items():
+        for mod in (numpy_ref, numba_cpu):
+            assert tuple(inspect.signature(getattr(mod, name)).parameters) == kernel.signature, (mod, name)
+
+
+_IMPORT_ORDER_SCRIPT = textwrap.dedent("""
+    import sys
+    if sys.argv[1] == "numpy-first":
+        import numpy
+    import tinytensor
+    from tinytensor import backend
+    import numba
+    backend.kernels()
+    blas = "skip"
+    try:
+        import threadpoolctl
+        blas = sum(p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas")
+    except ImportError:
+        pass
+    print(numba.get_num_threads(), blas)
+""")
+
+
+def test_thread_counts_do_not_depend_on_import_order():
+    """Issue 19: ``import numpy`` before ``import tinytensor`` used to leave the Numba kernels on one thread."""
+    env = _subprocess_env(TINYTENSOR_NUM_THREADS="2")
+    got = [subprocess.run([sys.executable, "-c", _IMPORT_ORDER_SCRIPT, order], cwd=REPO, capture_output=True,
+                          text=True, env=env, timeout=300).stdout.split() for order in ("numpy-first", "tinytensor-first")]
+    assert got[0] == got[1] and got[0][0] == str(min(2, os.cpu_count() or 1)), got
 
 
 _PLAIN_PYTHON_SCRIPT = textwrap.dedent("""
