@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tokenizer
+from tinytensor import fileio
 from tokenizer import (
     GPT2_PATTERN,
     GPT4_PATTERN,
@@ -486,7 +487,7 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, gpt4_tok):
 def test_saved_file_gets_normal_permissions(tmp_path, gpt4_tok):
     """Not mkstemp's private 0o600: a new file follows the umask, a replaced file keeps its mode."""
     path = gpt4_tok.save(tmp_path / "a.json")
-    assert path.stat().st_mode & 0o777 == 0o666 & ~tokenizer.base._UMASK
+    assert path.stat().st_mode & 0o777 == fileio.default_mode()
     path.chmod(0o640)
     gpt4_tok.save(path)
     assert path.stat().st_mode & 0o777 == 0o640

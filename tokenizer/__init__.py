@@ -19,7 +19,6 @@ from .bpe import (
 from .char import CharTokenizer
 from .gpt2 import (
     bytes_to_unicode,
-    download_file,
     gpt2_files,
     load_gpt2,
     load_tiktoken_ranks,
@@ -37,7 +36,6 @@ __all__ = [
     "Tokenizer",
     "bpe_merge",
     "bytes_to_unicode",
-    "download_file",
     "get_stats",
     "gpt2_files",
     "learn_merges",

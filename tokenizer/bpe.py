@@ -25,6 +25,8 @@ from typing import Any
 import regex
 from tqdm.auto import tqdm
 
+from tinytensor.errors import ConfigError, DTypeError, FileFormatError, UsageError
+
 from .base import Tokenizer, _check_special_map, check_ids, special_token_regex, split_on_special
 
 __all__ = [
@@ -72,7 +74,7 @@ def resolve_pattern(pattern: str) -> str:
         '\\\\w+|\\\\W'
     """
     if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a name or a regex str, got {type(pattern).__name__}")
+        raise DTypeError(f"pattern must be a name or a regex str, got {type(pattern).__name__}")
     return PATTERNS.get(pattern, pattern)
 
 
@@ -80,7 +82,7 @@ def _compile(pattern: str) -> regex.Pattern[str]:
     try:
         return regex.compile(pattern)
     except regex.error as e:
-        raise ValueError(f"invalid tokenizer pattern {pattern!r}: {e}") from None
+        raise ConfigError(f"invalid tokenizer pattern {pattern!r}: {e}") from None
 
 
 def get_stats(ids: Iterable[int], counts: dict[tuple[int, int], int] | None = None, weight: int = 1):
@@ -229,7 +231,7 @@ def recover_merges(ranks: Mapping[bytes, int]) -> list[tuple[int, int, int]]:
             continue
         parts = _bpe_small(token, ranks, max_rank=rank)
         if len(parts) != 2:
-            raise ValueError(
+            raise UsageError(
                 f"token {token!r} (rank {rank}) is not the merge of two lower-ranked tokens; "
                 f"BPE with lower ranks gives {len(parts)} parts"
             )
@@ -430,11 +432,11 @@ class BPETokenizer(Tokenizer):
         ranks: dict[bytes, int] = {}
         for i, b in vocab.items():
             if b in ranks:
-                raise ValueError(f"ids {ranks[b]} and {i} both stand for the bytes {b!r}; tokens must be unique")
+                raise ConfigError(f"ids {ranks[b]} and {i} both stand for the bytes {b!r}; tokens must be unique")
             ranks[b] = i
         missing = [bytes([x]) for x in range(256) if bytes([x]) not in ranks]
         if missing:
-            raise ValueError(f"a byte-level BPE needs all 256 single bytes as tokens; missing {missing[:8]}")
+            raise ConfigError(f"a byte-level BPE needs all 256 single bytes as tokens; missing {missing[:8]}")
         self._special = _check_special_map(special, vocab)
         self._vocab = dict(vocab)  # id -> bytes, ordinary tokens
         self._ranks = ranks  # bytes -> id
@@ -462,13 +464,13 @@ class BPETokenizer(Tokenizer):
             merges: the ``(left, right, new)`` merges, if known; otherwise recovered when needed.
         """
         if not isinstance(ranks, Mapping):
-            raise TypeError(f"ranks must be a mapping bytes -> int, got {type(ranks).__name__}")
+            raise DTypeError(f"ranks must be a mapping bytes -> int, got {type(ranks).__name__}")
         vocab: dict[int, bytes] = {}
         for b, i in ranks.items():
             if not isinstance(b, bytes) or isinstance(i, bool) or not isinstance(i, int) or i < 0:
-                raise TypeError(f"ranks must map bytes to non-negative int, got {b!r}: {i!r}")
+                raise DTypeError(f"ranks must map bytes to non-negative int, got {b!r}: {i!r}")
             if i in vocab:
-                raise ValueError(f"rank {i} is given to both {vocab[i]!r} and {b!r}")
+                raise ConfigError(f"rank {i} is given to both {vocab[i]!r} and {b!r}")
             vocab[i] = b
         tok = cls(pattern)
         tok._set_vocab(vocab, None if merges is None else [tuple(m) for m in merges], special_tokens or {})
@@ -495,15 +497,15 @@ class BPETokenizer(Tokenizer):
             ValueError: ``vocab_size`` is below 256 plus the number of special tokens.
         """
         if not isinstance(text, str):
-            raise TypeError(f"text must be str, got {type(text).__name__}")
+            raise DTypeError(f"text must be str, got {type(text).__name__}")
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-            raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+            raise DTypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
         if isinstance(special_tokens, str):
-            raise TypeError("special_tokens must be a collection of str, not a single str")
+            raise DTypeError("special_tokens must be a collection of str, not a single str")
         specials = dict(special_tokens) if isinstance(special_tokens, Mapping) else None
         names = list(specials or special_tokens or ())
         if vocab_size < 256 + len(names):
-            raise ValueError(
+            raise ConfigError(
                 f"vocab_size must be at least 256 (the single bytes) + {len(names)} special tokens = "
                 f"{256 + len(names)}, got {vocab_size}"
             )
@@ -603,7 +605,7 @@ class BPETokenizer(Tokenizer):
         try:
             return b"".join(map(decoder.__getitem__, ids))
         except KeyError as e:
-            raise ValueError(
+            raise UsageError(
                 f"token id {e.args[0]} is not in the vocabulary (vocab_size {self.vocab_size})"
             ) from None
 
@@ -621,18 +623,18 @@ class BPETokenizer(Tokenizer):
     def _from_dict(cls, data: dict[str, Any]) -> BPETokenizer:
         byte_ids = data.get("byte_ids", list(range(256)))
         if len(byte_ids) != 256 or len(set(byte_ids)) != 256:
-            raise ValueError("saved BPE tokenizer: byte_ids must be 256 distinct ids")
+            raise FileFormatError("saved BPE tokenizer: byte_ids must be 256 distinct ids")
         vocab = {int(i): bytes([x]) for x, i in enumerate(byte_ids)}
         merges = []
         for m in data["merges"]:
             if len(m) != 3:
-                raise ValueError(f"saved BPE tokenizer: a merge is [left, right, new], got {m!r}")
+                raise FileFormatError(f"saved BPE tokenizer: a merge is [left, right, new], got {m!r}")
             a, b, new = (int(v) for v in m)
             if a not in vocab or b not in vocab:
-                raise ValueError(f"saved BPE tokenizer: merge {m!r} uses an id not defined before it")
+                raise FileFormatError(f"saved BPE tokenizer: merge {m!r} uses an id not defined before it")
             joined = vocab[a] + vocab[b]
             if vocab.setdefault(new, joined) != joined:
-                raise ValueError(f"saved BPE tokenizer: merge {m!r} gives id {new} two different tokens")
+                raise FileFormatError(f"saved BPE tokenizer: merge {m!r} gives id {new} two different tokens")
             merges.append((a, b, new))
         tok = cls(data["pattern"])
         tok._set_vocab(vocab, merges, data.get("special_tokens", {}))

@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from tinytensor.errors import ConfigError, DTypeError, FileFormatError, UsageError
+
 from .base import Tokenizer, _check_special_map, check_ids
 
 __all__ = ["CharTokenizer"]
@@ -21,7 +23,7 @@ class CharTokenizer(Tokenizer):
         >>> tok.encode("help")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: character 'p' (U+0070) at index 3 is not in this CharTokenizer's vocabulary ...
+        tinytensor.errors.UsageError: character 'p' (U+0070) at index 3 is not in this CharTokenizer's vocabulary ...
 
     Args:
         chars: the distinct characters of the vocabulary; character ``chars[i]`` gets id ``i``.
@@ -41,14 +43,14 @@ class CharTokenizer(Tokenizer):
     ) -> None:
         super().__init__()
         if isinstance(special_tokens, str):
-            raise TypeError("special_tokens must be a collection of str, not a single str")
+            raise DTypeError("special_tokens must be a collection of str, not a single str")
         itos = list(chars)
         for c in itos:
             if not isinstance(c, str) or len(c) != 1:
-                raise ValueError(f"CharTokenizer characters must be single-character str, got {c!r}")
+                raise ConfigError(f"CharTokenizer characters must be single-character str, got {c!r}")
         if len(set(itos)) != len(itos):
             dup = sorted({c for c in itos if itos.count(c) > 1})
-            raise ValueError(f"CharTokenizer characters must be distinct; repeated: {dup}")
+            raise ConfigError(f"CharTokenizer characters must be distinct; repeated: {dup}")
         specials = list(special_tokens)
         if unk_token is not None and unk_token not in specials:
             specials.append(unk_token)
@@ -56,7 +58,7 @@ class CharTokenizer(Tokenizer):
             {s: len(itos) + k for k, s in enumerate(specials)}, range(len(itos))
         )
         if len(self._special) != len(specials):
-            raise ValueError(f"special tokens must be distinct, got {specials}")
+            raise ConfigError(f"special tokens must be distinct, got {specials}")
         self._itos = itos + specials
         self._stoi = {c: i for i, c in enumerate(itos)}
         self._unk_token = unk_token
@@ -68,7 +70,7 @@ class CharTokenizer(Tokenizer):
     ) -> CharTokenizer:
         """Build the vocabulary from the sorted set of characters in ``text``."""
         if not isinstance(text, str):
-            raise TypeError(f"text must be str, got {type(text).__name__}")
+            raise DTypeError(f"text must be str, got {type(text).__name__}")
         return cls(sorted(set(text)), special_tokens=special_tokens, unk_token=unk_token)
 
     @property
@@ -96,7 +98,7 @@ class CharTokenizer(Tokenizer):
             return [stoi.get(c, unk) for c in text]
         for pos, c in enumerate(text):
             if c not in stoi:
-                raise ValueError(
+                raise UsageError(
                     f"character {c!r} (U+{ord(c):04X}) at index {pos} is not in this CharTokenizer's "
                     f"vocabulary of {len(stoi)} characters; build it from text that contains it, "
                     "or pass unk_token='<unk>'"
@@ -109,7 +111,7 @@ class CharTokenizer(Tokenizer):
         n = len(itos)
         for i in ids:
             if not 0 <= i < n:
-                raise ValueError(f"token id {i} is out of range for vocab_size {n}")
+                raise UsageError(f"token id {i} is out of range for vocab_size {n}")
         return [itos[i] for i in ids]
 
     def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
@@ -134,5 +136,5 @@ class CharTokenizer(Tokenizer):
         ordered = sorted(special, key=special.__getitem__)
         tok = cls(chars, special_tokens=ordered, unk_token=data.get("unk_token"))
         if tok._special != special:
-            raise ValueError(f"inconsistent special token ids in saved CharTokenizer: {special}")
+            raise FileFormatError(f"inconsistent special token ids in saved CharTokenizer: {special}")
         return tok

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from tinytensor.errors import ConfigError, DTypeError, FileFormatError, UsageError
+
 from .base import Tokenizer, _check_special_map, check_ids, special_token_regex, split_on_special
 
 __all__ = ["SIMPLE_SPLIT_PATTERN", "SimpleTokenizer", "simple_split"]
@@ -64,19 +66,19 @@ class SimpleTokenizer(Tokenizer):
     ) -> None:
         super().__init__()
         if isinstance(special_tokens, str):
-            raise TypeError("special_tokens must be a collection of str, not a single str")
+            raise DTypeError("special_tokens must be a collection of str, not a single str")
         itos = list(words)
         for w in itos:
             if not isinstance(w, str) or not w:
-                raise ValueError(f"SimpleTokenizer words must be non-empty str, got {w!r}")
+                raise ConfigError(f"SimpleTokenizer words must be non-empty str, got {w!r}")
         if len(set(itos)) != len(itos):
-            raise ValueError("SimpleTokenizer words must be distinct")
+            raise ConfigError("SimpleTokenizer words must be distinct")
         specials = list(special_tokens)
         if unk_token is not None and unk_token not in specials:
             specials.append(unk_token)
         self._special = _check_special_map({s: len(itos) + k for k, s in enumerate(specials)}, range(len(itos)))
         if len(self._special) != len(specials):
-            raise ValueError(f"special tokens must be distinct, got {specials}")
+            raise ConfigError(f"special tokens must be distinct, got {specials}")
         self._itos = itos + specials
         self._stoi = {w: i for i, w in enumerate(itos)}
         self._unk_token = unk_token
@@ -96,7 +98,7 @@ class SimpleTokenizer(Tokenizer):
         *The Verdict* this gives its 1,132-token vocabulary (``<|endoftext|>`` = 1130, ``<|unk|>`` = 1131).
         """
         if not isinstance(text, str):
-            raise TypeError(f"text must be str, got {type(text).__name__}")
+            raise DTypeError(f"text must be str, got {type(text).__name__}")
         specials = list(special_tokens) + ([unk_token] if unk_token else [])
         pattern = special_token_regex(specials) if specials else None
         words: set[str] = set()
@@ -127,7 +129,7 @@ class SimpleTokenizer(Tokenizer):
             return [stoi.get(w, unk) for w in words]
         for w in words:
             if w not in stoi:
-                raise ValueError(f"word {w!r} is not in this SimpleTokenizer's vocabulary (and unk_token is None)")
+                raise UsageError(f"word {w!r} is not in this SimpleTokenizer's vocabulary (and unk_token is None)")
         return [stoi[w] for w in words]
 
     def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
@@ -139,7 +141,7 @@ class SimpleTokenizer(Tokenizer):
         itos = self._itos
         for i in ids:
             if not 0 <= i < len(itos):
-                raise ValueError(f"token id {i} is out of range for vocab_size {len(itos)}")
+                raise UsageError(f"token id {i} is out of range for vocab_size {len(itos)}")
         return _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(itos[i] for i in ids))
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
@@ -159,5 +161,5 @@ class SimpleTokenizer(Tokenizer):
         ordered = sorted(special, key=special.__getitem__)
         tok = cls(data["words"], special_tokens=ordered, unk_token=unk)
         if tok._special != special:
-            raise ValueError(f"inconsistent special token ids in saved SimpleTokenizer: {special}")
+            raise FileFormatError(f"inconsistent special token ids in saved SimpleTokenizer: {special}")
         return tok
