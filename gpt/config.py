@@ -97,17 +97,17 @@ class TrainConfig(_ModelFields):
 
 # nanoGPT's two Shakespeare-char runs, and a tiny one for smoke tests.
 PRESETS: dict[str, dict[str, typing.Any]] = {
-    # nanoGPT README, "I only have a macbook": the CPU run (val 1.88 at iter 2000). Biases as GPT-2
-    # (nanoGPT's GPTConfig default): measured val 1.903 vs 1.916 without (200-batch evals, seed 1337)
+    # nanoGPT README, "I only have a macbook": the CPU run (nanoGPT reports val 1.88 at iter 2000), with
+    # biases as GPT-2 has them (nanoGPT's GPTConfig default)
     "baby": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0,
                  max_iters=2000, lr_decay_iters=2000, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
                  beta2=0.99, weight_decay=0.1, eval_interval=250, eval_iters=20, bias=True),
-    # nanoGPT config/train_shakespeare_char.py: the GPU run (val 1.47 at iter 5000 on an A100)
+    # nanoGPT config/train_shakespeare_char.py: the GPU run (nanoGPT reports val 1.47 at iter 5000)
     "shakespeare-char": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, dropout=0.2,
                              max_iters=5000, lr_decay_iters=5000, learning_rate=1e-3, min_lr=1e-4,
                              warmup_iters=100, beta2=0.99, weight_decay=0.1, eval_interval=250,
                              eval_iters=200, bias=False),
-    # seconds on a laptop: for smoke tests of the whole pipeline
+    # a tiny model and few iterations: for smoke tests of the whole pipeline
     "tiny": dict(n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=8, dropout=0.0, max_iters=40,
                  lr_decay_iters=40, learning_rate=3e-3, min_lr=3e-4, warmup_iters=5, eval_interval=20,
                  eval_iters=4, bias=False),

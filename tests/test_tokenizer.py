@@ -91,7 +91,7 @@ def pairs(gpt4_tok, gpt4_enc, gpt2_tok, gpt2_enc):
 
 
 # ----------------------------------------------------------------------------------------------- docs
-@pytest.mark.parametrize("module", ["base", "char", "simple", "bpe", "gpt2"])
+@pytest.mark.parametrize("module", ["base", "char", "simple", "bpe", "bpe_train", "gpt2"])
 def test_docstring_examples(module):
     mod = __import__(f"tokenizer.{module}", fromlist=["_"])
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)

@@ -10,12 +10,10 @@ from .bpe import (
     PATTERNS,
     BPETokenizer,
     bpe_merge,
-    get_stats,
-    learn_merges,
-    merge,
     recover_merges,
     resolve_pattern,
 )
+from .bpe_train import get_stats, learn_merges, merge
 from .char import CharTokenizer
 from .gpt2 import (
     bytes_to_unicode,
