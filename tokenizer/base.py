@@ -29,6 +29,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "Tokenizer",
+    "VocabTokenizer",
     "check_ids",
     "check_text",
     "load",
@@ -331,6 +332,73 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, special_tokens={len(self._special)})"
+
+
+class VocabTokenizer(Tokenizer):
+    """Base of the list-vocabulary tokenizers (char, simple): ordinary token ``i`` is ``tokens[i]``, then
+    the special tokens, with an optional ``unk_token`` for what is not in the vocabulary.
+
+    Subclasses check their tokens, call :meth:`_set_tokens`, and implement ``_encode_ordinary`` and
+    ``decode`` (with :meth:`_lookup`); ``_to_dict`` saves the tokens under :attr:`tokens_key`.
+    """
+
+    tokens_key: ClassVar[str] = ""
+
+    def _set_tokens(self, itos: list[str], special_tokens: Iterable[str], unk_token: str | None) -> None:
+        if isinstance(special_tokens, str):
+            raise DTypeError("special_tokens must be a collection of str, not a single str")
+        if len(set(itos)) != len(itos):
+            dup = sorted({t for t in itos if itos.count(t) > 1})
+            raise ConfigError(f"{type(self).__name__} tokens must be distinct; repeated: {dup}")
+        specials = list(special_tokens)
+        if unk_token is not None and unk_token not in specials:
+            specials.append(unk_token)
+        self._special = _check_special_map({s: len(itos) + k for k, s in enumerate(specials)}, range(len(itos)))
+        if len(self._special) != len(specials):
+            raise ConfigError(f"special tokens must be distinct, got {specials}")
+        self._itos = itos + specials
+        self._stoi = {t: i for i, t in enumerate(itos)}
+        self._unk_token = unk_token
+        self._unk_id = None if unk_token is None else self._special[unk_token]
+
+    @property
+    def unk_token(self) -> str | None:
+        """The token unknown input maps to, or None if it raises."""
+        return self._unk_token
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._itos)
+
+    def _lookup(self, ids: Iterable[int]) -> list[str]:
+        """The token strings of ``ids``; UsageError naming an id outside the vocabulary."""
+        ids = check_ids(ids)
+        itos = self._itos
+        n = len(itos)
+        for i in ids:
+            if not 0 <= i < n:
+                raise UsageError(f"token id {i} is out of range for vocab_size {n}")
+        return [itos[i] for i in ids]
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        # subtle: a lone surrogate can be a vocabulary character; surrogatepass keeps it encodable.
+        return self.decode(ids).encode("utf-8", errors="surrogatepass")
+
+    def _to_dict(self) -> dict[str, Any]:
+        return {
+            self.tokens_key: self._itos[: len(self._stoi)],
+            "special_tokens": self.special_tokens,
+            "unk_token": self._unk_token,
+        }
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> VocabTokenizer:
+        special = data.get("special_tokens", {})
+        ordered = sorted(special, key=special.__getitem__)
+        tok = cls(data[cls.tokens_key], special_tokens=ordered, unk_token=data.get("unk_token"))
+        if tok._special != special:
+            raise FileFormatError(f"inconsistent special token ids in saved {cls.__name__}: {special}")
+        return tok
 
 
 def load(path: str | os.PathLike[str]) -> Tokenizer:
