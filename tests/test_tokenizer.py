@@ -14,6 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -698,3 +699,16 @@ def test_no_warnings_on_normal_training():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         BPETokenizer().train(CORPUS, 300)
+
+
+def test_atomic_write_that_fails_leaves_the_old_file(tmp_path):
+    """tinytensor.fileio, which every tokenizer and GPT file write goes through: all or nothing."""
+    path = fileio.atomic_write_text(tmp_path / "f.txt", "old\n")
+    with pytest.raises(RuntimeError, match="mid-write"):
+        with fileio.atomic_open(path, "w") as f:
+            f.write("new, half")
+            raise RuntimeError("mid-write")
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]      # the temporary file is gone
+    fileio.atomic_save_npy(tmp_path / "a.npy", np.arange(3))
+    assert np.load(tmp_path / "a.npy", allow_pickle=False).tolist() == [0, 1, 2]
