@@ -57,7 +57,7 @@ def _peak_rss_mb() -> float:
 # ---------------------------------------------------------------------------------------- workers
 def _tinygpt_run(model_dir: str, prompt: list[int], new_tokens: int, use_cache: bool) -> dict:
     import numpy as np
-    from gpt.hf import load_pretrained
+    from gpt import load_pretrained
 
     t0 = time.perf_counter()
     model = load_pretrained(model_dir)

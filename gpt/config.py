@@ -16,6 +16,7 @@ from tinytensor.errors import ConfigError
 
 from .data import load_tokenizer
 from .hf import CONFIG_NAME, config_from_hf, read_config
+from .hub import resolve_model
 from .model import GPTConfig
 
 
@@ -209,7 +210,7 @@ TOKENIZER_SAVE_NAME = "gpt2-tokenizer.json"
 
 def finetune_values(init_from: str | os.PathLike, overrides: dict[str, typing.Any] | None = None
                     ) -> dict[str, typing.Any]:
-    """The TrainConfig values for fine-tuning the GPT-2 folder ``init_from``.
+    """The TrainConfig values for fine-tuning the GPT-2 folder (or name: ``gpt2``, ...) ``init_from``.
 
     :data:`FINETUNE_DEFAULTS`, then the model's shape (``n_layer``, ``n_head``, ``n_embd``, ``bias``), then
     ``overrides`` (they may not change the shape). ``tokenizer`` in ``overrides`` says where the tokenizer
@@ -220,6 +221,7 @@ def finetune_values(init_from: str | os.PathLike, overrides: dict[str, typing.An
         ConfigError: an override of the model's shape, ``block_size`` beyond ``n_positions``, or a tokenizer
             whose size is not the model's ``vocab_size``.
     """
+    init_from = resolve_model(init_from)                 # a GPT-2 name is downloaded once (gpt.hub)
     pcfg = config_from_hf(read_config(init_from), source=str(Path(init_from) / CONFIG_NAME))
     overrides = dict(overrides or {})
     shape = {k: getattr(pcfg, k) for k in _FIXED_BY_MODEL}

@@ -1,7 +1,7 @@
 """GPT-2 weights in Hugging Face's layout, and nothing else: config mapping, name mapping, safetensors.
 
-    model = load_pretrained("gpt2-dir")          # also gpt.load_pretrained
-    save_pretrained(model, "my-gpt2")            # also gpt.save_pretrained
+    model = GPT.from_pretrained("gpt2")         # a name (gpt.hub) or a folder; also gpt.load_pretrained
+    model.save_pretrained("my-gpt2")            # also gpt.hf.save_pretrained(model, "my-gpt2")
     # transformers.GPT2LMHeadModel.from_pretrained("my-gpt2") now gives the same logits
 
 A model folder is what ``transformers``' ``GPT2LMHeadModel.save_pretrained`` writes::
@@ -44,7 +44,11 @@ from tinytensor import nn
 from tinytensor.errors import DTypeError, FileFormatError, UsageError
 from tinytensor.fileio import atomic_write_bytes, atomic_write_text
 
-from .model import GPT, GPTConfig
+from tokenizer.gpt2 import gpt2_files
+
+from .data.tokenizers import HF_TOKENIZER_FILES, TINYGPT_TOKENIZER_NAME
+from .hub import resolve_model
+from .model_config import GPTConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -129,7 +133,7 @@ def config_from_hf(hf: dict[str, Any], dropout: float = 0.0, source: str = CONFI
         raise PretrainedFormatError(f"{source}: {e}") from None
 
 
-def hf_config(model: GPT) -> dict[str, Any]:
+def hf_config(model: nn.Module) -> dict[str, Any]:
     """The transformers GPT-2 ``config.json`` dict describing ``model``."""
     c = model.config
     eot = GPT2_EOT_ID if c.vocab_size > GPT2_EOT_ID else None    # GPT-2's <|endoftext|>, if the vocab has it
@@ -159,7 +163,7 @@ def hf_config(model: GPT) -> dict[str, Any]:
     }
 
 
-def _layer_norm_eps(model: GPT) -> float:
+def _layer_norm_eps(model: nn.Module) -> float:
     eps = {m.eps for _, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
     if len(eps) != 1:
         raise PretrainedFormatError(f"the model's LayerNorms use different epsilons {sorted(eps)}; GPT-2 has one")
@@ -247,7 +251,7 @@ def _listing(names: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def hf_to_state_dict(tensors: dict[str, np.ndarray], model: GPT, hf: dict[str, Any] | None = None,
+def hf_to_state_dict(tensors: dict[str, np.ndarray], model: nn.Module, hf: dict[str, Any] | None = None,
                      source: str = WEIGHTS_NAME) -> dict[str, np.ndarray]:
     """Turn a GPT-2 weights file's tensors into ``model``'s state dict (names, layout and dtype).
 
@@ -350,7 +354,7 @@ def _sizes_in_file(tensors: dict[str, np.ndarray]) -> dict[str, int]:
     return sizes
 
 
-def state_dict_to_hf(model: GPT) -> dict[str, np.ndarray]:
+def state_dict_to_hf(model: nn.Module) -> dict[str, np.ndarray]:
     """``model``'s weights as GPT-2's file holds them: ``transformer.`` names, Conv1D ``[in, out]``, float32.
 
     A model without biases (``bias=False``) gets zero biases: GPT-2 always has them, and adding zero
@@ -374,30 +378,8 @@ def state_dict_to_hf(model: GPT) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------ load and save
-def load_pretrained(model_dir: str | os.PathLike, dropout: float = 0.0) -> GPT:
-    """A GPT with the weights of a GPT-2 folder (``config.json`` + ``model.safetensors``), in eval mode.
-
-    Args:
-        model_dir: the folder, as transformers' ``save_pretrained`` (or :func:`save_pretrained`) writes it.
-        dropout: the dropout probability for further training (GPT-2's checkpoints say 0.1; inference
-            and nanoGPT's fine-tuning use 0).
-
-    Raises:
-        FileNotFoundError: no such folder, config or weights.
-        PretrainedFormatError: (a FileFormatError) a config or weights tinygpt cannot take; the message names
-            the fields or tensors.
-    """
-    hf = read_config(model_dir)
-    config = config_from_hf(hf, dropout, str(Path(model_dir) / CONFIG_NAME))
-    tensors = read_weights(model_dir)
-    model = GPT(config, seed=0)
-    load_pretrained_into(model, model_dir, hf=hf, tensors=tensors)
-    model.eval()
-    return model
-
-
-def load_pretrained_into(model: GPT, model_dir: str | os.PathLike, hf: dict[str, Any] | None = None,
-                         tensors: dict[str, np.ndarray] | None = None) -> GPT:
+def load_pretrained_into(model: nn.Module, model_dir: str | os.PathLike, hf: dict[str, Any] | None = None,
+                         tensors: dict[str, np.ndarray] | None = None) -> nn.Module:
     """Copy a GPT-2 folder's weights into an existing ``model`` (the fine-tuning start).
 
     The model must have the folder's ``n_layer``, ``n_head``, ``n_embd`` and ``vocab_size``, biases,
@@ -407,6 +389,7 @@ def load_pretrained_into(model: GPT, model_dir: str | os.PathLike, hf: dict[str,
     Raises:
         PretrainedFormatError: the shapes differ, or the folder is unusable (see :func:`load_pretrained`).
     """
+    model_dir = resolve_model(model_dir)
     hf = read_config(model_dir) if hf is None else hf
     source = str(Path(model_dir) / CONFIG_NAME)
     want = config_from_hf(hf, model.config.dropout, source)
@@ -430,27 +413,45 @@ def load_pretrained_into(model: GPT, model_dir: str | os.PathLike, hf: dict[str,
     return model
 
 
-def save_pretrained(model: GPT, model_dir: str | os.PathLike) -> Path:
+def save_pretrained(model: nn.Module, model_dir: str | os.PathLike, tokenizer=None) -> Path:
     """Write ``model`` as a GPT-2 folder that transformers' ``GPT2LMHeadModel.from_pretrained`` loads.
 
     Writes ``model.safetensors`` (``transformer.`` names, Conv1D weights ``[in, out]``, float32, no
-    ``lm_head.weight``: it is tied) and then ``config.json``, each atomically (a temporary file in the
-    folder, fsynced, then ``os.replace``d). :func:`load_pretrained` gives back the same arrays bit for bit.
+    ``lm_head.weight``: it is tied), the tokenizer's files, then ``config.json``, each atomically (a
+    temporary file in the folder, fsynced, then ``os.replace``d). :meth:`GPT.from_pretrained` gives back the
+    same arrays bit for bit.
+
+    The tokenizer makes the folder self-contained (``gpt.data.load_tokenizer(folder)`` reads it back):
+
+    * ``tokenizer=None`` on a model of GPT-2's vocabulary (50,257 ids): GPT-2's own files, copied as
+      ``vocab.json`` + ``merges.txt`` (transformers' names), when they are on this machine
+      (``$TINYGPT_DATA/gpt2`` or the cache); nothing is downloaded for it.
+    * a tokenizer object: saved as ``tinygpt-tokenizer.json`` (this project's format).
 
     Returns:
         The folder.
     """
-    if not isinstance(model, GPT):
+    if not isinstance(getattr(model, "config", None), GPTConfig):
         raise DTypeError(f"save_pretrained needs a GPT, got {type(model).__name__}")
     d = Path(model_dir)
     d.mkdir(parents=True, exist_ok=True)
     tensors = state_dict_to_hf(model)
     config = hf_config(model)
     atomic_write_bytes(d / WEIGHTS_NAME, st_save(tensors, metadata={"format": "pt"}))
+    if tokenizer is not None:
+        tokenizer.save(d / TINYGPT_TOKENIZER_NAME)
+    elif model.config.vocab_size == GPT2_EOT_ID + 1:
+        try:
+            encoder_json, vocab_bpe = gpt2_files(download=False)
+        except FileNotFoundError:
+            pass                       # GPT-2's files are not on this machine: the folder has no tokenizer
+        else:
+            atomic_write_bytes(d / HF_TOKENIZER_FILES[0], Path(encoder_json).read_bytes())
+            atomic_write_bytes(d / HF_TOKENIZER_FILES[1], Path(vocab_bpe).read_bytes())
     atomic_write_text(d / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return d
 
 
 __all__ = ["CONFIG_NAME", "GPT2_EOT_ID", "INDEX_NAME", "TANH_GELUS", "WEIGHTS_NAME", "PretrainedFormatError",
-           "config_from_hf", "hf_config", "hf_to_state_dict", "load_pretrained", "load_pretrained_into",
+           "config_from_hf", "hf_config", "hf_to_state_dict", "load_pretrained_into",
            "read_config", "read_safetensors", "read_weights", "save_pretrained", "state_dict_to_hf"]

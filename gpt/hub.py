@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tinytensor.errors import FileFormatError, UsageError
+from tinytensor.errors import UsageError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -180,14 +180,15 @@ def resolve_model(name_or_path: str | os.PathLike, *, progress: bool = True) -> 
     """A local folder for ``name_or_path``: the folder itself, or a GPT-2 model by name (downloaded once).
 
     Raises:
-        HubError: an unknown name, offline without the files in the cache, or a failed download.
+        FileNotFoundError: neither a folder nor a model name.
+        HubError: offline without the files in the cache, or a failed download.
     """
     path = Path(name_or_path)
     if path.is_dir():
         return path
     name = str(name_or_path)
     if name not in MODELS:
-        raise FileFormatError(f"{name!r} is neither a folder nor a model name; names: {', '.join(MODELS)}")
+        raise FileNotFoundError(f"no folder {name!r}, and it is not a model name ({', '.join(MODELS)})")
     folder = cache_root() / "hub" / name
     missing = [f for f in FILES if not (folder / f).is_file()]
     if not missing:

@@ -12,7 +12,6 @@ S keys seen by attention (T, or more with a KV cache).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -22,43 +21,11 @@ from tinytensor import functional as F
 from tinytensor import nn, optim
 from tinytensor.errors import ConfigError, DTypeError, ShapeError
 
+from . import hf, hub
 from .blocks import Block, KVCache
+from .model_config import GPTConfig
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "sample_next"]
-
-
-@dataclass
-class GPTConfig:
-    """The model's shape. Defaults are GPT-2 small (124M) as in nanoGPT.
-
-    Attributes:
-        block_size: longest context the model sees (positions 0 .. block_size-1).
-        vocab_size: number of token ids.
-        n_layer: transformer blocks.
-        n_head: attention heads per block; must divide ``n_embd``.
-        n_embd: channels of the residual stream.
-        dropout: dropout probability on attention weights and residual branches while training.
-        bias: whether Linear and LayerNorm layers have biases (GPT-2 has them).
-    """
-    block_size: int = 1024
-    vocab_size: int = 50304
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    dropout: float = 0.0
-    bias: bool = True
-
-    def __post_init__(self):
-        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"GPTConfig.{name} must be a positive int, got {value!r}")
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"GPTConfig: n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ConfigError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.bias, (bool, np.bool_)):
-            raise DTypeError(f"GPTConfig.bias must be a bool, got {self.bias!r}")
+__all__ = ["GPT", "GPTConfig", "KVCache", "load_pretrained", "sample_next"]
 
 
 class GPT(nn.Module):
@@ -171,6 +138,33 @@ class GPT(nn.Module):
         if cache is not None:
             cache.length += T
         return x
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir, dropout: float = 0.0) -> "GPT":
+        """A GPT with GPT-2's weights, in eval mode: a name (``gpt2``, ``gpt2-medium``, ``gpt2-large``,
+        ``gpt2-xl``; downloaded once, see :mod:`gpt.hub`) or a folder in transformers' layout (``config.json``
+        + ``model.safetensors``; see :mod:`gpt.hf`).
+
+        Args:
+            name_or_dir: the model's name or folder.
+            dropout: the dropout probability for further training (inference and nanoGPT's fine-tuning: 0).
+
+        Raises:
+            FileNotFoundError: no such folder, config or weights.
+            gpt.hf.PretrainedFormatError: a config or weights this GPT cannot take (names the fields/tensors).
+            gpt.hub.HubError: a name that could not be downloaded (offline, no network, a bad checksum).
+        """
+        folder = hub.resolve_model(name_or_dir)
+        config_dict = hf.read_config(folder)
+        model = cls(hf.config_from_hf(config_dict, dropout, str(folder / hf.CONFIG_NAME)), seed=0)
+        hf.load_pretrained_into(model, folder, hf=config_dict)
+        model.eval()
+        return model
+
+    def save_pretrained(self, model_dir, tokenizer=None):
+        """Write a folder that transformers' ``GPT2LMHeadModel.from_pretrained`` (and :meth:`from_pretrained`)
+        loads, with the tokenizer's files so it is self-contained; see :func:`gpt.hf.save_pretrained`."""
+        return hf.save_pretrained(self, model_dir, tokenizer)
 
     def configure_optimizers(self, weight_decay: float, learning_rate: float,
                              betas: tuple[float, float]) -> optim.AdamW:
@@ -299,3 +293,8 @@ def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None 
     # subtle: searchsorted can land on a trailing zero-probability id when u hits cdf[-1] exactly
     last_nonzero = p.shape[-1] - 1 - np.argmax(p[:, ::-1] > 0, axis=-1)
     return np.minimum(ids, last_nonzero)
+
+
+def load_pretrained(name_or_dir, dropout: float = 0.0) -> GPT:
+    """:meth:`GPT.from_pretrained` as a function (``gpt.load_pretrained("gpt2")``)."""
+    return GPT.from_pretrained(name_or_dir, dropout)

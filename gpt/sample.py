@@ -16,8 +16,8 @@ import numpy as np
 
 from tinytensor.errors import ConfigError
 
+from . import hub
 from .data import encode, load_tokenizer
-from .hf import load_pretrained
 from .model import GPT
 
 __all__ = ["SAMPLE_SEPARATOR", "encode_prompt", "sample_pretrained", "sample_text", "stream_text",
@@ -108,7 +108,7 @@ def sample_pretrained(model_dir: str | os.PathLike, prompt: str = "\n", max_new_
     """Load a GPT-2 folder and :func:`write_samples` from it (generation uses the KV cache).
 
     Args:
-        model_dir: the GPT-2 folder (see :func:`gpt.hf.load_pretrained`).
+        model_dir: the GPT-2 folder or a GPT-2 name (see :meth:`gpt.model.GPT.from_pretrained`).
         tokenizer: where the tokenizer comes from (see :func:`gpt.data.load_tokenizer`); default the
             folder's ``encoder.json`` + ``vocab.bpe``.
         others: as :func:`write_samples`.
@@ -117,7 +117,8 @@ def sample_pretrained(model_dir: str | os.PathLike, prompt: str = "\n", max_new_
         The continuations (without the prompt).
     """
     _check_counts(max_new_tokens, num_samples)
-    model = load_pretrained(model_dir)
+    model = GPT.from_pretrained(model_dir)
+    model_dir = hub.resolve_model(model_dir)
     tok = load_tokenizer(tokenizer if tokenizer is not None else model_dir, model.config.vocab_size)
     return write_samples(model, tok, prompt, max_new_tokens, temperature, top_k, top_p, seed, num_samples,
                          stream)

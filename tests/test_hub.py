@@ -155,10 +155,37 @@ def test_no_network_gives_one_line_and_leaves_no_empty_folder(tmp_path, monkeypa
 
 
 def test_an_unknown_name_lists_the_names(tmp_path):
-    with pytest.raises(hub.FileFormatError, match="gpt2, gpt2-medium, gpt2-large, gpt2-xl"):
+    with pytest.raises(FileNotFoundError, match="no folder .*gpt2, gpt2-medium, gpt2-large, gpt2-xl"):
         resolve_model(str(tmp_path / "nope"))
 
 
 def test_git_blob_sha1_matches_git():
     # `printf 'hello\n' | git hash-object --stdin`
     assert git_blob_sha1(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
+
+
+def test_save_pretrained_writes_the_tokenizer_so_the_folder_is_self_contained(tmp_path):
+    from gpt.data import load_tokenizer
+    from tokenizer import CharTokenizer
+    tok = CharTokenizer.from_text("hello world")
+    model = GPT(GPTConfig(block_size=8, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=8), seed=0)
+    d = model.save_pretrained(tmp_path / "m", tokenizer=tok)
+    assert (d / "tinygpt-tokenizer.json").is_file()
+    back = load_tokenizer(d)
+    assert back.encode("hello") == tok.encode("hello")
+    loaded = GPT.from_pretrained(d)
+    np.testing.assert_array_equal(loaded.transformer.wte.weight.data, model.transformer.wte.weight.data)
+
+
+def test_save_pretrained_of_a_gpt2_sized_model_copies_gpt2s_tokenizer_files(tmp_path):
+    from tokenizer.gpt2 import gpt2_files
+    try:
+        encoder_json, vocab_bpe = gpt2_files(download=False)
+    except FileNotFoundError:
+        pytest.skip("needs GPT-2's encoder.json and vocab.bpe: set TINYGPT_DATA to a folder with gpt2/ in it")
+    from gpt.data import load_tokenizer
+    model = GPT(GPTConfig(block_size=4, vocab_size=50257, n_layer=1, n_head=1, n_embd=4), seed=0)
+    d = model.save_pretrained(tmp_path / "g")
+    assert (d / "vocab.json").read_bytes() == Path(encoder_json).read_bytes()
+    assert (d / "merges.txt").read_bytes() == Path(vocab_bpe).read_bytes()
+    assert load_tokenizer(d).encode("hello world") == [31373, 995]

@@ -18,7 +18,8 @@ from safetensors.numpy import load_file, save_file
 from gpt.model import GPT, GPTConfig
 from gpt.config import FINETUNE_DEFAULTS, finetune_values
 from gpt.data import load_tokenizer
-from gpt.hf import PretrainedFormatError, load_pretrained, load_pretrained_into, save_pretrained
+from gpt import load_pretrained
+from gpt.hf import PretrainedFormatError, load_pretrained_into, save_pretrained
 from gpt.sample import sample_pretrained
 from tinytensor.errors import ConfigError, DTypeError, FileFormatError
 

@@ -19,10 +19,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top_p", type=float, default=None)
     p.add_argument("--seed", type=int, default=None, help="same seed, same text (default: random)")
     p.add_argument("--num_samples", type=int, default=1)
-    p.add_argument("--pretrained", metavar="DIR", help="sample from a GPT-2 folder (config.json + model.safetensors) "
+    p.add_argument("--pretrained", metavar="NAME|DIR", help="sample from GPT-2 by name (gpt2, gpt2-medium, "
+                   "gpt2-large, gpt2-xl: downloaded once) or a GPT-2 folder (config.json + model.safetensors) "
                    "instead of a training run's --out_dir")
     p.add_argument("--tokenizer", metavar="PATH", help="with --pretrained: a folder with GPT-2's encoder.json + "
-                   "vocab.bpe, a saved tokenizer JSON, or gpt2 (default: the files in DIR)")
+                   "vocab.bpe, a saved tokenizer JSON, or gpt2 (default: the model folder's own files)")
     p.set_defaults(func=run)
 
 

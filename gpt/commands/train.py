@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out_dir from its latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start afresh even if --out_dir holds a checkpoint")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
-    p.add_argument("--init_from", metavar="DIR", help="fine-tune a GPT-2 folder (config.json + model.safetensors, "
+    p.add_argument("--init_from", metavar="NAME|DIR", help="fine-tune GPT-2 by name (gpt2, gpt2-medium, ...: "
+                   "downloaded once) or a GPT-2 folder (config.json + model.safetensors, "
                    "tokenizer from its encoder.json + vocab.bpe or --tokenizer=DIR|gpt2) with nanoGPT's "
                    "finetune_shakespeare settings for a CPU; --preset is not used")
     p.set_defaults(func=run, accepts_overrides=True)

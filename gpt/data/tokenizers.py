@@ -14,10 +14,12 @@ from pathlib import Path
 import tokenizer as tk
 from tinytensor.errors import ConfigError
 
-__all__ = ["TOKENIZER_FILES", "build_tokenizer", "encode", "load_tokenizer", "tokenizer_bytes"]
+__all__ = ["HF_TOKENIZER_FILES", "TINYGPT_TOKENIZER_NAME", "TOKENIZER_FILES", "build_tokenizer", "encode", "load_tokenizer", "tokenizer_bytes"]
 
-# what a GPT-2 folder holds for its tokenizer (OpenAI's names)
+# what a GPT-2 folder holds for its tokenizer: OpenAI's names, or transformers' for the same two files
 TOKENIZER_FILES = ("encoder.json", "vocab.bpe")
+HF_TOKENIZER_FILES = ("vocab.json", "merges.txt")
+TINYGPT_TOKENIZER_NAME = "tinygpt-tokenizer.json"   # a tokenizer saved into a model folder by save_pretrained
 
 
 def load_tokenizer(source: str | os.PathLike, vocab_size: int | None = None) -> tk.Tokenizer:
@@ -26,7 +28,8 @@ def load_tokenizer(source: str | os.PathLike, vocab_size: int | None = None) -> 
     Args:
         source: ``"gpt2"`` (``tokenizer.load_gpt2()``: ``$TINYGPT_DATA/gpt2``, the download cache, or
             OpenAI's files, checksum-verified), a file saved with ``tokenizer.save``, or a folder holding
-            GPT-2's ``encoder.json`` + ``vocab.bpe``.
+            GPT-2's ``encoder.json`` + ``vocab.bpe`` (or transformers' ``vocab.json`` + ``merges.txt``, or a
+            ``tinygpt-tokenizer.json`` written by ``save_pretrained``).
         vocab_size: the model's; a tokenizer with more ids than this is an error.
 
     Raises:
@@ -38,11 +41,16 @@ def load_tokenizer(source: str | os.PathLike, vocab_size: int | None = None) -> 
         tok = tk.load_gpt2()
     elif src.is_file():
         tok = tk.load(src)
+    elif (src / TINYGPT_TOKENIZER_NAME).is_file():
+        tok = tk.load(src / TINYGPT_TOKENIZER_NAME)
     elif all((src / f).is_file() for f in TOKENIZER_FILES):
         tok = tk.load_gpt2(src / TOKENIZER_FILES[0], src / TOKENIZER_FILES[1])
+    elif all((src / f).is_file() for f in HF_TOKENIZER_FILES):
+        tok = tk.load_gpt2(src / HF_TOKENIZER_FILES[0], src / HF_TOKENIZER_FILES[1])
     else:
         raise FileNotFoundError(
-            f"no tokenizer at {str(src)!r}: give a folder with GPT-2's {' and '.join(TOKENIZER_FILES)}, gpt2 "
+            f"no tokenizer at {str(src)!r}: give a folder with GPT-2's {' and '.join(TOKENIZER_FILES)} (or "
+            f"{' and '.join(HF_TOKENIZER_FILES)}, or {TINYGPT_TOKENIZER_NAME}), gpt2 "
             f"(found in $TINYGPT_DATA/gpt2 or downloaded), or a saved tokenizer's JSON file")
     if vocab_size is not None and tok.vocab_size > vocab_size:
         raise ConfigError(f"the tokenizer has {tok.vocab_size} ids but the model's vocab_size is {vocab_size}: "
