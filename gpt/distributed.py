@@ -101,6 +101,9 @@ class World:
     def barrier(self) -> None:
         """Wait for every rank."""
 
+    def abort(self, code: int) -> None:
+        """End every rank of the job with ``code`` (one rank alone must not leave the others waiting)."""
+
 
 class MPIWorld(World):
     """``MPI.COMM_WORLD`` through mpi4py; see the module docstring for the step it implements."""
@@ -150,6 +153,11 @@ class MPIWorld(World):
     def barrier(self) -> None:
         self.comm.Barrier()
 
+    def abort(self, code: int) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.comm.Abort(code)
+
 
 _world: World | None = None
 
@@ -194,4 +202,10 @@ def world() -> World:
     return init()
 
 
-__all__ = ["World", "MPIWorld", "RankMismatch", "init", "world", "launched_size"]
+def abort_if_parallel(code: int) -> None:
+    """After a failed command (exit ``code``) in a data-parallel job: end every rank, so none waits forever."""
+    if _world is not None and _world.size > 1:
+        _world.abort(code)
+
+
+__all__ = ["World", "MPIWorld", "RankMismatch", "abort_if_parallel", "init", "world", "launched_size"]
