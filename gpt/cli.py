@@ -15,6 +15,7 @@ from tinytensor import gradcheck_cli
 from tokenizer import cli as tokenizer_cli
 
 from .commands import demo, evaluate, plot, sample, train
+from .distributed import abort_if_parallel
 
 COMMANDS = [gradcheck_cli, tokenizer_cli, train, sample, evaluate, plot, demo]
 
@@ -37,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return tokenizer_cli.run_command(args)
+    code = tokenizer_cli.run_command(args)
+    if code:
+        abort_if_parallel(code)   # a data-parallel job: one failed rank must not leave the others waiting
+    return code
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import sys
 from tinytensor.errors import UsageError
 
 from ..config import PRESETS, TrainConfig, config_help, finetune_config, make_config, parse_overrides
+from ..distributed import world
 from ..train import TrainingStopped, TrainResult, resume_config, train
 
 
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     res = train_or_exit_code(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     if isinstance(res, int):
         return res
+    if not world().is_main:
+        return 0
     print(f"done: iter {res.iter_num}, train loss {res.train_loss:.4f}, val loss {res.val_loss:.4f}, "
           f"{res.elapsed_s:.0f} s, {res.tokens_per_s:,.0f} tokens/s; checkpoint in {res.out_dir}")
     return 0
