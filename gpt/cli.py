@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     code = tokenizer_cli.run_command(args)
-    if code:
-        abort_if_parallel(code)   # a data-parallel job: one failed rank must not leave the others waiting
+    if code == 2:   # a user error, maybe on one rank only (a full disk at rank 0): end the whole MPI job
+        abort_if_parallel(code)
     return code
 
 

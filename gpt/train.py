@@ -426,6 +426,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     elif interrupted and main:
         print(f"interrupted at iter {run.it}; the checkpoint in {run.out_dir} is current; continue with --resume",
               flush=True)
+    run.world.barrier()   # data parallel: every rank returns after rank 0 has written its last checkpoint
     total_tps = counters["train_tokens"] / counters["train_seconds"] if counters["train_seconds"] else 0.0
     return TrainResult(run.out_dir, run.it, counters["train_loss"], counters["val_loss"], run.elapsed(), total_tps,
                        counters["skipped_steps"], interrupted)
