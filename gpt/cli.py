@@ -14,10 +14,10 @@ import argparse
 from tinytensor import gradcheck_cli
 from tokenizer import cli as tokenizer_cli
 
-from .commands import demo, evaluate, plot, sample, train
+from .commands import attention, demo, evaluate, plot, sample, train
 from .distributed import abort_if_parallel
 
-COMMANDS = [gradcheck_cli, tokenizer_cli, train, sample, evaluate, plot, demo]
+COMMANDS = [gradcheck_cli, tokenizer_cli, train, sample, evaluate, plot, attention, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
