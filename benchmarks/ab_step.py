@@ -2,7 +2,7 @@
 by running the two one after the other?
 
     python -m benchmarks.ab_step --base REV [--preset baby] [--pairs 40] [--steps 5] [--json PATH]
-    python -m benchmarks.ab_step --toggle tinytensor.kernels.numba_cpu._ATTN_BLAS_MAX=0,262144 [...]
+    python -m benchmarks.ab_step --toggle tinytensor.kernels.numba.attention_blas._ATTN_BLAS_MAX=0,262144 [...]
 
 On the 2-core VMs we use, whole processes run in fast and slow phases that last seconds to minutes: the same
 code measures 20-50 % apart in consecutive runs. So both versions run in ONE process. The base revision is
@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import tinytensor  # noqa: F401  (before NumPy: the thread policy, tinytensor/threads.py)
+import tinytensor  # noqa: F401  (the thread policy, tinytensor/runtime.py)
 
 import gpt
 from benchmarks.train_throughput import PRESETS, _batches, tt_step

@@ -36,8 +36,7 @@ import tinytensor as tt
 from tinytensor import functional as F
 from tinytensor import nn
 from tinytensor.errors import ConfigError, FileFormatError, ShapeError
-
-from .data import atomic_write_bytes
+from tinytensor.fileio import atomic_write_bytes
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"

@@ -9,11 +9,9 @@ Modules: ``tensor`` (Tensor and creation), ``autograd`` (the engine), ``ops`` (e
 ``functional`` (softmax, cross_entropy, layer_norm, attention, ...), ``nn``, ``optim``, ``gradcheck``,
 ``backend`` + ``kernels`` (NumPy reference and Numba kernels), ``profiler``.
 """
-from . import memory as _memory
-from . import threads as _threads
+from . import runtime as _runtime
 
-_threads.configure_environment()  # before NumPy loads OpenBLAS: see tinytensor/threads.py
-_memory.configure_malloc()        # reuse freed activation buffers: see tinytensor/memory.py
+_runtime.configure()  # threads, malloc, Numba cache, debug: the process-wide policy (tinytensor/runtime.py)
 
 from . import functional, nn, ops, optim  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .kernels import spec
+
 active: "Profile | None" = None
 
 
@@ -30,18 +32,12 @@ class OpStats:
 
 
 def _flops(name: str, arrays, out) -> float:
-    if name == "matmul":
-        a, b = arrays
-        k = a.shape[-1]
-        return 2.0 * out.size * k
+    """An op's FLOPs: the kernel table's count for ops named after a kernel (matmul, attention: 2 M N K
+    per product), ``linear`` as its matmul, every other op one per output element."""
     if name == "linear":  # x [..., in] @ weight[out, in].T
         return 2.0 * out.size * arrays[1].shape[1]
-    if name == "attention":
-        q, k, _ = arrays
-        B, H, T, D = q.shape
-        S = k.shape[2]
-        return 4.0 * B * H * T * S * D
-    return float(np.size(out))
+    counted = spec.flops(name, arrays) if name in ("matmul", "attention") else None
+    return float(np.size(out)) if counted is None else counted
 
 
 @dataclass

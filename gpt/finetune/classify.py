@@ -45,12 +45,14 @@ import tinytensor as tt
 from tinytensor import functional as F
 from tinytensor import nn, optim
 from tinytensor.errors import ConfigError, FileFormatError, ShapeError
+from tinytensor.fileio import atomic_write_bytes
 
 from .. import lora
 from ..checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from ..data import atomic_write_bytes, build_tokenizer
+from ..data import build_tokenizer, load_tokenizer
+from ..hf import CONFIG_NAME, GPT2_EOT_ID
+from ..hub import MODELS, resolve_model
 from ..model import GPT, GPTConfig
-from ..pretrained import CONFIG_NAME, GPT2_EOT_ID, load_pretrained, load_tokenizer
 from . import spam
 
 LOG_FILE = "log.jsonl"
@@ -176,7 +178,7 @@ def load_base(init_from: str, tokenizer: str | None = None, dropout: float = 0.0
 
     * a GPT-2 folder (``config.json`` + ``model.safetensors``): its weights; GPT-2's BPE from the
       folder's ``encoder.json`` + ``vocab.bpe``, else ``tokenizer`` (default ``gpt2``, see
-      :func:`gpt.pretrained.load_tokenizer`); pads with ``<|endoftext|>`` (50256), as the book.
+      :func:`gpt.data.load_tokenizer`); pads with ``<|endoftext|>`` (50256), as the book.
     * a ``tinygpt train`` run folder (or one checkpoint folder): its weights and its own tokenizer.
     * ``scratch``: a fresh GPT of ``sizes`` (``n_layer``, ``n_head``, ``n_embd``, ``block_size``) with
       ``tokenizer`` (``gpt2`` by default, or a saved tokenizer's path).
@@ -191,13 +193,15 @@ def load_base(init_from: str, tokenizer: str | None = None, dropout: float = 0.0
         return Base(GPT(config, seed=seed), tok, _pad_id(tok), {"kind": "scratch", **shape})
     if sizes:
         raise ConfigError(f"size overrides {sorted(sizes)} go with --init_from scratch; {init_from} fixes the shape")
-    path = Path(init_from)
+    path = resolve_model(init_from) if str(init_from) in MODELS else Path(init_from)   # gpt2, ... by name
     if (path / CONFIG_NAME).is_file():
-        gpt = load_pretrained(path, dropout=dropout)
-        tok_src = tokenizer
-        if tok_src is None and not all((path / f).is_file() for f in ("encoder.json", "vocab.bpe")):
-            tok_src = "gpt2"
-        tok = load_tokenizer(path, tok_src, gpt.config.vocab_size)
+        gpt = GPT.from_pretrained(path, dropout=dropout)
+        try:
+            tok = load_tokenizer(tokenizer if tokenizer is not None else path, gpt.config.vocab_size)
+        except FileNotFoundError:
+            if tokenizer is not None:
+                raise
+            tok = load_tokenizer("gpt2", gpt.config.vocab_size)   # a folder without tokenizer files
         pad = GPT2_EOT_ID if GPT2_EOT_ID < gpt.config.vocab_size else _pad_id(tok)
         return Base(gpt, tok, pad, {"kind": "gpt2", "path": str(path)})
     if tokenizer is not None:

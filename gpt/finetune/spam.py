@@ -32,7 +32,9 @@ import numpy as np
 from tinytensor.errors import ConfigError, FileFormatError
 from tokenizer.gpt2 import sha256_file
 
-from ..data import atomic_write_bytes, cache_dir, encode
+from tinytensor.fileio import atomic_write_bytes, cache_dir
+
+from ..data import encode
 
 FILENAME = "SMSSpamCollection.tsv"
 SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
