@@ -16,8 +16,9 @@ from tokenizer import cli as tokenizer_cli
 
 from .commands import attention, demo, evaluate, plot, sample, train
 from .distributed import abort_if_parallel
+from .finetune import cli as finetune_cli
 
-COMMANDS = [gradcheck_cli, tokenizer_cli, train, sample, evaluate, plot, attention, demo]
+COMMANDS = [gradcheck_cli, tokenizer_cli, train, sample, evaluate, plot, attention, finetune_cli, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,16 @@
+"""Fine-tuning a GPT for a task: classification (the book's chapter 6) and, beside it, instruction
+following (chapter 7). Each kind has a CLI module with ``add_kind(kinds)``; ``KINDS`` lists them, and
+``tinygpt finetune <kind>`` is built from that list (see :mod:`gpt.finetune.cli`).
+"""
+from .classify import (Classifier, ClassifyConfig, ClassifyResult, GPTClassifier, Prediction,
+                       finetune_classifier, load_classifier)
+from .spam import book_split, read_spam_tsv, resolve_spam_data
+
+# module path -> it has add_kind(kinds), registering `tinygpt finetune <kind>`
+KINDS = [
+    "gpt.finetune.cli_classify",
+]
+
+__all__ = ["GPTClassifier", "ClassifyConfig", "ClassifyResult", "Classifier", "Prediction",
+           "finetune_classifier", "load_classifier", "book_split", "read_spam_tsv", "resolve_spam_data",
+           "KINDS"]
