@@ -52,8 +52,11 @@ def test_sample_streams_prompt_and_continuation_reproducibly(run, capsys):
 
 def test_sample_rejects_unknown_characters(run, capsys):
     out, _ = run
-    assert main(["sample", "--out_dir", str(out), "--prompt", "€"]) == 2
-    assert "not in this CharTokenizer" in capsys.readouterr().err
+    assert main(["sample", "--out_dir", str(out), "--prompt", "ROMEO€"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""                                   # nothing printed before the error
+    assert err.startswith("tinygpt: error: the prompt's '€' (U+20AC, at index 5) is not among the")
+    assert "unk_token" not in err                      # the library's argument is no flag of the CLI
 
 
 def test_eval_and_plot(run, capsys):

@@ -44,7 +44,7 @@ def test_add_parser_registers_tokenizer_commands():
     top = argparse.ArgumentParser()
     sub = top.add_subparsers(dest="command")
     cli.add_parser(sub)
-    args = top.parse_args(["tokenizer", "train", "--input", "a", "--vocab-size", "300", "--out", "b"])
+    args = top.parse_args(["tokenizer", "train", "--input", "a", "--vocab_size", "300", "--out", "b"])
     assert args.func is cli._cmd_train and args.pattern == "gpt4" and args.vocab_size == 300
     assert top.parse_args(["tokenizer", "decode", "1", "2"]).ids == ["1", "2"]
     assert top.parse_args(["tokenizer"]).func(None) == 2  # no action: usage, exit 2
