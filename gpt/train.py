@@ -262,11 +262,11 @@ def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
 
 
 def _schedule_line(cfg: TrainConfig) -> str:
-    """The run's length and LR schedule in one line, e.g. ``schedule: 50 iterations; lr 1e-03 -> ...``."""
+    """The run's length and LR schedule in one line (``schedule: 50 iterations; lr 1.00e-03 after 5 ...``)."""
     if not cfg.decay_lr:
         return f"schedule: {cfg.max_iters} iterations; constant lr {cfg.learning_rate:.2e}"
-    return (f"schedule: {cfg.max_iters} iterations; lr warms up over {cfg.warmup_iters}, then cosine decay "
-            f"{cfg.learning_rate:.2e} -> {cfg.min_lr:.2e} by iter {cfg.lr_decay_iters}")
+    return (f"schedule: {cfg.max_iters} iterations; lr {cfg.learning_rate:.2e} after {cfg.warmup_iters} warm-up "
+            f"iterations, cosine decay to {cfg.min_lr:.2e} at iter {cfg.lr_decay_iters}")
 
 
 def _eta_line(s_per_iter: float, iters_left: int, evals_left: int, s_per_eval: float | None) -> str:

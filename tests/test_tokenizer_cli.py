@@ -84,10 +84,34 @@ def test_encode_from_file_and_stdin(trained, tmp_path, capsys, monkeypatch):
 
 def test_special_tokens_need_allow_special(trained, capsys):
     code, _, err = run(["encode", "--tokenizer", str(trained), "--text", "end<|endoftext|>"], capsys)
-    assert code == 2 and "<|endoftext|>" in err
-    code, out, _ = run(["encode", "--tokenizer", str(trained), "--text", "end<|endoftext|>", "--allow-special"],
-                       capsys)
-    assert code == 0 and out.split()[-1] == "299"
+    assert code == 2
+    assert err == ("tinygpt: error: the text contains the special token '<|endoftext|>' (at index 3); pass "
+                   "--allow_special to encode special tokens as their ids\n")   # the flag, not allowed_special=
+    for flag in ("--allow_special", "--allow-special"):              # the dashed spelling is an alias
+        code, out, _ = run(["encode", "--tokenizer", str(trained), "--text", "end<|endoftext|>", flag], capsys)
+        assert code == 0 and out.split()[-1] == "299"
+
+
+def test_unknown_character_names_no_library_argument(tmp_path, capsys):
+    path = tokenizer.CharTokenizer.from_text("abc").save(tmp_path / "char.json")
+    code, _, err = run(["encode", "--tokenizer", str(path), "--text", "abz"], capsys)
+    assert code == 2 and err.startswith("tinygpt: error: 'z' at index 2 of the text is not in the tokenizer's "
+                                        "vocabulary of 3")
+    assert "unk_token" not in err
+
+
+def test_options_are_spelled_with_underscores_and_dashes_are_hidden_aliases(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS, encoding="utf-8")
+    out = tmp_path / "tok.json"
+    code, _, err = run(["train", "--input", str(corpus), "--vocab_size", "260", "--special_token", "<|x|>",
+                        "--out", str(out)], capsys)
+    assert code == 0, err
+    assert tokenizer.load(out).special_tokens == {"<|x|>": 259}
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    shown = capsys.readouterr().out
+    assert "--vocab_size" in shown and "--special_token" in shown and "--vocab-size" not in shown
 
 
 def test_errors_exit_2_with_a_message(trained, tmp_path, capsys):
