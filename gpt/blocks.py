@@ -17,7 +17,7 @@ import tinytensor as tt
 from tinytensor import functional as F
 from tinytensor import nn
 
-__all__ = ["Block", "CausalSelfAttention", "KVCache", "MLP"]
+__all__ = ["Block", "CausalSelfAttention", "KVCache", "MLP", "causal_attention_weights"]
 
 
 class KVCache:
@@ -39,6 +39,21 @@ class KVCache:
         return self.k.shape[3]
 
 
+def causal_attention_weights(q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """softmax(q kᵀ / √D) with the causal mask, in float64: the probabilities the fused attention uses.
+
+    q ``[B, H, T, D]``, k ``[B, H, S, D]`` (S >= T: query i is position i + S - T and sees keys 0 .. i + S - T).
+    Returns ``[B, H, T, S]``; masked entries are exactly 0.
+    """
+    T, S, D = q.shape[2], k.shape[2], q.shape[3]
+    scores = q.astype(np.float64) @ k.astype(np.float64).swapaxes(-1, -2) / np.sqrt(D)   # [B, H, T, S]
+    visible = np.arange(S)[None, :] <= np.arange(T)[:, None] + (S - T)                   # [T, S]
+    scores = np.where(visible, scores, -np.inf)
+    scores -= scores.max(axis=-1, keepdims=True)
+    p = np.exp(scores)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
 class CausalSelfAttention(nn.Module):
 
     def __init__(self, config, rng: np.random.Generator, dropout_rng: np.random.Generator):
@@ -52,6 +67,10 @@ class CausalSelfAttention(nn.Module):
         self.n_embd = config.n_embd
         self.dropout = config.dropout
         self.dropout_rng = dropout_rng
+        # set keep_weights = True to keep the last forward's attention probabilities [B, H, T, S] as
+        # self.weights (a NumPy copy for inspection, e.g. `tinygpt attention`; training never needs it)
+        self.keep_weights = False
+        self.weights: np.ndarray | None = None
 
     def forward(self, x: tt.Tensor, cache: KVCache | None = None, layer: int = 0) -> tt.Tensor:
         B, T, C = x.shape
@@ -66,6 +85,8 @@ class CausalSelfAttention(nn.Module):
             cache.v[layer, :, :, start:end] = v.data
             k = tt.Tensor(cache.k[layer, :, :, :end])                  # [B, H, S, D]
             v = tt.Tensor(cache.v[layer, :, :, :end])                  # [B, H, S, D]
+        if self.keep_weights:
+            self.weights = causal_attention_weights(q.data, k.data)    # [B, H, T, S]
         # causal: query i (the last T of S positions) sees keys 0 .. i + S - T
         y = F.scaled_dot_product_attention(q, k, v, causal=True, dropout_p=self.dropout,
                                            training=self.training, rng=self.dropout_rng)  # [B, H, T, D]

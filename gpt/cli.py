@@ -16,9 +16,10 @@ from tinytensor import gradcheck_cli
 from tokenizer import cli as tokenizer_cli
 
 from . import __version__
-from .commands import demo, evaluate, plot, sample, train
+from .commands import attention, demo, evaluate, plot, sample, train
+from .distributed import abort_if_parallel
 
-COMMANDS = [gradcheck_cli, tokenizer_cli, train, sample, evaluate, plot, demo]
+COMMANDS = [gradcheck_cli, tokenizer_cli, train, sample, evaluate, plot, attention, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return tokenizer_cli.run_command(args)
+    code = tokenizer_cli.run_command(args)
+    if code == 2:   # a user error, maybe on one rank only (a full disk at rank 0): end the whole MPI job
+        abort_if_parallel(code)
+    return code
 
 
 if __name__ == "__main__":

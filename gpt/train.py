@@ -13,6 +13,12 @@ Exactness: the training batches, each eval split's batches, and dropout each dra
 so N steps straight equal N/2 steps, stop, ``--resume``, N/2 steps bit for bit (at a fixed thread count:
 set ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS`` the same for both runs).
 
+Data parallel: under ``mpiexec -n N`` (see :mod:`gpt.distributed`) every rank draws the same global batch
+and trains on its ``batch_size / N`` rows; the gradients are averaged by one allreduce after the last
+micro-step, so clipping and the non-finite rule see the global gradient and the weights stay identical on
+every rank (checked at each eval). Eval losses are averaged over the ranks; rank 0 alone writes the log and
+the checkpoints and prints. A checkpoint resumes on any N that divides ``batch_size``.
+
 Robustness: Ctrl-C finishes the current step, writes a checkpoint and returns. A step whose loss or
 gradient norm is not finite is skipped without touching the weights or AdamW's state, counted and
 reported; ``max_bad_steps`` such steps in a row stop the run (:class:`TrainingStopped`) with the last
@@ -42,6 +48,7 @@ from tinytensor.fileio import atomic_write_text, read_text
 
 from .checkpoint import has_checkpoint, load_checkpoint, load_model, save_checkpoint
 from .config import TrainConfig, make_config
+from .distributed import RankMismatch, World, init as init_world
 from .data import build_tokenizer, make_samplers, prepare_tokens, resolve_text, training_text
 from .hf import load_pretrained_into
 from .model import GPT
@@ -81,15 +88,19 @@ def get_lr(it: int, cfg: TrainConfig) -> float:
     return optim.cosine_lr(it, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters)
 
 
-def estimate_loss(model: GPT, samplers: dict, eval_iters: int) -> dict[str, float]:
-    """Mean loss over ``eval_iters`` batches of each split, in eval mode, from the eval streams only."""
+def estimate_loss(model: GPT, samplers: dict, eval_iters: int, world: World | None = None) -> dict[str, float]:
+    """Mean loss over ``eval_iters`` batches of each split, in eval mode, from the eval streams only.
+
+    With a data-parallel ``world`` each rank scores its rows of every batch and the means are averaged.
+    """
+    world = world or World()
     model.eval()
     out = {}
     with tt.no_grad():
         for split in ("train", "val"):
             sampler = samplers[f"eval_{split}"]
-            losses = [model(*sampler())[1].item() for _ in range(eval_iters)]
-            out[split] = float(np.mean(losses))
+            losses = [model(*world.shard(*sampler()))[1].item() for _ in range(eval_iters)]
+            out[split] = world.mean(float(np.mean(losses)))
     model.train()
     return out
 
@@ -196,6 +207,7 @@ class _Run:
     it: int
     last_saved_iter: int
     elapsed0: float
+    world: World = dataclasses.field(default_factory=World)
     t0: float = dataclasses.field(default_factory=time.perf_counter)
 
     @property
@@ -210,6 +222,8 @@ class _Run:
 def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
     """Find the data and the tokenizer, build (or restore) the model, optimizer and samplers, start the log."""
     out_dir = Path(cfg.out_dir)
+    world = init_world()
+    world.check_batch(cfg.batch_size)
     text_path = resolve_text(cfg.dataset)
     ckpt = None
     if resume:
@@ -221,7 +235,11 @@ def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
                               f"another out_dir, or replace it (--overwrite; from Python: resume=True or "
                               f"overwrite=True)")
         tok = build_tokenizer(cfg.tokenizer, read_text(text_path) if cfg.tokenizer == "char" else None)
+    if not world.is_main:
+        world.barrier()                  # rank 0 writes the token cache first; the others then read it
     train_ids, val_ids, meta = prepare_tokens(text_path, tok, out_dir / "data")
+    if world.is_main:
+        world.barrier()
     if ckpt is not None and ckpt.state.get("data", {}).get("text_sha256") not in (None, meta["text_sha256"]):
         raise ConfigError(f"{text_path} is not the text this run was trained on (sha256 differs); "
                           f"give the original file")
@@ -241,15 +259,26 @@ def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
         for name, sampler in samplers.items():
             sampler.set_state(ckpt.state["rng"][name])
         counters.update(ckpt.state["counters"])
-        # keep the log in step with the checkpoint: drop records written after it (the eval at the
-        # checkpoint's iteration came before it, the training step of that iteration after it)
-        kept = [r for r in read_log(out_dir, kind=None)
-                if r["iter"] < ckpt.iter_num or (r["iter"] == ckpt.iter_num and r.get("kind", "eval") == "eval")]
-        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in kept))
-    else:
+        if world.is_main:
+            # keep the log in step with the checkpoint: drop records written after it (the eval at the
+            # checkpoint's iteration came before it, the training step of that iteration after it)
+            kept = [r for r in read_log(out_dir, kind=None) if r["iter"] < ckpt.iter_num
+                    or (r["iter"] == ckpt.iter_num and r.get("kind", "eval") == "eval")]
+            atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in kept))
+    elif world.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(log_path, "")
     it = int(counters["iter_num"])
+    if world.rank > 0:  # each rank its own dropout masks (rank 0 keeps the one-process stream)
+        model.dropout_rng.bit_generator.state = np.random.default_rng(
+            [cfg.seed, 0xD809, world.rank, it]).bit_generator.state
+    if not world.is_main:
+        return _Run(cfg, out_dir, text_path, meta, tok, model, optimizer, samplers, list(model.parameters()),
+                    counters, it, last_saved_iter=it if ckpt is not None else -1,
+                    elapsed0=float(counters["elapsed_s"]), world=world)
+    if world.size > 1:
+        print(f"data parallel: {world.size} ranks x {cfg.batch_size // world.size} of the {cfg.batch_size} "
+              f"sequences of each batch", flush=True)
     print(f"model: {model.num_params():,} parameters (without position embeddings); "
           f"vocab {tok.vocab_size}; {meta['n_train']:,} train / {meta['n_val']:,} val tokens; "
           f"{cfg.tokens_per_iter:,} tokens per iteration", flush=True)
@@ -258,7 +287,7 @@ def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
     print(_schedule_line(cfg), flush=True)
     return _Run(cfg, out_dir, text_path, meta, tok, model, optimizer, samplers, list(model.parameters()),
                 counters, it, last_saved_iter=it if ckpt is not None else -1,
-                elapsed0=float(counters["elapsed_s"]))
+                elapsed0=float(counters["elapsed_s"]), world=world)
 
 
 def _schedule_line(cfg: TrainConfig) -> str:
@@ -292,7 +321,8 @@ def _checkpoint(run: _Run) -> Path:
              "rng": {name: s.get_state() for name, s in run.samplers.items()},
              "counters": dict(run.counters),
              "data": {"source": str(run.text_path), "text_sha256": run.meta["text_sha256"]}}
-    path = save_checkpoint(run.out_dir, run.it, run.model, run.optimizer, run.tok, state)
+    path = save_checkpoint(run.out_dir, run.it, run.model, run.optimizer, run.tok, state) \
+        if run.world.is_main else run.out_dir
     run.last_saved_iter = run.it
     return path
 
@@ -307,14 +337,15 @@ class _Step:
 
 def _train_step(run: _Run, lr: float) -> _Step:
     """One optimizer step: ``gradient_accumulation_steps`` micro-batches, clipping, AdamW; skipped
-    (weights and AdamW untouched) if a loss or the gradient norm is not finite."""
-    cfg, model = run.cfg, run.model
+    (weights and AdamW untouched) if a loss or the gradient norm is not finite. Data parallel: each rank
+    takes its rows of every micro-batch; one allreduce after the last micro-step averages the gradients."""
+    cfg, model, world = run.cfg, run.model, run.world
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     accum = cfg.gradient_accumulation_steps
     loss_sum, finite = 0.0, True
     for _ in range(accum):
-        x, y = run.samplers["train"]()       # drawn even after a bad micro-step: same stream
+        x, y = world.shard(*run.samplers["train"]())  # drawn even after a bad micro-step: same stream
         if not finite:
             continue
         _, loss = model(x, y)
@@ -324,6 +355,11 @@ def _train_step(run: _Run, lr: float) -> _Step:
             continue
         loss_sum += lv
         (loss * (1.0 / accum) if accum > 1 else loss).backward()
+    if world.size > 1:  # every rank must agree to step: one bad rank skips the step everywhere
+        finite = world.mean(1.0 if finite else 0.0) == 1.0
+        loss_sum = world.mean(loss_sum) if finite else float("nan")
+        if finite:
+            world.reduce_gradients(run.params)
     norm = optim.clip_grad_norm_(run.params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf) \
         if finite else float("nan")
     ok = finite and math.isfinite(norm)
@@ -335,18 +371,23 @@ def _train_step(run: _Run, lr: float) -> _Step:
 
 def _eval(run: _Run, window: dict, bar: tqdm) -> None:
     """Estimate both losses, log them, write a checkpoint, and print a line."""
-    cfg, it = run.cfg, run.it
-    losses = estimate_loss(run.model, run.samplers, cfg.eval_iters)
+    cfg, it, world = run.cfg, run.it, run.world
+    losses = estimate_loss(run.model, run.samplers, cfg.eval_iters, world)
+    if not world.weights_agree(run.params):
+        raise RankMismatch(f"iter {it}: the ranks' weights differ (they must stay bit-identical); the last "
+                           f"checkpoint in {run.out_dir} (iter {run.last_saved_iter}) is intact")
     tps = window["tokens"] / window["seconds"] if window["seconds"] else None
     record = {"kind": "eval", "iter": it, "train_loss": losses["train"], "val_loss": losses["val"],
               "lr": get_lr(it, cfg), "elapsed_s": round(run.elapsed(), 3),
               "tokens_per_s": round(tps, 1) if tps else None,
               "skipped_steps": run.counters["skipped_steps"]}
     run.counters.update(last_eval_iter=it, train_loss=losses["train"], val_loss=losses["val"])
-    _append_log(run.log_path, record)
+    if world.is_main:
+        _append_log(run.log_path, record)
     _checkpoint(run)
-    bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
-              + (f", {tps:,.0f} tokens/s" if tps else ""), file=sys.stdout)
+    if world.is_main:
+        bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+                  + (f", {tps:,.0f} tokens/s" if tps else ""), file=sys.stdout)
 
 
 # -------------------------------------------------------------------------------------------- loop
@@ -369,7 +410,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     window = {"tokens": 0, "seconds": 0.0}          # training steps since the last eval
     bad_in_row = 0
     interactive = sys.stderr.isatty()
-    bar = tqdm(total=cfg.max_iters, initial=run.it, unit="it", dynamic_ncols=True, disable=not progress,
+    main = run.world.is_main
+    bar = tqdm(total=cfg.max_iters, initial=run.it, unit="it", dynamic_ncols=True, disable=not (progress and main),
                mininterval=0.5 if interactive else 5.0, file=sys.stderr)
     interrupted = False
     last_loss = float("nan")
@@ -378,7 +420,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     try:
         with _Interrupt() as stop:
             while True:
-                if stop.requested:
+                # data parallel: stop when any rank was interrupted, all at the same step
+                if stop.requested if run.world.size == 1 else run.world.mean(float(stop.requested)) > 0:
                     interrupted = True
                     break
                 if (run.it % cfg.eval_interval == 0 or run.it == cfg.max_iters) \
@@ -396,15 +439,16 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
                 if step.ok:
                     bad_in_row = 0
                     last_loss = step.loss
-                    if run.it % cfg.log_interval == 0:
+                    if main and run.it % cfg.log_interval == 0:
                         _append_log(run.log_path, {"kind": "train", "iter": run.it, "loss": step.loss, "lr": lr,
                                                    "elapsed_s": round(run.elapsed(), 3)})
                 else:
                     counters["skipped_steps"] += 1
                     bad_in_row += 1
                     what = f"loss {step.loss}" if not math.isfinite(step.loss) else f"gradient norm {step.norm}"
-                    bar.write(f"iter {run.it}: non-finite {what}; step skipped "
-                              f"({bad_in_row} in a row, {counters['skipped_steps']} in all)", file=sys.stderr)
+                    if main:
+                        bar.write(f"iter {run.it}: non-finite {what}; step skipped "
+                                  f"({bad_in_row} in a row, {counters['skipped_steps']} in all)", file=sys.stderr)
                 run.it += 1
                 dt = time.perf_counter() - t0
                 window["tokens"] += cfg.tokens_per_iter
@@ -412,7 +456,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
                 counters["train_tokens"] += cfg.tokens_per_iter
                 counters["train_seconds"] += dt
                 step_times.append(dt)
-                if len(step_times) == ETA_AFTER and run.it < cfg.max_iters:
+                if main and len(step_times) == ETA_AFTER and run.it < cfg.max_iters:
                     # the first step is left out of the rate: it may compile kernels
                     evals_left = (cfg.max_iters // cfg.eval_interval - run.it // cfg.eval_interval
                                   + (cfg.max_iters % cfg.eval_interval != 0))
@@ -431,10 +475,12 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
         bar.close()
     if interrupted and run.last_saved_iter != run.it:
         path = _checkpoint(run)
-        print(f"interrupted at iter {run.it}: checkpoint written to {path}; continue with --resume", flush=True)
-    elif interrupted:
+        if main:
+            print(f"interrupted at iter {run.it}: checkpoint written to {path}; continue with --resume", flush=True)
+    elif interrupted and main:
         print(f"interrupted at iter {run.it}; the checkpoint in {run.out_dir} is current; continue with --resume",
               flush=True)
+    run.world.barrier()   # data parallel: every rank returns after rank 0 has written its last checkpoint
     total_tps = counters["train_tokens"] / counters["train_seconds"] if counters["train_seconds"] else 0.0
     return TrainResult(run.out_dir, run.it, counters["train_loss"], counters["val_loss"], run.elapsed(), total_tps,
                        counters["skipped_steps"], interrupted, time.perf_counter() - run.t0)

@@ -8,6 +8,7 @@ from tinytensor.errors import UsageError
 
 from ..config import (PRESETS, WARMUP_FRACTION, TrainConfig, config_help, finetune_config, make_config,
                       parse_overrides, read_config_file)
+from ..distributed import world
 from ..train import TrainingStopped, TrainResult, resume_config, train
 
 
@@ -69,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     res = train_or_exit_code(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     if isinstance(res, int):
         return res
+    if not world().is_main:
+        return 0
     took = f"{res.run_s:.0f} s this run, {res.elapsed_s:.0f} s in all" if args.resume else f"{res.elapsed_s:.0f} s"
     print(f"done: iter {res.iter_num}, train loss {res.train_loss:.4f}, val loss {res.val_loss:.4f}, "
           f"{took}, {res.tokens_per_s:,.0f} tokens/s; checkpoint in {res.out_dir}")
