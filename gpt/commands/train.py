@@ -16,8 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a GPT (a preset, plus --key=value overrides)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
                        description="Train a GPT on a text file. Any TrainConfig field can be set with "
-                                   "--key=value, typed by the field (or in a TOML file given with --config; "
-                                   "--key=value wins); an unknown key is an error. Unless set, lr_decay_iters "
+                                   "--key=value, typed by the field,\nor in a TOML file given with --config "
+                                   "(--key=value wins); an unknown key is an error.\nUnless set, lr_decay_iters "
                                    f"follows max_iters and warmup_iters is at most {WARMUP_FRACTION:.0%} of it.",
                        epilog="presets: " + ", ".join(PRESETS) + "\n\nconfig keys (default):\n" + config_help())
     p.add_argument("--config", metavar="TOML", help="a TOML file of config keys (max_iters = 500, ...), applied "
