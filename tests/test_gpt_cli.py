@@ -202,10 +202,20 @@ def test_train_prints_schedule_and_eta_and_logs_step_losses(tmp_path, capsys):
     assert [r["iter"] for r in read_log(out, kind="train")] == [0, 2, 4, 6, 8, 10]
 
 
-def test_read_log_of_an_old_log_without_kinds(tmp_path):
+def test_read_log_and_plot_of_an_old_log_without_kinds_and_of_step_records(tmp_path, capsys):
     (tmp_path / "log.jsonl").write_text('{"iter": 0, "train_loss": 4.0, "val_loss": 4.1}\n')
     assert read_log(tmp_path) == [{"iter": 0, "train_loss": 4.0, "val_loss": 4.1}]
     assert read_log(tmp_path, kind="train") == []
+    pytest.importorskip("matplotlib")
+    assert main(["plot", "--out_dir", str(tmp_path)]) == 0
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "log.jsonl").write_text('{"kind": "train", "iter": 0, "loss": 4.2, "lr": 0.1, "elapsed_s": 1}\n'
+                                        '{"kind": "train", "iter": 10, "loss": 3.9, "lr": 0.1, "elapsed_s": 2}\n')
+    assert main(["plot", "--out_dir", str(tmp_path), "--output", str(tmp_path / "steps.png")]) == 0
+    assert (tmp_path / "steps.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "log.jsonl").write_text("")
+    assert main(["plot", "--out_dir", str(tmp_path)]) == 2
+    assert "no records" in capsys.readouterr().err
 
 
 def test_unknown_key_suggests_the_closest(tmp_path, capsys):
