@@ -13,9 +13,11 @@ files; ``hub`` fetches GPT-2 by name; ``data`` finds text, tokenizers, token cac
 """
 import tinytensor as _tt  # noqa: F401  (first: it sets the BLAS/Numba thread policy before NumPy loads)
 
+__version__ = "0.1.0"    # the one place: pyproject.toml reads it (tool.setuptools.dynamic)
+
 from .config import PRESETS, TrainConfig, make_config
 from .hf import PretrainedFormatError, save_pretrained
 from .model import GPT, GPTConfig, KVCache, load_pretrained
 
 __all__ = ["GPT", "GPTConfig", "KVCache", "PRESETS", "PretrainedFormatError", "TrainConfig", "load_pretrained",
-           "make_config", "save_pretrained"]
+           "make_config", "save_pretrained", "__version__"]

@@ -2,7 +2,8 @@
 
 Each sub-command is one module with ``add_parser(subparsers)`` (which sets ``func=run``) and
 ``run(args) -> exit code``; :data:`COMMANDS` lists them in ``--help`` order. To add one, write the
-module and add it to the list.
+module and add it to the list. Options are spelled with underscores (``--out_dir``, as the config keys);
+the dashed spelling is accepted too (:func:`tokenizer.cli.add_dash_aliases`).
 
 A user mistake (``tinytensor.errors.UsageError``, or a path that is missing or unreadable) is printed as
 one line ``tinygpt: error: ...`` with exit code 2; any other exception is a bug and keeps its traceback.
@@ -14,6 +15,7 @@ import argparse
 from tinytensor import gradcheck_cli
 from tokenizer import cli as tokenizer_cli
 
+from . import __version__
 from .commands import attention, demo, evaluate, plot, sample, train
 from .distributed import abort_if_parallel
 from .finetune import cli as finetune_cli
@@ -22,11 +24,14 @@ COMMANDS = [gradcheck_cli, tokenizer_cli, train, sample, evaluate, plot, attenti
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; every ``--an_option`` also answers to ``--an-option`` (a hidden alias)."""
     parser = argparse.ArgumentParser(prog="tinygpt", description="train, sample and inspect tiny GPTs on a CPU")
+    parser.add_argument("--version", action="version", version=f"tinygpt {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
-    return parser
+    return tokenizer_cli.add_dash_aliases(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

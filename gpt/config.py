@@ -7,12 +7,22 @@ lists the valid keys instead of a silently ignored global.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 from tinytensor.errors import ConfigError
+from tinytensor.fileio import read_text
+
+try:
+    import tomllib                      # Python 3.11+
+except ImportError:                     # Python 3.10: tomli, if it happens to be installed (not a dependency)
+    try:
+        import tomli as tomllib
+    except ImportError:
+        tomllib = None
 
 from .data import load_tokenizer
 from .hf import CONFIG_NAME, config_from_hf, read_config
@@ -33,6 +43,7 @@ class _RunFields:
     out_dir: str = "out"
     eval_interval: int = 250
     eval_iters: int = 20
+    log_interval: int = 10               # log.jsonl gets the training loss every log_interval iterations
     # data
     dataset: str = "tinyshakespeare"     # a dataset name or a path to a text file (``--data`` sets it)
     tokenizer: str = "char"              # char | gpt2 | PATH to a saved tokenizer JSON
@@ -76,7 +87,7 @@ class TrainConfig(_ModelFields):
 
     def __post_init__(self):
         self.model_config(vocab_size=1)  # the model's fields, by GPTConfig's rules
-        for name in ("eval_interval", "eval_iters", "gradient_accumulation_steps", "batch_size",
+        for name in ("eval_interval", "eval_iters", "log_interval", "gradient_accumulation_steps", "batch_size",
                      "lr_decay_iters", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -113,6 +124,41 @@ PRESETS: dict[str, dict[str, typing.Any]] = {
                  lr_decay_iters=40, learning_rate=3e-3, min_lr=3e-4, warmup_iters=5, eval_interval=20,
                  eval_iters=4, bias=False),
 }
+
+
+# A short run warms up for at most this fraction of its iterations (a preset's 100 warm-up iterations would
+# be all of a 50-iteration run).
+WARMUP_FRACTION = 0.1
+
+
+def schedule_defaults(values: dict[str, typing.Any], explicit: typing.Collection[str]) -> dict[str, typing.Any]:
+    """``values`` with the LR schedule fitted to ``max_iters``, for the keys not in ``explicit``.
+
+    ``lr_decay_iters`` follows ``max_iters`` (the cosine reaches ``min_lr`` at the end of the run), and
+    ``warmup_iters`` is capped at ``WARMUP_FRACTION`` of ``max_iters`` (rounded down). A key the user set
+    (in ``explicit``: a ``--key=value`` or a config file's key) is kept as given.
+
+    Example:
+        >>> v = schedule_defaults({"max_iters": 50, "warmup_iters": 100, "lr_decay_iters": 2000}, {"max_iters"})
+        >>> v["warmup_iters"], v["lr_decay_iters"]
+        (5, 50)
+    """
+    out = dict(values)
+    max_iters = out.get("max_iters", TrainConfig.max_iters)
+    if "lr_decay_iters" not in explicit:
+        out["lr_decay_iters"] = max(1, max_iters)
+    if "warmup_iters" not in explicit:
+        out["warmup_iters"] = min(out.get("warmup_iters", TrainConfig.warmup_iters),
+                                  int(WARMUP_FRACTION * max_iters))
+    return out
+
+
+def _unknown_key(key: str, valid: typing.Iterable[str]) -> ConfigError:
+    """ConfigError for an unknown config key: the closest valid key (difflib), then all of them."""
+    valid = list(valid)
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(valid)}")
 
 
 def field_types() -> dict[str, type]:
@@ -161,7 +207,7 @@ def parse_overrides(args: list[str]) -> dict[str, typing.Any]:
         key, eq, value = arg[2:].partition("=")
         key = key.replace("-", "_")
         if key not in types:
-            raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(types)}")
+            raise _unknown_key(key, types)
         if not eq:
             if i + 1 >= len(args) or args[i + 1].startswith("--"):
                 if types[key] is bool:  # a bare --bias means true
@@ -177,7 +223,11 @@ def parse_overrides(args: list[str]) -> dict[str, typing.Any]:
 
 
 def make_config(preset: str | None = None, overrides: dict[str, typing.Any] | None = None) -> TrainConfig:
-    """TrainConfig from the defaults, then a preset's values, then ``overrides``."""
+    """TrainConfig from the defaults, then a preset's values, then ``overrides``.
+
+    With a preset, the LR schedule follows ``max_iters`` unless ``overrides`` set it (see
+    :func:`schedule_defaults`); without one (a resumed or fine-tuning run) every value is taken as given.
+    """
     values: dict[str, typing.Any] = {}
     if preset is not None:
         if preset not in PRESETS:
@@ -186,8 +236,45 @@ def make_config(preset: str | None = None, overrides: dict[str, typing.Any] | No
     values.update(overrides or {})
     unknown = sorted(set(values) - set(field_types()))
     if unknown:
-        raise ConfigError(f"unknown config keys {unknown}; valid keys: {', '.join(field_types())}")
+        raise _unknown_key(unknown[0], field_types())
+    if preset is not None:
+        values = schedule_defaults(values, explicit=set(overrides or {}))
     return TrainConfig(**values)
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, typing.Any]:
+    """The config keys of a TOML file (``max_iters = 500``, ``learning_rate = 1e-3``, ...), type-checked.
+
+    The file holds TrainConfig keys at its top level; an int is accepted where a float is expected.
+
+    Raises:
+        ConfigError: not TOML, an unknown key, a value of the wrong type, or Python 3.10 without ``tomli``.
+    """
+    if tomllib is None:
+        raise ConfigError(f"reading {path} needs tomllib (Python 3.11+); on Python 3.10, pip install tomli")
+    try:
+        data = tomllib.loads(read_text(path))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    types = field_types()
+    for key, value in data.items():
+        if key not in types:
+            raise ConfigError(f"{path}: {_unknown_key(key, types)}")
+        want = types[key]
+        if not _has_type(value, want):
+            raise ConfigError(f"{path}: {key} takes {want.__name__}, got {value!r}")
+        if want is float:
+            data[key] = float(value)
+    return data
+
+
+def _has_type(value: typing.Any, want: type) -> bool:
+    """``isinstance`` as a config file means it: a bool is no number, an int will do for a float."""
+    if want is bool or isinstance(value, bool):
+        return want is bool and isinstance(value, bool)
+    if want is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, want)
 
 
 def config_help() -> str:
@@ -229,7 +316,8 @@ def finetune_values(init_from: str | os.PathLike, overrides: dict[str, typing.An
     if clash:
         raise ConfigError(f"the pretrained model {init_from} fixes {shape}; cannot set {clash}")
     tok_source = overrides.pop("tokenizer", None)
-    values = {**FINETUNE_DEFAULTS, **overrides, **shape, "init_from": str(init_from)}
+    values = schedule_defaults({**FINETUNE_DEFAULTS, **overrides}, explicit=set(overrides))
+    values = {**values, **shape, "init_from": str(init_from)}
     if values["block_size"] > pcfg.block_size:
         raise ConfigError(f"block_size {values['block_size']} is longer than {init_from}'s n_positions "
                           f"{pcfg.block_size}")
@@ -248,5 +336,6 @@ def finetune_config(init_from: str | os.PathLike, overrides: dict[str, typing.An
     return make_config(None, finetune_values(init_from, overrides))
 
 
-__all__ = ["DEFAULT_MODEL", "FINETUNE_DEFAULTS", "MODEL_FIELDS", "PRESETS", "TrainConfig", "config_help",
-           "finetune_config", "finetune_values", "make_config", "parse_overrides", "parse_value"]
+__all__ = ["DEFAULT_MODEL", "FINETUNE_DEFAULTS", "MODEL_FIELDS", "PRESETS", "TrainConfig", "WARMUP_FRACTION",
+           "config_help", "finetune_config", "finetune_values", "make_config", "parse_overrides", "parse_value",
+           "read_config_file", "schedule_defaults"]

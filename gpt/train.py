@@ -5,7 +5,7 @@ The loop, nanoGPT's in outline::
     for it in range(start, max_iters):
         every eval_interval: estimate train/val loss, append to log.jsonl, write a checkpoint
         lr = cosine_lr(it); for each micro-step: x, y = batch(); loss = model(x, y) / accum; backward
-        clip the global grad norm; AdamW step; zero grads
+        clip the global grad norm; AdamW step; zero grads; every log_interval: the loss to log.jsonl
     final eval + checkpoint at max_iters
 
 Exactness: the training batches, each eval split's batches, and dropout each draw from their own seeded
@@ -57,6 +57,7 @@ __all__ = ["LOG_FILE", "TrainResult", "TrainingStopped", "estimate_loss", "evalu
            "resume_config", "train"]
 
 LOG_FILE = "log.jsonl"
+ETA_AFTER = 5          # print the ETA line after this many timed steps of a run
 
 # keys that fix the model, the tokenizer or the data: a resumed run cannot change them
 _FIXED_ON_RESUME = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "batch_size",
@@ -77,6 +78,7 @@ class TrainResult:
     tokens_per_s: float
     skipped_steps: int
     interrupted: bool
+    run_s: float = 0.0     # seconds of this run alone (elapsed_s adds the earlier runs of a resumed one)
 
 
 def get_lr(it: int, cfg: TrainConfig) -> float:
@@ -171,12 +173,21 @@ def _append_log(path: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def read_log(out_dir: str | os.PathLike) -> list[dict]:
-    """The eval records of ``out_dir/log.jsonl`` (empty if there is none)."""
+def read_log(out_dir: str | os.PathLike, kind: str | None = "eval") -> list[dict]:
+    """The records of ``out_dir/log.jsonl`` of one ``kind`` (empty if there is no log).
+
+    Two kinds of record, told apart by their ``"kind"``: ``"eval"`` (iter, train_loss, val_loss, lr,
+    elapsed_s, tokens_per_s, skipped_steps; a log written before kinds existed holds only these) and
+    ``"train"`` (iter, loss, lr, elapsed_s: one training step's loss every ``log_interval`` iterations).
+
+    Args:
+        kind: ``"eval"`` (the default), ``"train"``, or None for every record in file order.
+    """
     p = Path(out_dir) / LOG_FILE
     if not p.is_file():
         return []
-    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in records if kind is None or r.get("kind", "eval") == kind]
 
 
 # ------------------------------------------------------------------------------------------ set-up
@@ -220,8 +231,9 @@ def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
         tok = ckpt.tokenizer
     else:
         if has_checkpoint(out_dir) and not overwrite:
-            raise ConfigError(f"{out_dir} already holds a checkpoint; resume it, or start afresh in another "
-                              f"out_dir (or overwrite it)")
+            raise ConfigError(f"{out_dir} already holds a checkpoint; continue it (--resume), start afresh in "
+                              f"another out_dir, or replace it (--overwrite; from Python: resume=True or "
+                              f"overwrite=True)")
         tok = build_tokenizer(cfg.tokenizer, read_text(text_path) if cfg.tokenizer == "char" else None)
     if not world.is_main:
         world.barrier()                  # rank 0 writes the token cache first; the others then read it
@@ -247,8 +259,11 @@ def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
         for name, sampler in samplers.items():
             sampler.set_state(ckpt.state["rng"][name])
         counters.update(ckpt.state["counters"])
-        if world.is_main:  # keep the log in step with the checkpoint: drop records written after it
-            kept = [r for r in read_log(out_dir) if r["iter"] <= ckpt.iter_num]
+        if world.is_main:
+            # keep the log in step with the checkpoint: drop records written after it (the eval at the
+            # checkpoint's iteration came before it, the training step of that iteration after it)
+            kept = [r for r in read_log(out_dir, kind=None) if r["iter"] < ckpt.iter_num
+                    or (r["iter"] == ckpt.iter_num and r.get("kind", "eval") == "eval")]
             atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in kept))
     elif world.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -269,9 +284,34 @@ def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
           f"{cfg.tokens_per_iter:,} tokens per iteration", flush=True)
     if resume:
         print(f"resuming from {ckpt.path} at iter {it}", flush=True)
+    print(_schedule_line(cfg), flush=True)
     return _Run(cfg, out_dir, text_path, meta, tok, model, optimizer, samplers, list(model.parameters()),
                 counters, it, last_saved_iter=it if ckpt is not None else -1,
                 elapsed0=float(counters["elapsed_s"]), world=world)
+
+
+def _schedule_line(cfg: TrainConfig) -> str:
+    """The run's length and LR schedule in one line (``schedule: 50 iterations; lr 1.00e-03 after 5 ...``)."""
+    if not cfg.decay_lr:
+        return f"schedule: {cfg.max_iters} iterations; constant lr {cfg.learning_rate:.2e}"
+    return (f"schedule: {cfg.max_iters} iterations; lr {cfg.learning_rate:.2e} after {cfg.warmup_iters} warm-up "
+            f"iterations, cosine decay to {cfg.min_lr:.2e} at iter {cfg.lr_decay_iters}")
+
+
+def _eta_line(s_per_iter: float, iters_left: int, evals_left: int, s_per_eval: float | None) -> str:
+    """How long the rest of the run should take, from the timed iterations (and eval, if one was timed)."""
+    total = s_per_iter * iters_left + (s_per_eval or 0.0) * evals_left
+    evals = (f" + {evals_left} evals at {s_per_eval:.1f} s" if s_per_eval is not None
+             else f" + {evals_left} evals (not timed yet)") if evals_left else ""
+    return (f"eta: about {_duration(total)} to go: {iters_left} iterations at {s_per_iter:.3f} s{evals}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _checkpoint(run: _Run) -> Path:
@@ -337,7 +377,7 @@ def _eval(run: _Run, window: dict, bar: tqdm) -> None:
         raise RankMismatch(f"iter {it}: the ranks' weights differ (they must stay bit-identical); the last "
                            f"checkpoint in {run.out_dir} (iter {run.last_saved_iter}) is intact")
     tps = window["tokens"] / window["seconds"] if window["seconds"] else None
-    record = {"iter": it, "train_loss": losses["train"], "val_loss": losses["val"],
+    record = {"kind": "eval", "iter": it, "train_loss": losses["train"], "val_loss": losses["val"],
               "lr": get_lr(it, cfg), "elapsed_s": round(run.elapsed(), 3),
               "tokens_per_s": round(tps, 1) if tps else None,
               "skipped_steps": run.counters["skipped_steps"]}
@@ -375,6 +415,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
                mininterval=0.5 if interactive else 5.0, file=sys.stderr)
     interrupted = False
     last_loss = float("nan")
+    step_times: list[float] = []                    # this run's steps, for the ETA line
+    eval_s = None                                   # seconds of this run's last eval
     try:
         with _Interrupt() as stop:
             while True:
@@ -384,7 +426,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
                     break
                 if (run.it % cfg.eval_interval == 0 or run.it == cfg.max_iters) \
                         and counters["last_eval_iter"] != run.it:
+                    t_eval = time.perf_counter()
                     _eval(run, window, bar)
+                    eval_s = time.perf_counter() - t_eval
                     window = {"tokens": 0, "seconds": 0.0}
                 if run.it >= cfg.max_iters:
                     break
@@ -395,6 +439,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
                 if step.ok:
                     bad_in_row = 0
                     last_loss = step.loss
+                    if main and run.it % cfg.log_interval == 0:
+                        _append_log(run.log_path, {"kind": "train", "iter": run.it, "loss": step.loss, "lr": lr,
+                                                   "elapsed_s": round(run.elapsed(), 3)})
                 else:
                     counters["skipped_steps"] += 1
                     bad_in_row += 1
@@ -408,6 +455,13 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
                 window["seconds"] += dt
                 counters["train_tokens"] += cfg.tokens_per_iter
                 counters["train_seconds"] += dt
+                step_times.append(dt)
+                if main and len(step_times) == ETA_AFTER and run.it < cfg.max_iters:
+                    # the first step is left out of the rate: it may compile kernels
+                    evals_left = (cfg.max_iters // cfg.eval_interval - run.it // cfg.eval_interval
+                                  + (cfg.max_iters % cfg.eval_interval != 0))
+                    bar.write(_eta_line(float(np.mean(step_times[1:])), cfg.max_iters - run.it, evals_left,
+                                        eval_s), file=sys.stdout)
                 if bad_in_row >= cfg.max_bad_steps:
                     last = (f"the last good checkpoint is in {run.out_dir} (iter {run.last_saved_iter})"
                             if run.last_saved_iter >= 0 else "no checkpoint was written")
@@ -429,4 +483,4 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     run.world.barrier()   # data parallel: every rank returns after rank 0 has written its last checkpoint
     total_tps = counters["train_tokens"] / counters["train_seconds"] if counters["train_seconds"] else 0.0
     return TrainResult(run.out_dir, run.it, counters["train_loss"], counters["val_loss"], run.elapsed(), total_tps,
-                       counters["skipped_steps"], interrupted)
+                       counters["skipped_steps"], interrupted, time.perf_counter() - run.t0)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from gpt.distributed import World, launched_size
+from gpt.train import read_log
 from tinytensor.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,8 +104,7 @@ def _train(tmp_path: Path, out: str, ranks: int, *extra: str) -> subprocess.Comp
 
 
 def _losses(tmp_path: Path, out: str) -> np.ndarray:
-    lines = (tmp_path / out / "log.jsonl").read_text().splitlines()
-    return np.array([[r["train_loss"], r["val_loss"]] for r in map(json.loads, lines)])
+    return np.array([[r["train_loss"], r["val_loss"]] for r in read_log(tmp_path / out)])   # the eval records
 
 
 @needs_mpi

@@ -32,10 +32,10 @@ def test_resolve_text_path_and_folder(text_file, tmp_path):
         data.resolve_text(str(tmp_path))
 
 
-def test_named_dataset_from_tinygpt_data(data_dir, monkeypatch, tmp_path):
+def test_named_dataset_from_tinygpt_data(tinyshakespeare, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     p = data.resolve_text("tinyshakespeare")
-    assert p == data_dir / "tinyshakespeare.txt"
+    assert p == tinyshakespeare
     tok = data.build_tokenizer("char", read_text(p))
     assert tok.vocab_size == 65                                 # nanoGPT's shakespeare_char vocabulary
 

@@ -105,7 +105,7 @@ def test_resume_cannot_change_the_model(tmp_path, text_file):
     train(cfg, progress=False)
     with pytest.raises(ConfigError, match="n_embd"):
         resume_config(cfg.out_dir, {"n_embd": 32})
-    with pytest.raises(ConfigError, match="already holds a checkpoint; resume it"):
+    with pytest.raises(ConfigError, match="already holds a checkpoint; continue it \\(--resume\\)"):
         train(cfg, progress=False)                              # a fresh run will not overwrite by accident
 
 

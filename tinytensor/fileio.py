@@ -161,6 +161,9 @@ def download_file(url: str, dest: str | os.PathLike, sha256: str, *, timeout: fl
     verified file, never a partial or wrong one. If ``dest`` already has the right checksum nothing is
     downloaded.
 
+    A failed download leaves no trace: the folders this call made for ``dest`` are removed again if they
+    are empty (an offline first run must not leave an empty cache folder behind).
+
     Raises:
         FileFormatError: the downloaded bytes do not have the expected SHA-256 (``dest`` is untouched).
         OSError: the download failed (``urllib.error.URLError`` is an OSError).
@@ -168,11 +171,20 @@ def download_file(url: str, dest: str | os.PathLike, sha256: str, *, timeout: fl
     dest = Path(dest)
     if dest.is_file() and sha256_file(dest) == sha256:
         return dest
+    made = [d for d in (dest.parent, *dest.parent.parents) if not d.exists()]   # deepest first
     h = hashlib.sha256()
-    with atomic_open(dest, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
-        for block in iter(lambda: response.read(1 << 16), b""):
-            h.update(block)
-            f.write(block)
-        if h.hexdigest() != sha256:
-            raise FileFormatError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {h.hexdigest()}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_open(dest, "wb") as f:
+            for block in iter(lambda: response.read(1 << 16), b""):
+                h.update(block)
+                f.write(block)
+            if h.hexdigest() != sha256:
+                raise FileFormatError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {h.hexdigest()}")
+    except BaseException:
+        for d in made:
+            try:
+                d.rmdir()           # only an empty folder goes
+            except OSError:
+                break
+        raise
     return dest

@@ -28,7 +28,9 @@ from tinytensor.fileio import atomic_write_text
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "DisallowedSpecialError",
     "Tokenizer",
+    "UnknownTokenError",
     "VocabTokenizer",
     "check_ids",
     "check_text",
@@ -42,6 +44,28 @@ FORMAT_NAME = "tinygpt-tokenizer"
 FORMAT_VERSION = 1
 
 AllowedSpecial = Literal["all"] | Iterable[str]
+
+
+class DisallowedSpecialError(UsageError):
+    """The text holds a special-token string that ``encode`` may not encode.
+
+    ``token`` and ``index`` say which and where, so a caller (the command line) can word its own advice.
+    """
+
+    def __init__(self, message: str, token: str, index: int):
+        super().__init__(message)
+        self.token, self.index = token, index
+
+
+class UnknownTokenError(UsageError):
+    """A character (or word) that is not in the tokenizer's vocabulary, with no ``unk_token`` to map it to.
+
+    ``token``, ``index`` (its position in the text) and ``vocab_size`` let a caller word its own advice.
+    """
+
+    def __init__(self, message: str, token: str, index: int, vocab_size: int):
+        super().__init__(message)
+        self.token, self.index, self.vocab_size = token, index, vocab_size
 
 
 def check_text(text: object, what: str = "text") -> str:
@@ -268,10 +292,11 @@ class Tokenizer:
         if disallowed:
             m = self._special_regex(disallowed).search(text)
             if m is not None:
-                raise UsageError(
+                raise DisallowedSpecialError(
                     f"text contains the special token {m.group()!r} (at index {m.start()}) which is "
                     "disallowed; pass allowed_special={" + repr(m.group()) + "} (or 'all') to encode it "
-                    "as its id, or disallowed_special=() to encode it as ordinary text"
+                    "as its id, or disallowed_special=() to encode it as ordinary text",
+                    m.group(), m.start(),
                 )
         if not allowed:
             return self._encode_ordinary(text)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tinytensor.errors import ConfigError, DTypeError, UsageError
+from tinytensor.errors import ConfigError, DTypeError
 
-from .base import VocabTokenizer
+from .base import UnknownTokenError, VocabTokenizer
 
 __all__ = ["CharTokenizer"]
 
@@ -22,7 +22,7 @@ class CharTokenizer(VocabTokenizer):
         >>> tok.encode("help")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        tinytensor.errors.UsageError: character 'p' (U+0070) at index 3 is not in this CharTokenizer's vocabulary ...
+        tokenizer.base.UnknownTokenError: character 'p' (U+0070) at index 3 is not in this CharTokenizer's vocabulary ...
 
     Args:
         chars: the distinct characters of the vocabulary; character ``chars[i]`` gets id ``i``.
@@ -73,10 +73,11 @@ class CharTokenizer(VocabTokenizer):
             return [stoi.get(c, unk) for c in text]
         for pos, c in enumerate(text):
             if c not in stoi:
-                raise UsageError(
+                raise UnknownTokenError(
                     f"character {c!r} (U+{ord(c):04X}) at index {pos} is not in this CharTokenizer's "
                     f"vocabulary of {len(stoi)} characters; build it from text that contains it, "
-                    "or pass unk_token='<unk>'"
+                    "or pass unk_token='<unk>'",
+                    c, pos, len(stoi),
                 )
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from tinytensor.errors import ConfigError, FileFormatError
+from tinytensor.errors import ConfigError, FileFormatError, UsageError
 from tinytensor.fileio import atomic_write_text, cache_dir, download_file, sha256_file
 
 from .bpe import GPT2_PATTERN, BPETokenizer
@@ -22,6 +22,7 @@ from .bpe import GPT2_PATTERN, BPETokenizer
 __all__ = [
     "ENCODER_JSON_SHA256",
     "ENCODER_JSON_URL",
+    "GPT2DownloadError",
     "GPT2_ENDOFTEXT",
     "VOCAB_BPE_SHA256",
     "VOCAB_BPE_URL",
@@ -42,6 +43,10 @@ _GPT2_FILES = {
     "encoder.json": (ENCODER_JSON_URL, ENCODER_JSON_SHA256),
     "vocab.bpe": (VOCAB_BPE_URL, VOCAB_BPE_SHA256),
 }
+
+
+class GPT2DownloadError(UsageError):
+    """GPT-2's tokenizer files are not on this machine and could not be downloaded (offline, a firewall)."""
 
 
 @lru_cache(maxsize=1)
@@ -75,6 +80,7 @@ def gpt2_files(*, download: bool = True) -> tuple[Path, Path]:
 
     Raises:
         FileNotFoundError: the files are not local and ``download`` is False.
+        GPT2DownloadError: the files are not local and the download failed (one line: where to put them).
         ValueError: a file has the wrong checksum.
     """
     folders = []
@@ -90,7 +96,14 @@ def gpt2_files(*, download: bool = True) -> tuple[Path, Path]:
                     f"GPT-2 {name} not found in {' or '.join(map(str, folders))}; set TINYGPT_DATA to a "
                     "folder with gpt2/encoder.json and gpt2/vocab.bpe, or allow the download"
                 )
-            path = download_file(url, cache_dir("gpt2") / name, sha)
+            try:
+                path = download_file(url, cache_dir("gpt2") / name, sha)
+            except OSError as e:   # URLError is an OSError; its reason is the readable part
+                raise GPT2DownloadError(
+                    f"GPT-2's {name} is not in {' or '.join(map(str, folders))} and downloading {url} failed "
+                    f"({getattr(e, 'reason', None) or e}); set TINYGPT_DATA to a folder with gpt2/encoder.json "
+                    f"and gpt2/vocab.bpe, or copy the two files into {cache_dir('gpt2')}"
+                ) from None
         elif sha256_file(path) != sha:
             raise FileFormatError(f"{path} has the wrong sha256 (expected {sha}); is it GPT-2's {name}?")
         found.append(path)

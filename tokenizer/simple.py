@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from tinytensor.errors import ConfigError, DTypeError, UsageError
+from tinytensor.errors import ConfigError, DTypeError
 
-from .base import VocabTokenizer, special_token_regex, split_on_special
+from .base import UnknownTokenError, VocabTokenizer, special_token_regex, split_on_special
 
 __all__ = ["SIMPLE_SPLIT_PATTERN", "SimpleTokenizer", "simple_split"]
 
@@ -105,9 +105,10 @@ class SimpleTokenizer(VocabTokenizer):
         if self._unk_id is not None:
             unk = self._unk_id
             return [stoi.get(w, unk) for w in words]
-        for w in words:
+        for i, w in enumerate(words):
             if w not in stoi:
-                raise UsageError(f"word {w!r} is not in this SimpleTokenizer's vocabulary (and unk_token is None)")
+                raise UnknownTokenError(f"word {w!r} is not in this SimpleTokenizer's vocabulary (and unk_token is "
+                                        f"None)", w, i, len(stoi))
         return [stoi[w] for w in words]
 
     def decode(self, ids: Iterable[int], errors: str = "replace") -> str:

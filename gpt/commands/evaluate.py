@@ -8,7 +8,7 @@ from ..train import evaluate
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="train and val loss of a checkpoint")
-    p.add_argument("--out_dir", required=True, metavar="DIR")
+    p.add_argument("--out_dir", required=True, metavar="DIR", help="the training run (its latest checkpoint)")
     p.add_argument("--data", metavar="PATH", help="the text file, if not where training found it")
     p.add_argument("--eval_iters", type=int, default=None, help="batches per split (default: the run's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the eval batches")

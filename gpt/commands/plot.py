@@ -12,8 +12,9 @@ from ..train import LOG_FILE, read_log
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plot", help="plot the loss curves of log.jsonl to a PNG (needs matplotlib)")
-    p.add_argument("--out_dir", required=True, metavar="DIR")
+    p = sub.add_parser("plot", help="plot the loss curves of log.jsonl to a PNG (needs matplotlib)",
+                       description="Plot the training-step loss and the eval losses (train and val) of a run.")
+    p.add_argument("--out_dir", required=True, metavar="DIR", help="the training run (its log.jsonl)")
     p.add_argument("--output", metavar="PNG", help="image path (default OUT_DIR/loss.png)")
     p.set_defaults(func=run)
 
@@ -32,12 +33,16 @@ def _pyplot():
 def run(args: argparse.Namespace) -> int:
     plt = _pyplot()
     records = read_log(args.out_dir)
-    if not records:
-        raise FileNotFoundError(f"no eval records in {Path(args.out_dir) / LOG_FILE}; train first")
-    its = [r["iter"] for r in records]
+    steps = read_log(args.out_dir, kind="train")       # one batch's loss every log_interval: noisier
+    if not records and not steps:
+        raise FileNotFoundError(f"no records in {Path(args.out_dir) / LOG_FILE}; train first")
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(its, [r["train_loss"] for r in records], marker="o", label="train")
-    ax.plot(its, [r["val_loss"] for r in records], marker="o", label="val")
+    if steps:
+        ax.plot([r["iter"] for r in steps], [r["loss"] for r in steps], lw=0.8, alpha=0.5, color="tab:gray",
+                label="training step")
+    its = [r["iter"] for r in records]
+    ax.plot(its, [r["train_loss"] for r in records], marker="o", label="train (eval)")
+    ax.plot(its, [r["val_loss"] for r in records], marker="o", label="val (eval)")
     ax.set_xlabel("iteration")
     ax.set_ylabel("cross-entropy loss (nats/token)")
     ax.set_title(str(args.out_dir))

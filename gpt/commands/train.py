@@ -6,7 +6,8 @@ import sys
 
 from tinytensor.errors import UsageError
 
-from ..config import PRESETS, TrainConfig, config_help, finetune_config, make_config, parse_overrides
+from ..config import (PRESETS, WARMUP_FRACTION, TrainConfig, config_help, finetune_config, make_config,
+                      parse_overrides, read_config_file)
 from ..distributed import world
 from ..train import TrainingStopped, TrainResult, resume_config, train
 
@@ -15,8 +16,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a GPT (a preset, plus --key=value overrides)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
                        description="Train a GPT on a text file. Any TrainConfig field can be set with "
-                                   "--key=value, typed by the field; an unknown key is an error.",
+                                   "--key=value, typed by the field,\nor in a TOML file given with --config "
+                                   "(--key=value wins); an unknown key is an error.\nUnless set, lr_decay_iters "
+                                   f"follows max_iters and warmup_iters is at most {WARMUP_FRACTION:.0%} of it.",
                        epilog="presets: " + ", ".join(PRESETS) + "\n\nconfig keys (default):\n" + config_help())
+    p.add_argument("--config", metavar="TOML", help="a TOML file of config keys (max_iters = 500, ...), applied "
+                   "over the preset; --key=value overrides apply over it")
     p.add_argument("--preset", default="baby", help=f"starting configuration: {', '.join(PRESETS)} (default baby)")
     p.add_argument("--data", metavar="PATH", help="text file (or dataset name) to train on; default: the "
                    "preset's dataset, tinyshakespeare, found in $TINYGPT_DATA or downloaded")
@@ -32,8 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def overrides_of(args: argparse.Namespace) -> dict:
-    """The ``--key=value`` extras of the command line, typed by TrainConfig's fields."""
-    return parse_overrides(getattr(args, "overrides", None) or [])
+    """The config keys the user set: ``--config``'s file, then the ``--key=value`` extras (typed by field)."""
+    from_file = read_config_file(args.config) if getattr(args, "config", None) else {}
+    return {**from_file, **parse_overrides(getattr(args, "overrides", None) or [])}
 
 
 def train_or_exit_code(cfg: TrainConfig, **kwargs) -> TrainResult | int:
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return res
     if not world().is_main:
         return 0
+    took = f"{res.run_s:.0f} s this run, {res.elapsed_s:.0f} s in all" if args.resume else f"{res.elapsed_s:.0f} s"
     print(f"done: iter {res.iter_num}, train loss {res.train_loss:.4f}, val loss {res.val_loss:.4f}, "
-          f"{res.elapsed_s:.0f} s, {res.tokens_per_s:,.0f} tokens/s; checkpoint in {res.out_dir}")
+          f"{took}, {res.tokens_per_s:,.0f} tokens/s; checkpoint in {res.out_dir}")
     return 0
