@@ -97,7 +97,8 @@ def _text(tmp_path: Path) -> Path:
 
 def _train(tmp_path: Path, out: str, ranks: int, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "gpt", "train", "--preset", "tiny", "--data", str(_text(tmp_path)),
-           "--no_progress", "--out_dir", str(tmp_path / out), "--eval_interval=10", "--eval_iters=2", *extra]
+           "--no_progress", "--out_dir", str(tmp_path / out), "--eval_interval=10", "--eval_iters=2",
+           "--lr_decay_iters=20", "--warmup_iters=2", *extra]   # one schedule, whatever max_iters
     if ranks > 1:
         cmd = [_mpiexec(), "-n", str(ranks)] + cmd
     return subprocess.run(cmd, env=_env(), timeout=600, cwd=tmp_path, capture_output=True, text=True)
