@@ -36,7 +36,7 @@ Design
 * Everything also runs with ``NUMBA_DISABLE_JIT=1`` as plain Python (slowly), for teaching and
   debugging: the ``_exp``/``_tanh`` helpers fall back to NumPy's, ``prange`` becomes ``range``.
 
-Modules: ``_common`` (flags, the one chunked launch ``_chunked``, exp/tanh, row max), ``gemm``, ``rows``
+Modules: ``_compile_notice`` (the stderr notice while a kernel compiles), ``_common`` (flags, the one chunked launch ``_chunked``, exp/tanh, row max), ``gemm``, ``rows``
 (softmax, log-softmax, cross-entropy, layer norm), ``pointwise`` (GELU, sum_squares), ``embedding``,
 ``optimizer`` (AdamW), ``dropout``, ``attention_tiles`` (fused kernels for larger heads) and
 ``attention_blas`` (small heads, and the public attention wrappers).
@@ -51,6 +51,7 @@ import numpy as np
 
 from ... import runtime
 from .. import spec
+from . import _compile_notice
 from ._common import _FLOATS
 from .attention_blas import attention, attention_backward
 from .dropout import dropout, dropout_keep
@@ -76,6 +77,7 @@ def set_num_threads(n: int | None = None) -> int:
 
 
 set_num_threads()
+_compile_notice.install()  # "compiling kernels (first run only, ...)" on stderr while Numba compiles
 
 
 def warmup() -> None:
