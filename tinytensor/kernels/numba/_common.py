@@ -171,16 +171,19 @@ def _tanh_f32(x):
 
 
 if not numba.config.DISABLE_JIT:
+    # The overloads are not inlined at Numba's IR level (no inline="always"): LLVM inlines the small
+    # compiled helper into each loop anyway, so the loops still vectorise (same run time), while IR
+    # inlining re-types the helper inside every kernel that calls it, a visible part of each compile.
     _exp_f32_jit = njit(inline="always", fastmath=_FM)(_exp_f32)
     _tanh_f32_jit = njit(inline="always", fastmath=_FM)(_tanh_f32)
 
-    @overload(_exp, inline="always", fastmath=_FM)
+    @overload(_exp, fastmath=_FM)
     def _exp_overload(x):
         if x == types.float32:
             return lambda x: _exp_f32_jit(x)
         return lambda x: np.exp(x)
 
-    @overload(_tanh, inline="always", fastmath=_FM)
+    @overload(_tanh, fastmath=_FM)
     def _tanh_overload(x):
         if x == types.float32:
             return lambda x: _tanh_f32_jit(x)
