@@ -87,3 +87,32 @@ def test_demo(tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "A sample:" in out
+
+
+def test_only_user_errors_become_one_line(monkeypatch, capsys):
+    """A UsageError or a missing path is one line and exit code 2; any other exception is a bug: it propagates."""
+    from gpt.commands import evaluate
+    from tinytensor.errors import ConfigError
+
+    def fail_with(exc):
+        def run(args):
+            raise exc
+        return run
+
+    for exc in (ConfigError("bad value 3"), FileNotFoundError("no file x"), PermissionError("denied y")):
+        monkeypatch.setattr(evaluate, "add_parser", _parser_with(fail_with(exc)))
+        assert main(["eval", "--out_dir", "d"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"tinygpt: error: {exc}\n"
+    for exc in (ValueError("a bug"), TypeError("another bug"), KeyError("k")):
+        monkeypatch.setattr(evaluate, "add_parser", _parser_with(fail_with(exc)))
+        with pytest.raises(type(exc)):
+            main(["eval", "--out_dir", "d"])
+
+
+def _parser_with(run):
+    def add_parser(sub):
+        p = sub.add_parser("eval")
+        p.add_argument("--out_dir")
+        p.set_defaults(func=run)
+    return add_parser

@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tokenizer
-from tokenizer import BPETokenizer, bytes_to_unicode, download_file, gpt2_files, load_gpt2
+from tinytensor.fileio import download_file, sha256_file
+from tokenizer import BPETokenizer, bytes_to_unicode, gpt2_files, load_gpt2
 from tokenizer.gpt2 import ENCODER_JSON_SHA256, VOCAB_BPE_SHA256
 
 tiktoken = pytest.importorskip("tiktoken")
@@ -74,8 +75,8 @@ def test_gpt2_known_ids(gpt2):
 
 @needs_gpt2
 def test_gpt2_files_in_data_dir_have_the_known_checksums():
-    assert tokenizer.gpt2.sha256_file(_GPT2_DIR / "encoder.json") == ENCODER_JSON_SHA256
-    assert tokenizer.gpt2.sha256_file(_GPT2_DIR / "vocab.bpe") == VOCAB_BPE_SHA256
+    assert sha256_file(_GPT2_DIR / "encoder.json") == ENCODER_JSON_SHA256
+    assert sha256_file(_GPT2_DIR / "vocab.bpe") == VOCAB_BPE_SHA256
     assert gpt2_files(download=False) == (_GPT2_DIR / "encoder.json", _GPT2_DIR / "vocab.bpe")
 
 
@@ -221,8 +222,8 @@ def test_gpt2_files_downloads_into_cache(tmp_path, monkeypatch):
         tokenizer.gpt2,
         "_GPT2_FILES",
         {
-            "encoder.json": (enc.as_uri(), tokenizer.gpt2.sha256_file(enc)),
-            "vocab.bpe": (bpe.as_uri(), tokenizer.gpt2.sha256_file(bpe)),
+            "encoder.json": (enc.as_uri(), sha256_file(enc)),
+            "vocab.bpe": (bpe.as_uri(), sha256_file(bpe)),
         },
     )
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -33,9 +33,20 @@ def _env_int(name: str, default: int, lo: int, hi: int) -> int:
     return n
 
 
+def local_ranks() -> int:
+    """How many MPI ranks an MPI runner started on this machine (1 outside a runner): MPICH's
+    ``MPI_LOCALNRANKS``, Open MPI's ``OMPI_COMM_WORLD_LOCAL_SIZE``."""
+    for var in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
 def requested_threads() -> int:
-    """``TINYTENSOR_NUM_THREADS`` as an int (default: all cores)."""
-    return _env_int("TINYTENSOR_NUM_THREADS", os.cpu_count() or 1, 1, 1 << 16)
+    """``TINYTENSOR_NUM_THREADS`` as an int (default: all cores, shared out among the MPI ranks of this
+    machine, so ``mpiexec -n 2`` on 2 cores gives each rank 1 thread)."""
+    return _env_int("TINYTENSOR_NUM_THREADS", max(1, (os.cpu_count() or 1) // local_ranks()), 1, 1 << 16)
 
 
 def requested_malloc_mb() -> int:
@@ -110,7 +121,8 @@ def _restart_openblas(n: int) -> bool:
 def configure() -> None:
     """Apply the process-wide policy once (called by ``tinytensor/__init__``; later calls do nothing).
 
-    * **Threads.** ``TINYTENSOR_NUM_THREADS`` (default: all cores) for both pools, OpenBLAS (matmul) and
+    * **Threads.** ``TINYTENSOR_NUM_THREADS`` (default: all cores, divided by the MPI ranks started on this
+      machine) for both pools, OpenBLAS (matmul) and
       Numba's OpenMP (the fused kernels). Both pools spin after work; on 2 cores a spinning BLAS worker
       takes the core the next Numba loop needs. So OpenMP workers wait passively
       (``OMP_WAIT_POLICY=PASSIVE``) and OpenBLAS workers sleep right after a GEMM

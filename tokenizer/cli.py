@@ -13,28 +13,39 @@ import argparse
 import sys
 import time
 
+from tinytensor.errors import UsageError
+from tinytensor.fileio import read_text
+
 from .base import Tokenizer, load
 from .bpe import PATTERNS, BPETokenizer
 from .gpt2 import load_gpt2
 
-__all__ = ["add_parser"]
+__all__ = ["USER_ERRORS", "add_parser", "run_command"]
+
+# What the command line prints as one line (exit code 2): a user mistake, or a path the user gave that
+# cannot be read. Every other exception is a bug and keeps its traceback.
+USER_ERRORS = (UsageError, FileNotFoundError, IsADirectoryError, PermissionError)
 
 
-def _read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+def run_command(args: argparse.Namespace, prog: str = "tinygpt") -> int:
+    """Run the parsed command ``args.func(args)``; a user error becomes ``prog: error: ...`` and exit code 2."""
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
 
 
 def _tokenizer_from_args(args: argparse.Namespace) -> Tokenizer:
     if args.gpt2:
         return load_gpt2()
     if not args.tokenizer:
-        raise ValueError("pass --tokenizer FILE (saved by 'tinygpt tokenizer train') or --gpt2")
+        raise UsageError("pass --tokenizer FILE (saved by 'tinygpt tokenizer train') or --gpt2")
     return load(args.tokenizer)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    text = _read_text(args.input)
+    text = read_text(args.input)
     tok = BPETokenizer(pattern=args.pattern)
     start = time.perf_counter()
     tok.train(text, args.vocab_size, special_tokens=args.special_token or None)
@@ -53,7 +64,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     if args.text is not None:
         text = args.text
     elif args.input is not None:
-        text = _read_text(args.input)
+        text = read_text(args.input)
     else:
         text = sys.stdin.read()
     if args.allow_special:
@@ -71,7 +82,7 @@ def _parse_ids(words: list[str]) -> list[int]:
             try:
                 ids.append(int(part))
             except ValueError:
-                raise ValueError(f"token ids must be integers, got {part!r}") from None
+                raise UsageError(f"token ids must be integers, got {part!r}") from None
     return ids
 
 
@@ -144,11 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     top = argparse.ArgumentParser(prog="tinygpt")
     add_parser(top.add_subparsers(dest="command"))
     args = top.parse_args(["tokenizer", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"tinygpt: error: {e}", file=sys.stderr)
-        return 2
+    return run_command(args)
 
 
 if __name__ == "__main__":
