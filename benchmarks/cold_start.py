@@ -49,7 +49,6 @@ def child(argv: list[str]) -> dict:
                 compiles.append((time.perf_counter() - w, time.thread_time() - c))
 
     event.register("numba:compile", Listener())
-    import gpt.cli
     import gpt.train
 
     marks = {}
@@ -60,7 +59,9 @@ def child(argv: list[str]) -> dict:
         marks["train_done_s"] = time.perf_counter() - t0
         return result
 
-    gpt.train.train = timed_train  # (gpt.commands imports it when the command runs)
+    gpt.train.train = timed_train  # before the commands import it (``from ..train import train``)
+    import gpt.cli
+
     code = gpt.cli.main(argv)
     return {"exit": code, "total_s": time.perf_counter() - t0, **marks, "compiles": len(compiles),
             "compile_s": sum(w for w, _ in compiles), "compile_cpu_s": sum(c for _, c in compiles)}
