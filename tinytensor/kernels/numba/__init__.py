@@ -40,10 +40,11 @@ Design
 * Everything also runs with ``NUMBA_DISABLE_JIT=1`` as plain Python (slowly), for teaching and
   debugging: the ``_exp``/``_tanh`` helpers fall back to NumPy's, ``prange`` becomes ``range``.
 
-Modules: ``_compile_notice`` (the stderr notice while a kernel compiles), ``_common`` (flags, the one chunked launch ``_chunked``, exp/tanh, row max), ``gemm``, ``rows``
-(softmax, log-softmax, cross-entropy, layer norm), ``pointwise`` (GELU, sum_squares), ``embedding``,
-``optimizer`` (AdamW), ``dropout``, ``attention_tiles`` (fused kernels for larger heads) and
-``attention_blas`` (small heads, and the public attention wrappers).
+Modules: ``_compile_notice`` (the stderr notice while a kernel compiles), ``_common`` (flags, the one
+chunked launch ``_chunked`` and ``_launch``, exp/tanh, row max), ``gemm``, ``rows`` (softmax,
+log-softmax, cross-entropy, layer norm), ``pointwise`` (GELU, sum_squares), ``embedding``, ``optimizer``
+(AdamW), ``dropout``, ``attention_tiles`` (fused kernels for larger heads) and ``attention_blas`` (small
+heads, and the public attention wrappers).
 
 Threads and the disk cache of compiled code (``cache=True``) are process-wide policy, set by
 :func:`tinytensor.runtime.configure` before this package is imported.
