@@ -1,4 +1,5 @@
-"""Process-wide policy: threads, malloc, the Numba cache, debug checks. The only module that reads os.environ.
+"""Process-wide policy: threads, malloc, the Numba cache, debug checks, the compile notice. The only module
+that reads os.environ.
 
 :func:`configure` applies it, once, from ``tinytensor/__init__``; every other module asks the functions here.
 Every variable is only a default: what you set in the environment yourself wins.
@@ -15,6 +16,8 @@ _numpy_was_loaded = "numpy" in sys.modules
 _configured = False
 debug = False
 """``TINYTENSOR_DEBUG=1``: every compiled kernel checks the preconditions of ``kernels.spec`` first."""
+quiet = False
+"""``TINYTENSOR_QUIET=1`` or :func:`set_quiet`: no "compiling kernels" notice on stderr."""
 
 
 def _env_int(name: str, default: int, lo: int, hi: int) -> int:
@@ -71,6 +74,14 @@ def numba_cache_dir() -> str:
     return os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tinytensor", "numba")
 
 
+def set_quiet(flag: bool = True) -> None:
+    """Silence (or, with ``False``, restore) the "compiling kernels (first run only, ...)" notice that
+    tinytensor writes on stderr while Numba compiles a kernel (``kernels.numba._compile_notice``);
+    the same as ``TINYTENSOR_QUIET=1``."""
+    global quiet
+    quiet = bool(flag)
+
+
 def _openblas():
     """The OpenBLAS NumPy loaded (found in this process's memory map), or None."""
     try:
@@ -123,8 +134,10 @@ def configure() -> None:
       (never inside the package, whichever directory you run from).
     * **Debug.** ``TINYTENSOR_DEBUG=1`` makes the backend check each kernel's preconditions
       (``tinytensor.kernels.spec``) before calling a compiled kernel.
+    * **Quiet.** ``TINYTENSOR_QUIET=1`` (or :func:`set_quiet`) silences the notice on stderr while a
+      kernel compiles (``tinytensor.kernels.numba._compile_notice``).
     """
-    global _configured, debug
+    global _configured, debug, quiet
     if _configured:
         return
     _configured = True
@@ -138,6 +151,7 @@ def configure() -> None:
     if _numpy_was_loaded:
         _restart_openblas(int(os.environ["OPENBLAS_NUM_THREADS"]))
     debug = os.environ.get("TINYTENSOR_DEBUG", "").strip() == "1"
+    quiet = os.environ.get("TINYTENSOR_QUIET", "").strip() == "1"
     mb = requested_malloc_mb()
     if not ("MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ):
         memory.configure_malloc(mb)

@@ -19,8 +19,12 @@ Design
   layer-norm moments, the loss), as in the reference.
 * **Coarse parallelism.** A ``prange`` launch costs ~10-20 us, as much as a whole row kernel on the
   baby GPT's shapes. Drivers therefore split the work into ``nchunks`` contiguous chunks (one per
-  thread) and run a plain loop when ``nchunks == 1`` (one helper, ``_common._chunked``); the
-  wrappers pick 1 below ``_common._PAR_MIN`` elements of work.
+  thread) (one helper, ``_common._chunked``); the wrappers pick 1 below ``_common._PAR_MIN``
+  elements of work and then call the serial loop body directly (``_common._launch``).
+* **Compile only what runs.** Numba compiles each function lazily, per argument types, at its first
+  call (or loads it from the disk cache): nothing compiles at import, a float32 run never compiles
+  the float64 variants, and a ``parallel=True`` driver (dearer to compile than its body) only when a
+  call is large enough to use it. While a compile runs, stderr says so (``_compile_notice``).
 * **fastmath** only with ``{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}`` (reassociation is what
   lets LLVM vectorise reductions): never ``nnan``/``ninf``, so NaN and inf still propagate.
 * **GEMM** (``matmul``): Goto/BLIS blocking (``NC`` columns x ``KC`` depth blocks, ``prange`` over
@@ -36,10 +40,11 @@ Design
 * Everything also runs with ``NUMBA_DISABLE_JIT=1`` as plain Python (slowly), for teaching and
   debugging: the ``_exp``/``_tanh`` helpers fall back to NumPy's, ``prange`` becomes ``range``.
 
-Modules: ``_common`` (flags, the one chunked launch ``_chunked``, exp/tanh, row max), ``gemm``, ``rows``
-(softmax, log-softmax, cross-entropy, layer norm), ``pointwise`` (GELU, sum_squares), ``embedding``,
-``optimizer`` (AdamW), ``dropout``, ``attention_tiles`` (fused kernels for larger heads) and
-``attention_blas`` (small heads, and the public attention wrappers).
+Modules: ``_compile_notice`` (the stderr notice while a kernel compiles), ``_common`` (flags, the one
+chunked launch ``_chunked`` and ``_launch``, exp/tanh, row max), ``gemm``, ``rows`` (softmax,
+log-softmax, cross-entropy, layer norm), ``pointwise`` (GELU, sum_squares), ``embedding``, ``optimizer``
+(AdamW), ``dropout``, ``attention_tiles`` (fused kernels for larger heads) and ``attention_blas`` (small
+heads, and the public attention wrappers).
 
 Threads and the disk cache of compiled code (``cache=True``) are process-wide policy, set by
 :func:`tinytensor.runtime.configure` before this package is imported.
@@ -51,6 +56,7 @@ import numpy as np
 
 from ... import runtime
 from .. import spec
+from . import _common, _compile_notice
 from ._common import _FLOATS
 from .attention_blas import attention, attention_backward
 from .dropout import dropout, dropout_keep
@@ -76,14 +82,21 @@ def set_num_threads(n: int | None = None) -> int:
 
 
 set_num_threads()
+_compile_notice.install()  # "compiling kernels (first run only, ...)" on stderr while Numba compiles
 
 
 def warmup() -> None:
     """Compile (or load from the disk cache) every kernel of :data:`spec.KERNELS` for float32 and float64,
-    on the row's small example (n = 4) and a larger one (n = 200) that takes the ``prange`` branches."""
+    on the row's small example (n = 4, serial) and a larger one (n = 200) with the size threshold
+    lowered so that it takes the ``prange`` drivers (which a run only compiles when it needs them)."""
     rng = np.random.default_rng(0)
     table = globals()
-    for dt in _FLOATS:
-        for n in (4, 200):
-            for k in spec.KERNELS.values():
-                table[k.name](*k.example(rng, n, dt))
+    par_min = _common._PAR_MIN
+    try:
+        for dt in _FLOATS:
+            for n in (4, 200):
+                _common._PAR_MIN = par_min if n == 4 else 1
+                for k in spec.KERNELS.values():
+                    table[k.name](*k.example(rng, n, dt))
+    finally:
+        _common._PAR_MIN = par_min

@@ -45,8 +45,10 @@ def _chunked(body, n, nchunks, args):
     """The one launch of every driver: ``body(*args, lo, hi)`` over ``0..n``, in one serial call when
     ``nchunks <= 1``, else split into ``nchunks`` contiguous chunks run by ``prange``.
 
-    A ``prange`` launch costs as much as a whole small kernel, hence the serial branch; the chunks
-    are contiguous so each thread streams through its own part of memory. With ``nchunks == n``
+    A ``prange`` launch costs as much as a whole small kernel, hence the serial branch (the wrappers
+    reach the body directly through ``_launch`` instead, so that the driver is only compiled when a
+    call is large enough to run in parallel); the chunks are contiguous so each thread streams
+    through its own part of memory. With ``nchunks == n``
     every index is its own task (the GEMM's task grid, the attention's heads). Inlined into each
     caller (``inline="always"``): the caller is a ``parallel=True`` function whose compiled code,
     body included, is cached on disk (a body passed to a non-inlined function could not be cached).
@@ -56,6 +58,21 @@ def _chunked(body, n, nchunks, args):
     else:
         for c in prange(nchunks):
             body(*args, c * n // nchunks, (c + 1) * n // nchunks)
+
+
+def _launch(body, driver, n, nchunks, *args):
+    """Run a kernel: ``body(*args, 0, n)`` on this thread when ``nchunks <= 1``, else the parallel
+    ``driver(*args, nchunks)`` (a ``parallel=True`` function whose ``_chunked`` runs ``body`` on chunks).
+
+    Why the wrapper calls the serial body itself rather than the driver with ``nchunks = 1``: compiling
+    a ``parallel=True`` driver (its parfor and the gufunc under it) costs more than compiling the body,
+    and Numba compiles lazily, so a run whose shapes stay below ``_PAR_MIN`` (the baby GPT's layer norm,
+    cross-entropy, AdamW; the gradient checks) never compiles a driver at all. The machine code of the
+    body is the same either way.
+    """
+    if nchunks <= 1:
+        return body(*args, 0, n)
+    return driver(*args, nchunks)
 
 
 def _float_pair(*arrays):
@@ -154,16 +171,19 @@ def _tanh_f32(x):
 
 
 if not numba.config.DISABLE_JIT:
+    # The overloads are not inlined at Numba's IR level (no inline="always"): LLVM inlines the small
+    # compiled helper into each loop anyway, so the loops still vectorise (same run time), while IR
+    # inlining re-types the helper inside every kernel that calls it, a visible part of each compile.
     _exp_f32_jit = njit(inline="always", fastmath=_FM)(_exp_f32)
     _tanh_f32_jit = njit(inline="always", fastmath=_FM)(_tanh_f32)
 
-    @overload(_exp, inline="always", fastmath=_FM)
+    @overload(_exp, fastmath=_FM)
     def _exp_overload(x):
         if x == types.float32:
             return lambda x: _exp_f32_jit(x)
         return lambda x: np.exp(x)
 
-    @overload(_tanh, inline="always", fastmath=_FM)
+    @overload(_tanh, fastmath=_FM)
     def _tanh_overload(x):
         if x == types.float32:
             return lambda x: _tanh_f32_jit(x)

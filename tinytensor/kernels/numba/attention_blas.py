@@ -6,11 +6,11 @@ import numba
 import numpy as np
 
 from . import _common as c
-from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _nchunks, _parallel, _quiet, _rows
+from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _launch, _nchunks, _parallel, _quiet, _rows
 from .. import numpy_ref
 from ... import threads
 from ._common import _exp, _row_max
-from .attention_tiles import _attn_bwd, _attn_fwd, _visible
+from .attention_tiles import _attn_bwd, _attn_bwd_heads, _attn_fwd, _attn_fwd_heads, _visible
 from .dropout import _dropout_args
 
 # --------------------------------------------- small heads: BLAS products and compiled row passes
@@ -224,9 +224,9 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal:
         _attn_fwd_blas(q4, k4, v4, out, lse, scale, causal)
     elif q4.size:  # (an empty q means an empty out: nothing to write)
         work = B * H * T * S * max(D, 1)
-        _attn_fwd(*_flat(q4), *_flat(k4), *_flat(v4), *_flat(out), lse.reshape(B * H, T), B, H, T, S, D,
-                  dt.type(scale), bool(causal), sd, thresh, dt.type(1.0 / (1.0 - dropout_p)),
-                  _parallel(work))
+        _launch(_attn_fwd_heads, _attn_fwd, B * H, B * H if _parallel(work) else 1,
+                *_flat(q4), *_flat(k4), *_flat(v4), *_flat(out), lse.reshape(B * H, T), H, T, S, D,
+                dt.type(scale), bool(causal), sd, thresh, dt.type(1.0 / (1.0 - dropout_p)))
     return out.reshape(q.shape[:-1] + (D,)).astype(q.dtype, copy=False), lse
 
 
@@ -256,9 +256,9 @@ def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndar
         S = k4.shape[2]
         work = B * H * T * S * max(D, 1)
         # (packed, the three gradients share one memory: each flat view starts at its own piece and runs on)
-        _attn_bwd(*_flat(q4), *_flat(k4), *_flat(v4), lse2, *_flat(do4), *_flat(dq), *_flat(dk), *_flat(dv),
-                  B, H, T, S, D, dt.type(scale), bool(causal), sd, thresh, dt.type(1.0 / (1.0 - dropout_p)),
-                  _parallel(work))
+        _launch(_attn_bwd_heads, _attn_bwd, B * H, B * H if _parallel(work) else 1,
+                *_flat(q4), *_flat(k4), *_flat(v4), lse2, *_flat(do4), *_flat(dq), *_flat(dk), *_flat(dv),
+                H, T, S, D, dt.type(scale), bool(causal), sd, thresh, dt.type(1.0 / (1.0 - dropout_p)))
     else:  # no queries (T = 0): the keys and values get zero gradients
         for a in (dq, dk, dv):
             a[...] = 0

@@ -283,9 +283,9 @@ def _attn_fwd_heads(q, qs, k, ks, v, vs, out, os_, lse, H, T, S, D, scale, causa
 
 
 @_jit(**_PAR)
-def _attn_fwd(q, qs, k, ks, v, vs, out, os_, lse, B, H, T, S, D, scale, causal, seed, thresh, zscale, parallel):
-    """Every (batch, head), one per ``prange`` task when ``parallel``."""
-    _chunked(_attn_fwd_heads, B * H, B * H if parallel else 1,
+def _attn_fwd(q, qs, k, ks, v, vs, out, os_, lse, H, T, S, D, scale, causal, seed, thresh, zscale, nheads):
+    """Every one of the ``nheads = B * H`` (batch, head) pairs as its own ``prange`` task."""
+    _chunked(_attn_fwd_heads, nheads, nheads,
              (q, qs, k, ks, v, vs, out, os_, lse, H, T, S, D, scale, causal, seed, thresh, zscale))
 
 
@@ -402,9 +402,9 @@ def _attn_bwd_heads(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs
 
 
 @_jit(**_PAR)
-def _attn_bwd(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, B, H, T, S, D, scale, causal, seed,
-              thresh, zscale, parallel):
-    """Every (batch, head), one per ``prange`` task when ``parallel``."""
-    _chunked(_attn_bwd_heads, B * H, B * H if parallel else 1,
+def _attn_bwd(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, H, T, S, D, scale, causal, seed,
+              thresh, zscale, nheads):
+    """Every one of the ``nheads = B * H`` (batch, head) pairs as its own ``prange`` task."""
+    _chunked(_attn_bwd_heads, nheads, nheads,
              (q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, H, T, S, D, scale, causal, seed, thresh,
               zscale))

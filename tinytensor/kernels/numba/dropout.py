@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _common as c
-from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _nchunks, _parallel, _quiet, _rows
+from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _launch, _nchunks, _parallel, _quiet, _rows
 from .. import numpy_ref
 from .. import spec
 
@@ -61,7 +61,8 @@ def dropout(x: np.ndarray, p: float, seed: int) -> np.ndarray:
         return numpy_ref.dropout(x, p, seed)
     xc = np.ascontiguousarray(x)
     y = np.empty_like(xc)
-    _dropout_1d(xc.reshape(-1), y.reshape(-1), sd, thresh, x.dtype.type(1.0 / (1.0 - p)), _nchunks(x.size))
+    _launch(_dropout_span, _dropout_1d, xc.size, _nchunks(x.size), xc.reshape(-1), y.reshape(-1), sd, thresh,
+            x.dtype.type(1.0 / (1.0 - p)))
     return y.reshape(x.shape)  # ascontiguousarray makes a 0-d input 1-d
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _common as c
-from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _nchunks, _parallel, _quiet, _rows
+from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _launch, _nchunks, _parallel, _quiet, _rows
 from .. import numpy_ref
 
 
@@ -31,9 +31,9 @@ def _emb_bwd_slices(ids, dout, dw, nchunks, s0, s1):
 
 
 @_jit(**_PAR)
-def _emb_bwd_2d(ids, dout, dw, nchunks):
-    """Race-free scatter-add: one column slice per chunk (``_emb_bwd_slices``)."""
-    _chunked(_emb_bwd_slices, nchunks, nchunks, (ids, dout, dw, nchunks))
+def _emb_bwd_2d(ids, dout, dw, nslices, nchunks):
+    """Race-free scatter-add: one column slice per chunk (``_emb_bwd_slices``; ``nslices == nchunks``)."""
+    _chunked(_emb_bwd_slices, nchunks, nchunks, (ids, dout, dw, nslices))
 
 
 def embedding_backward(ids: np.ndarray, dout: np.ndarray, vocab_size: int) -> np.ndarray:
@@ -50,7 +50,7 @@ def embedding_backward(ids: np.ndarray, dout: np.ndarray, vocab_size: int) -> np
         return numpy_ref.embedding_backward(ids1, d2, vocab_size)
     dw = np.zeros((vocab_size, C), dtype=d2.dtype)
     nch = _nchunks(d2.size) if C >= 32 else 1
-    _emb_bwd_2d(ids1, d2, dw, nch)
+    _launch(_emb_bwd_slices, _emb_bwd_2d, nch, nch, ids1, d2, dw, nch)
     return dw
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _common as c
-from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _nchunks, _parallel, _quiet, _rows
+from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _launch, _nchunks, _parallel, _quiet, _rows
 from .. import numpy_ref
 
 
@@ -49,8 +49,8 @@ def adamw_step(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: f
     ty = p.dtype.type
     bc1 = 1.0 - b1 ** t
     bc2 = 1.0 - b2 ** t
-    _adamw_1d(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
-              ty(1.0 - lr * weight_decay), ty(b1), ty(1.0 - b1), ty(b2), ty(1.0 - b2),
-              ty(lr / bc1), ty(bc2), ty(eps), _nchunks(3 * p.size))
+    _launch(_adamw_span, _adamw_1d, p.size, _nchunks(3 * p.size), p.reshape(-1), g.reshape(-1), m.reshape(-1),
+            v.reshape(-1), ty(1.0 - lr * weight_decay), ty(b1), ty(1.0 - b1), ty(b2), ty(1.0 - b2), ty(lr / bc1),
+            ty(bc2), ty(eps))
 
 

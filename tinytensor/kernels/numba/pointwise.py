@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _common as c
-from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _nchunks, _parallel, _quiet, _rows
+from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _launch, _nchunks, _parallel, _quiet, _rows
 from .. import numpy_ref
 from ._common import _tanh
 
@@ -61,7 +61,7 @@ def gelu(x: np.ndarray) -> np.ndarray:
         return numpy_ref.gelu(x)
     x1 = np.ascontiguousarray(x).reshape(-1)
     y = np.empty_like(x1)
-    _gelu_1d(x1, y, _nchunks(x1.size))
+    _launch(_gelu_span, _gelu_1d, x1.size, _nchunks(x1.size), x1, y)
     return y.reshape(x.shape)
 
 
@@ -72,7 +72,7 @@ def gelu_backward(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     x1 = np.ascontiguousarray(x).reshape(-1)
     dy1 = _as(dy, x.shape, x.dtype).reshape(-1)
     dx = np.empty_like(x1)
-    _gelu_bwd_1d(x1, dy1, dx, _nchunks(x1.size))
+    _launch(_gelu_bwd_span, _gelu_bwd_1d, x1.size, _nchunks(x1.size), x1, dy1, dx)
     return dx.reshape(x.shape)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _common as c
-from ._common import _PAR, _as, _chunked, _float_pair, _jit, _nchunks, _quiet, _rows
+from ._common import _PAR, _as, _chunked, _float_pair, _jit, _launch, _nchunks, _quiet, _rows
 from .. import numpy_ref
 from ._common import _exp, _row_max, _row_max_raw
 
@@ -61,7 +61,7 @@ def softmax(x: np.ndarray, causal: bool = False) -> np.ndarray:
     T, S = (x.shape[-2], x.shape[-1]) if causal else (1, x.shape[-1])
     x2 = _rows(x)
     y = np.empty_like(x2)
-    _softmax_2d(x2, y, T, S - T, causal, _nchunks(x2.size))
+    _launch(_softmax_rows, _softmax_2d, x2.shape[0], _nchunks(x2.size), x2, y, T, S - T, causal)
     return y.reshape(x.shape)
 
 
@@ -90,7 +90,7 @@ def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     y2 = _rows(y)
     dy2 = _rows(_as(dy, y.shape, y.dtype))
     dx = np.empty_like(y2)
-    _softmax_bwd_2d(y2, dy2, dx, _nchunks(y2.size))
+    _launch(_softmax_bwd_rows, _softmax_bwd_2d, y2.shape[0], _nchunks(y2.size), y2, dy2, dx)
     return dx.reshape(y.shape)
 
 
@@ -123,7 +123,7 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
         return numpy_ref.log_softmax(x)
     x2 = _rows(x)
     y = np.empty_like(x2)
-    _quiet(_log_softmax_2d, x2, y, _nchunks(x2.size))
+    _quiet(_launch, _log_softmax_rows, _log_softmax_2d, x2.shape[0], _nchunks(x2.size), x2, y)
     return y.reshape(x.shape)
 
 
@@ -152,7 +152,7 @@ def log_softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     y2 = _rows(y)
     dy2 = _rows(_as(dy, y.shape, y.dtype))
     dx = np.empty_like(y2)
-    _log_softmax_bwd_2d(y2, dy2, dx, _nchunks(y2.size))
+    _launch(_log_softmax_bwd_rows, _log_softmax_bwd_2d, y2.shape[0], _nchunks(y2.size), y2, dy2, dx)
     return dx.reshape(y.shape)
 
 
@@ -209,7 +209,7 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int) ->
     x = np.ascontiguousarray(logits)
     loss = np.empty(n, dtype=np.float64)
     lse = np.empty(n, dtype=np.float64)
-    _quiet(_xent_2d, x, t, ignore_index, loss, lse, _nchunks(x.size))
+    _quiet(_launch, _xent_rows, _xent_2d, n, _nchunks(x.size), x, t, ignore_index, loss, lse)
     return loss, lse
 
 
@@ -253,7 +253,7 @@ def cross_entropy_backward(logits: np.ndarray, targets: np.ndarray, lse: np.ndar
     lse64 = _as(np.asarray(lse).reshape(-1), (n,), np.float64)
     dl64 = _as(dloss, (n,), np.float64)
     dx = np.empty_like(x)
-    _quiet(_xent_bwd_2d, x, t, ignore_index, lse64, dl64, dx, _nchunks(x.size))
+    _quiet(_launch, _xent_bwd_rows, _xent_bwd_2d, n, _nchunks(x.size), x, t, ignore_index, lse64, dl64, dx)
     return dx
 
 
@@ -307,7 +307,7 @@ def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> tuple
     y = np.empty_like(x2)
     mean = np.empty(x2.shape[0], dtype=x.dtype)
     rstd = np.empty(x2.shape[0], dtype=x.dtype)
-    _ln_2d(x2, w1, b1, float(eps), y, mean, rstd, _nchunks(x2.size))
+    _launch(_ln_rows, _ln_2d, x2.shape[0], _nchunks(x2.size), x2, w1, b1, float(eps), y, mean, rstd)
     return y.reshape(x.shape), mean.reshape(x.shape[:-1]), rstd.reshape(x.shape[:-1])
 
 
@@ -372,7 +372,7 @@ def layer_norm_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, mean: np.n
     dx = np.empty_like(x2)
     dwp = np.zeros((nch, C))
     dbp = np.zeros((nch, C))
-    _ln_bwd_2d(dy2, x2, w1, mean1, rstd1, dx, dwp, dbp, nch)
+    _launch(_ln_bwd_chunks, _ln_bwd_2d, nch, nch, dy2, x2, w1, mean1, rstd1, dx, dwp, dbp)
     wdt = np.asarray(w).dtype
     dw, db = (dwp[0], dbp[0]) if nch == 1 else (dwp.sum(axis=0), dbp.sum(axis=0))
     return dx.reshape(x.shape), dw.astype(wdt), db.astype(wdt)
