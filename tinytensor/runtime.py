@@ -7,6 +7,7 @@ Every variable is only a default: what you set in the environment yourself wins.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import sys
 
@@ -69,9 +70,28 @@ def omp_passive() -> bool:
     return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
 
 
+def kernel_source_hash() -> str:
+    """A short sha256 of every Numba kernel source file (``tinytensor/kernels/numba/*.py``).
+
+    subtle: Numba's cache checks only the source file of the function it compiled, not the helpers it
+    inlined from other files (``_common.py``, ``simd.py``). Keying the default cache folder by all the
+    kernel sources means an edit or an upgrade of any of them starts a fresh cache instead of loading
+    stale machine code.
+    """
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "numba")
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            h.update(name.encode())
+            with open(os.path.join(folder, name), "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()[:12]
+
+
 def numba_cache_dir() -> str:
-    """``NUMBA_CACHE_DIR`` when you set it, else ``~/.cache/tinytensor/numba``."""
-    return os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tinytensor", "numba")
+    """``NUMBA_CACHE_DIR`` when you set it, else ``~/.cache/tinytensor/numba/<kernel_source_hash()>``."""
+    return os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "tinytensor", "numba", kernel_source_hash())
 
 
 def set_quiet(flag: bool = True) -> None:
@@ -130,7 +150,8 @@ def configure() -> None:
       these when NumPy loads it; if NumPy was imported first, its worker pool is restarted under them, so
       the thread counts and the speed do not depend on the import order.
     * **malloc.** ``TINYTENSOR_MALLOC_THRESHOLD_MB`` (default 256, 0 off): see :mod:`tinytensor.memory`.
-    * **Numba cache.** One location: ``NUMBA_CACHE_DIR`` when you set it, else ``~/.cache/tinytensor/numba``
+    * **Numba cache.** One location: ``NUMBA_CACHE_DIR`` when you set it, else
+      ``~/.cache/tinytensor/numba/<hash of the kernel sources>`` (see :func:`kernel_source_hash`)
       (never inside the package, whichever directory you run from).
     * **Debug.** ``TINYTENSOR_DEBUG=1`` makes the backend check each kernel's preconditions
       (``tinytensor.kernels.spec``) before calling a compiled kernel.
