@@ -205,7 +205,7 @@ def _distinct(rng, *shape, scale: float = 1.0) -> Tensor:
 def example_cases() -> dict[str, tuple[Callable[..., Tensor], list[Any]]]:
     """One representative float64 gradcheck case per registered op (used by ``tinygpt gradcheck``).
 
-    The property tests in ``tests/test_gradcheck_ops.py`` cover random shapes; these are fixed examples
+    The property tests in ``tests/test_ops.py`` cover random shapes; these are fixed examples
     a learner can read and run.
     """
     rng = np.random.default_rng(0)

@@ -15,7 +15,25 @@ from .checks import check_class_ids, check_probability, real_number
 from .common import contiguous, last_axis
 
 
-class Softmax(Function):
+class _RowOp(Function):
+    """Shared plumbing of softmax and log-softmax: their kernels work along the last axis, so ``axis`` is
+    moved there (a view) and the result moved back; backward does the same with the gradient."""
+
+    @classmethod
+    def _forward(cls, ctx, x, axis, kernel, *args):
+        xl, ax = last_axis(x, axis, cls.name)
+        y = kernel(contiguous(xl), *args)
+        ctx.y, ctx.ax, ctx.nd = y, ax, x.ndim
+        return y if ax == x.ndim - 1 else np.moveaxis(y, -1, ax)
+
+    @staticmethod
+    def _backward(ctx, g, kernel):
+        last = ctx.ax == ctx.nd - 1
+        dx = kernel(ctx.y, contiguous(g if last else np.moveaxis(g, ctx.ax, -1)))
+        return (dx if last else np.moveaxis(dx, -1, ctx.ax),)
+
+
+class Softmax(_RowOp):
     """``exp(x - max) / sum(exp(x - max))`` along ``axis`` (fused kernel; see numpy_ref.softmax).
 
     With ``causal=True`` (attention scores ``[..., T, S]``, axis -1) future keys get probability 0.
@@ -24,34 +42,24 @@ class Softmax(Function):
 
     @staticmethod
     def forward(ctx, x, axis=-1, causal=False):
-        xl, ax = last_axis(x, axis, "softmax")
-        y = kernels().softmax(contiguous(xl), causal)
-        ctx.y, ctx.ax, ctx.nd = y, ax, x.ndim
-        return y if ax == x.ndim - 1 else np.moveaxis(y, -1, ax)
+        return Softmax._forward(ctx, x, axis, kernels().softmax, causal)
 
     @staticmethod
     def backward(ctx, g):
-        gl = g if ctx.ax == ctx.nd - 1 else np.moveaxis(g, ctx.ax, -1)
-        dx = kernels().softmax_backward(ctx.y, contiguous(gl))
-        return (dx if ctx.ax == ctx.nd - 1 else np.moveaxis(dx, -1, ctx.ax),)
+        return Softmax._backward(ctx, g, kernels().softmax_backward)
 
 
-class LogSoftmax(Function):
+class LogSoftmax(_RowOp):
     """``x - logsumexp(x)`` along ``axis`` (fused kernel)."""
     name = "log_softmax"
 
     @staticmethod
     def forward(ctx, x, axis=-1):
-        xl, ax = last_axis(x, axis, "log_softmax")
-        y = kernels().log_softmax(contiguous(xl))
-        ctx.y, ctx.ax, ctx.nd = y, ax, x.ndim
-        return y if ax == x.ndim - 1 else np.moveaxis(y, -1, ax)
+        return LogSoftmax._forward(ctx, x, axis, kernels().log_softmax)
 
     @staticmethod
     def backward(ctx, g):
-        gl = g if ctx.ax == ctx.nd - 1 else np.moveaxis(g, ctx.ax, -1)
-        dx = kernels().log_softmax_backward(ctx.y, contiguous(gl))
-        return (dx if ctx.ax == ctx.nd - 1 else np.moveaxis(dx, -1, ctx.ax),)
+        return LogSoftmax._backward(ctx, g, kernels().log_softmax_backward)
 
 
 class CrossEntropy(Function):
