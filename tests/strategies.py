@@ -5,7 +5,7 @@ requiring grad, possibly non-contiguous views), and a NumPy function computing t
 the raw arrays. The forward tests compare the two; the gradient tests run ``tt.gradcheck``.
 
 Values are kept off kinks: relu/abs inputs stay away from 0, max/min inputs have no ties, clip inputs
-stay away from the bounds. The kinks themselves are pinned in ``test_gradcheck_ops.py``.
+stay away from the bounds. The kinks themselves are pinned in ``test_ops.py``.
 """
 from __future__ import annotations
 
