@@ -50,6 +50,19 @@ def data_file(name: str) -> Path:
 
 
 @pytest.fixture
+def spam_tsv() -> Path:
+    """``$TINYGPT_DATA/SMSSpamCollection.tsv`` (skips when absent, saying so)."""
+    return data_file("SMSSpamCollection.tsv")
+
+
+@pytest.fixture
+def gpt2_vocab() -> Path:
+    """``$TINYGPT_DATA/gpt2`` holding GPT-2's encoder.json and vocab.bpe (skips when absent, saying so)."""
+    data_file("gpt2/encoder.json")
+    return data_file("gpt2/vocab.bpe").parent
+
+
+@pytest.fixture
 def tinyshakespeare() -> Path:
     """``$TINYGPT_DATA/tinyshakespeare.txt`` (skips when absent, saying so)."""
     return data_file("tinyshakespeare.txt")

@@ -48,8 +48,8 @@ def byte_tok(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- data
-def test_book_split_on_the_real_file(data_dir):
-    rows = spam.read_spam_tsv(data_dir / spam.FILENAME)
+def test_book_split_on_the_real_file(spam_tsv):
+    rows = spam.read_spam_tsv(spam_tsv)
     assert len(rows) == 5574 and sum(r.label for r in rows) == 747
     s = spam.book_split(rows)
     assert [len(s[k]) for k in ("train", "val", "test")] == [1045, 149, 300]
@@ -137,9 +137,9 @@ def test_confusion_report():
 
 
 # -------------------------------------------------------------------------------------- training
-def test_short_run_on_a_slice_of_the_real_data_learns(data_dir, tmp_path):
+def test_short_run_on_a_slice_of_the_real_data_learns(spam_tsv, tmp_path):
     """400 real messages (200 spam): a 1-block GPT from scratch with GPT-2's BPE, 3 epochs."""
-    rows = spam.read_spam_tsv(data_dir / spam.FILENAME)
+    rows = spam.read_spam_tsv(spam_tsv)
     rng = np.random.default_rng(0)
     ham = [r for r in rows if r.label == 0]
     sp = [r for r in rows if r.label == 1]
@@ -184,7 +184,7 @@ def test_cli_finetune_then_classify(tmp_path, capsys, byte_tok, monkeypatch):
     assert abs(sum(pred.probabilities.values()) - 1) < 1e-9
 
 
-def test_gpt2_folder_start_and_lora(tmp_path, capsys, data_dir):
+def test_gpt2_folder_start_and_lora(tmp_path, capsys, gpt2_vocab):
     """A random tiny GPT-2 folder (save_pretrained; GPT-2 BPE from $TINYGPT_DATA/gpt2), fine-tuned with LoRA."""
     gpt2_dir = tmp_path / "tiny-gpt2"
     GPT(GPTConfig(block_size=64, vocab_size=50257, n_layer=2, n_head=2, n_embd=16), seed=0).save_pretrained(gpt2_dir)

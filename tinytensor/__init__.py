@@ -18,7 +18,9 @@ from .autograd import enable_grad, is_grad_enabled, no_grad
 from .backend import get_backend, set_backend
 from .errors import ConfigError, DTypeError, FileFormatError, ShapeError, UsageError
 from .gradcheck import GradcheckError, GradcheckResult, gradcheck
+from .graph import Graph, graph
 from .profiler import profile
+from .trace import Trace, trace
 from .tensor import (
     Tensor,
     arange,
@@ -45,7 +47,7 @@ __all__ = [
     "Tensor", "tensor", "as_tensor", "zeros", "ones", "full", "zeros_like", "ones_like", "arange", "randn",
     "rand", "manual_seed", "default_rng", "where", "concatenate", "stack", "split", "maximum", "minimum",
     "no_grad", "enable_grad", "is_grad_enabled", "set_backend", "get_backend", "gradcheck",
-    "GradcheckError", "GradcheckResult", "profile", "UsageError", "ShapeError", "DTypeError", "ConfigError",
+    "GradcheckError", "GradcheckResult", "profile", "trace", "Trace", "graph", "Graph", "UsageError", "ShapeError", "DTypeError", "ConfigError",
     "FileFormatError", "functional", "nn", "ops", "optim",
 ]
 __version__ = "0.1.0"

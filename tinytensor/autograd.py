@@ -285,15 +285,23 @@ class Context:
         self.needs_input_grad = needs_input_grad
 
 
+module_stack: list = []
+"""The modules whose ``forward`` is running, innermost last: ``nn.Module.__call__`` pushes and pops.
+Each node records the innermost one, so graphs (``tt.graph``) and traces (``tt.trace``) can say which
+module made an op."""
+
+
 class Node:
-    """The record one op leaves on its output: which op, its context, its tensor inputs."""
-    __slots__ = ("fn", "ctx", "inputs", "released")
+    """The record one op leaves on its output: which op, its context, its tensor inputs, the module
+    that called it (``None`` outside any module)."""
+    __slots__ = ("fn", "ctx", "inputs", "released", "module")
 
     def __init__(self, fn: type[Function], ctx: Context, inputs: tuple[TensorLike, ...]):
         self.fn = fn
         self.ctx = ctx
         self.inputs = inputs
         self.released = False
+        self.module = module_stack[-1] if module_stack else None
 
     def release(self) -> None:
         """Drop the saved arrays and the references to the inputs (frees activations)."""

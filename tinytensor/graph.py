@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import UsageError
 from .fileio import atomic_write_bytes
+from .profiler import saved_bytes
 
 __all__ = ["Graph", "GraphNode", "graph"]
 
@@ -86,7 +87,7 @@ class Graph:
         ops = Counter(n.label for n in self.nodes if n.kind == "op")
         saved = sum(n.saved_bytes for n in self.nodes)
         lines = [f"{len(self.nodes)} nodes ({kinds['op']} ops, {kinds['param']} parameters, "
-                 f"{kinds['input']} inputs), {len(self.edges)} edges, {saved / 1e6:.2f} MB saved for backward"]
+                 f"{kinds['input']} inputs), {len(self.edges)} edges, {saved / 1e3:.1f} kB saved for backward"]
         lines += [f"  {name:<16} {count}" for name, count in ops.most_common()]
         return "\n".join(lines)
 
@@ -167,18 +168,6 @@ def _dot_node(n: GraphNode, hot: bool) -> str:
     return f'n{n.id} [shape=note, label="input\\n{_shape(n.shape)} {n.dtype}"{color}];'
 
 
-def _saved_bytes(node) -> int:
-    ctx = node.ctx
-    if ctx is None:
-        return 0
-    inputs = {id(t.data) for t in node.inputs}
-    total = 0
-    for v in vars(ctx).values():
-        if isinstance(v, np.ndarray) and id(v) not in inputs and v.base is None:
-            total += v.nbytes
-    return total
-
-
 def graph(root, module=None) -> Graph:
     """The graph recorded behind ``root`` (call before ``backward``, or after ``backward(retain_graph=True)``).
 
@@ -216,11 +205,16 @@ def graph(root, module=None) -> Graph:
             raise UsageError("the graph was freed by backward(); call tt.graph before backward, or use "
                              "backward(retain_graph=True)")
         owner = getattr(node, "module", None)
-        nodes[key] = GraphNode(key, "op", node.fn.name, tuple(t.shape), str(t.dtype), _saved_bytes(node),
+        nodes[key] = GraphNode(key, "op", node.fn.name, tuple(t.shape), str(t.dtype), saved_bytes(node.ctx, [t.data for t in node.inputs]),
                                module_names.get(id(owner)) or None, tensor=t)
         stack.append((t, True))
         for inp in node.inputs:
             edges.append((id(inp), key))
             if id(inp) not in nodes:
                 stack.append((inp, False))
-    return Graph([nodes[k] for k in dict.fromkeys(order)], list(dict.fromkeys(edges)), id(root))
+    # number the nodes 0, 1, ... in post-order (inputs first, the root last) instead of by address
+    number = {k: i for i, k in enumerate(dict.fromkeys(order))}
+    for k, n in nodes.items():
+        n.id = number[k]
+    return Graph([nodes[k] for k in number], [(number[a], number[b]) for a, b in dict.fromkeys(edges)],
+                 number[id(root)])

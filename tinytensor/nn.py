@@ -13,6 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from . import functional as F
+from .autograd import module_stack
 from .errors import ShapeError
 from .ops.checks import check_probability
 from .tensor import DEFAULT_FLOAT, Tensor, default_rng
@@ -53,7 +54,11 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        module_stack.append(self)      # ops made inside record this module (tt.graph, tt.trace)
+        try:
+            return self.forward(*args, **kwargs)
+        finally:
+            module_stack.pop()
 
     # ---------------------------------------------------------------------------- traversal
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:

@@ -40,6 +40,15 @@ def _flops(name: str, arrays, out) -> float:
     return float(np.size(out)) if counted is None else counted
 
 
+def saved_bytes(ctx, arrays) -> int:
+    """Bytes an op kept on its context for backward beyond its inputs (and beyond views of them)."""
+    if ctx is None:
+        return 0
+    ids = {id(a) for a in arrays}
+    return sum(v.nbytes for v in vars(ctx).values()
+               if isinstance(v, np.ndarray) and id(v) not in ids and v.base is None)
+
+
 @dataclass
 class Profile:
     """Collects per-op statistics while active. Use through ``tt.profile()``."""
@@ -54,9 +63,7 @@ class Profile:
         s.calls += 1
         s.forward_s += dt
         s.flops += _flops(fn.name, arrays, out)
-        ids = {id(a) for a in arrays}
-        s.saved_bytes += sum(v.nbytes for v in vars(ctx).values()
-                             if isinstance(v, np.ndarray) and id(v) not in ids and v.base is None)
+        s.saved_bytes += saved_bytes(ctx, arrays)
         return out
 
     def run_backward(self, fn, ctx, grad):
@@ -69,7 +76,7 @@ class Profile:
     def __enter__(self):
         global active
         if active is not None:
-            raise RuntimeError("tt.profile() is already active")
+            raise RuntimeError("tt.profile() or tt.trace() is already active")
         active = self
         self._t0 = time.perf_counter()
         return self
