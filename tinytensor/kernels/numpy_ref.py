@@ -58,7 +58,7 @@ def softmax(x: np.ndarray, causal: bool = False) -> np.ndarray:
             raise ValueError(f"causal softmax needs [..., T, S] scores, got shape {x.shape}")
         x = np.where(_causal_mask(x.shape[-2], x.shape[-1]), -np.inf, x)
     m = np.max(x, axis=-1, keepdims=True) if x.shape[-1] else np.zeros(x.shape[:-1] + (1,), x.dtype)
-    m = np.where(np.isfinite(m), m, 0.0)  # all -inf rows: keep exp() at 0 instead of NaN
+    m = np.where(m == -np.inf, 0.0, m)  # all -inf rows: keep exp() at 0 instead of NaN; +inf/NaN give NaN
     e = np.exp((x - m).astype(np.float64))
     s = e.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -78,7 +78,7 @@ def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
 def log_softmax(x: np.ndarray) -> np.ndarray:
     """``x - logsumexp(x)`` over the last axis, with the max subtracted first for stability."""
     m = np.max(x, axis=-1, keepdims=True) if x.shape[-1] else np.zeros(x.shape[:-1] + (1,), x.dtype)
-    m = np.where(np.isfinite(m), m, 0.0)
+    m = np.where(m == -np.inf, 0.0, m)
     lse = np.log(np.sum(np.exp((x - m).astype(np.float64)), axis=-1, keepdims=True)) + m
     return (x - lse).astype(x.dtype, copy=False)
 

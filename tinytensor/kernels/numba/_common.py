@@ -210,9 +210,10 @@ def _row_max_raw(x, r, lim):
 
 @_jit(inline="always")
 def _row_max(x, r, lim):
-    """Max of ``x[r, :lim]`` in x's dtype; 0 when it is not finite (empty, all -inf, +inf, NaN), so that
-    ``exp(x - max)`` stays 0 on an all ``-inf`` row instead of NaN."""
+    """Max of ``x[r, :lim]`` in x's dtype; 0 when it is ``-inf`` (empty or all ``-inf``), so that
+    ``exp(x - max)`` stays 0 on a fully masked row instead of NaN. A ``+inf`` max is kept: ``inf - inf``
+    makes the row NaN, as PyTorch's softmax gives."""
     m = _row_max_raw(x, r, lim)
-    if not np.isfinite(m):
+    if m == -np.inf:
         m = x.dtype.type(0)
     return m
