@@ -349,6 +349,7 @@ OP_CASES: dict[str, st.SearchStrategy[OpCase]] = {
     "pow_scalar": _pow_scalar(),
     "exp": _unary(lambda a: a.exp(), np.exp),
     "log": _unary(lambda a: a.log(), np.log, "positive"),
+    "log1p": _unary(lambda a: a.log1p(), np.log1p, "positive"),
     "sqrt": _unary(lambda a: a.sqrt(), np.sqrt, "positive"),
     "tanh": _unary(lambda a: a.tanh(), np.tanh),
     "sigmoid": _unary(lambda a: a.sigmoid(), _sigmoid),

@@ -222,6 +222,7 @@ def example_cases() -> dict[str, tuple[Callable[..., Tensor], list[Any]]]:
         "pow_scalar": (lambda a: a ** 3, [_t(rng, 3, 4)]),
         "exp": (lambda a: a.exp(), [_t(rng, 3, 4)]),
         "log": (lambda a: a.log(), [_t(rng, 3, 4, positive=True)]),
+        "log1p": (lambda a: a.log1p(), [_t(rng, 3, 4, positive=True)]),
         "sqrt": (lambda a: a.sqrt(), [_t(rng, 3, 4, positive=True)]),
         "tanh": (lambda a: a.tanh(), [_t(rng, 3, 4)]),
         "sigmoid": (lambda a: a.sigmoid(), [_t(rng, 3, 4)]),

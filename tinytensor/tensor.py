@@ -206,6 +206,7 @@ class Tensor:
     # --------------------------------------------------------------------------- elementwise
     def exp(self): return ops.Exp.apply(self)
     def log(self): return ops.Log.apply(self)
+    def log1p(self): return ops.Log1p.apply(self)
     def sqrt(self): return ops.Sqrt.apply(self)
     def tanh(self): return ops.Tanh.apply(self)
     def sigmoid(self): return ops.Sigmoid.apply(self)

@@ -13,7 +13,7 @@ The user's arguments are checked once, at the op's entry, with the types of :mod
 """
 from ..autograd import REGISTRY, Function
 from .attention import Attention
-from .elementwise import (Abs, Add, Cast, Clip, Div, Exp, Log, Maximum, Minimum, Mul, Neg, Pow, PowScalar, Relu,
+from .elementwise import (Abs, Add, Cast, Clip, Div, Exp, Log, Log1p, Maximum, Minimum, Mul, Neg, Pow, PowScalar, Relu,
                           Sigmoid, Sqrt, Sub, Tanh, Where)
 from .linalg import Linear, MatMul
 from .nn import CrossEntropy, Dropout, Embedding, Gelu, LayerNorm, LogSoftmax, Softmax
@@ -22,7 +22,7 @@ from .shape import BroadcastTo, Concatenate, GetItem, Reshape, Transpose
 
 __all__ = [
     "REGISTRY", "Function",
-    "Add", "Sub", "Mul", "Div", "Neg", "Pow", "PowScalar", "Exp", "Log", "Sqrt", "Tanh", "Sigmoid", "Relu", "Abs",
+    "Add", "Sub", "Mul", "Div", "Neg", "Pow", "PowScalar", "Exp", "Log", "Log1p", "Sqrt", "Tanh", "Sigmoid", "Relu", "Abs",
     "Maximum", "Minimum", "Clip", "Cast", "Where",
     "Sum", "Mean", "Max", "Min", "Var",
     "Reshape", "Transpose", "BroadcastTo", "GetItem", "Concatenate",

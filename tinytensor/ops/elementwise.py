@@ -143,6 +143,23 @@ class Log(Function):
         return (g / ctx.a,)
 
 
+class Log1p(Function):
+    """``log(1 + a)``, accurate for small ``a`` (where ``log(1 + a)`` would round ``1 + a`` first).
+
+    d/da log(1 + a) = 1 / (1 + a).
+    """
+    name = "log1p"
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.a = a
+        return np.log1p(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g / (1 + ctx.a),)
+
+
 class Sqrt(Function):
     name = "sqrt"
 
