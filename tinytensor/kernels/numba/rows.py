@@ -83,15 +83,22 @@ def _softmax_bwd_2d(y, dy, dx, nchunks):
     _chunked(_softmax_bwd_rows, y.shape[0], nchunks, (y, dy, dx))
 
 
-def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """Backward of softmax over the last axis: ``dx = y * (dy - sum(dy * y))`` (float64 sum)."""
+def _row_backward(reference, body, driver, y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """The wrapper both row backwards share: ``y`` (the forward's output) and ``dy`` as rows, ``body`` over
+    them (serial, or ``driver``'s prange over chunks), ``dx`` in y's shape; the reference for what the
+    compiled body does not take (non-float pairs, empty arrays)."""
     if not _float_pair(y, dy) or y.size == 0:
-        return numpy_ref.softmax_backward(y, dy)
+        return reference(y, dy)
     y2 = _rows(y)
     dy2 = _rows(_as(dy, y.shape, y.dtype))
     dx = np.empty_like(y2)
-    _launch(_softmax_bwd_rows, _softmax_bwd_2d, y2.shape[0], _nchunks(y2.size), y2, dy2, dx)
+    _launch(body, driver, y2.shape[0], _nchunks(y2.size), y2, dy2, dx)
     return dx.reshape(y.shape)
+
+
+def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Backward of softmax over the last axis: ``dx = y * (dy - sum(dy * y))`` (float64 sum)."""
+    return _row_backward(numpy_ref.softmax_backward, _softmax_bwd_rows, _softmax_bwd_2d, y, dy)
 
 
 @_jit
@@ -147,13 +154,7 @@ def _log_softmax_bwd_2d(y, dy, dx, nchunks):
 
 def log_softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """Backward of log-softmax (``y`` is its output): ``dx = dy - exp(y) * sum(dy)``."""
-    if not _float_pair(y, dy) or y.size == 0:
-        return numpy_ref.log_softmax_backward(y, dy)
-    y2 = _rows(y)
-    dy2 = _rows(_as(dy, y.shape, y.dtype))
-    dx = np.empty_like(y2)
-    _launch(_log_softmax_bwd_rows, _log_softmax_bwd_2d, y2.shape[0], _nchunks(y2.size), y2, dy2, dx)
-    return dx.reshape(y.shape)
+    return _row_backward(numpy_ref.log_softmax_backward, _log_softmax_bwd_rows, _log_softmax_bwd_2d, y, dy)
 
 
 # ================================================================================ cross-entropy
