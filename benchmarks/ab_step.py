@@ -2,16 +2,18 @@
 by running the two one after the other?
 
     python -m benchmarks.ab_step --base REV [--preset baby] [--pairs 40] [--steps 5] [--json PATH]
-    python -m benchmarks.ab_step --toggle tinytensor.kernels.numba_cpu._ATTN_BLAS_MAX=0,262144 [...]
+    python -m benchmarks.ab_step --toggle tinytensor.kernels.numba.attention_blas._ATTN_BLAS_MAX=0,262144 [...]
 
 On the 2-core VMs we use, whole processes run in fast and slow phases that last seconds to minutes: the same
-code measures 20-50 % apart in consecutive runs. So both versions run in ONE process. The base revision is
-checked out into a temporary git worktree and its ``tinytensor`` and ``gpt`` packages are imported under other
-module names next to this checkout's; the two training steps (forward, backward, clipping, AdamW on the same
-batches) then alternate, ``--steps`` steps of one and then of the other, ``--pairs`` times, the order flipped
-every pair, so each pair sees one phase of the machine. Reported: each version's median ms per step, and the
-median over pairs of base / this (above 1: this checkout is faster). The losses after the warm-up steps are
-printed too: equal losses mean the two versions compute the same thing.
+code measures 20-50 % apart in consecutive runs. So the two versions run side by side, in lockstep. The base
+revision is checked out into a temporary git worktree; each checkout's training step (forward, backward,
+clipping, AdamW on the same batches) lives in its own worker process, which imports that checkout's own
+``tinytensor`` and ``gpt`` (so lazily imported kernel modules cannot cross over, as they did when both were
+imported into one process under two names). The parent asks them in turn for ``--steps`` steps of one and then
+of the other, ``--pairs`` times, the order flipped every pair, so each pair sees one phase of the machine; the
+waiting worker sleeps on its pipe. Reported: each version's median ms per step, and the median over pairs of
+base / this (above 1: this checkout is faster). The losses after the warm-up steps are printed too: equal
+losses mean the two versions compute the same thing.
 
 The base's Numba kernels may have to compile first (minutes, when they are not in the cache yet).
 
@@ -26,8 +28,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import importlib
-import importlib.util
+import os
 import statistics
 import subprocess
 import sys
@@ -35,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import tinytensor  # noqa: F401  (before NumPy: the thread policy, tinytensor/threads.py)
+import tinytensor  # noqa: F401  (the thread policy, tinytensor/runtime.py)
 
 import gpt
 from benchmarks.train_throughput import PRESETS, _batches, tt_step
@@ -43,30 +46,57 @@ from benchmarks.train_throughput import PRESETS, _batches, tt_step
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _import_as(name: str, package_dir: Path):
-    """Import the package in ``package_dir`` under the module name ``name`` (its relative imports follow)."""
-    spec = importlib.util.spec_from_file_location(name, package_dir / "__init__.py",
-                                                  submodule_search_locations=[str(package_dir)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+_WORKER = r"""
+import importlib.util, json, sys, time
+spec = importlib.util.spec_from_file_location("_ab_throughput", sys.argv[1])
+tp = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tp)
+import tinytensor, gpt                                   # the checkout on PYTHONPATH: base or this
+cfg = json.loads(sys.argv[2])
+step = tp.tt_step(tinytensor, gpt, cfg)
+batches = tp._batches(cfg, 8)
+print(json.dumps({"tinytensor": tinytensor.__file__}), flush=True)
+loss = float("nan")
+for line in sys.stdin:                                   # "N": run N steps, answer ms per step and the loss
+    n = int(line)
+    t0 = time.perf_counter()
+    for i in range(n):
+        loss = step(*batches[i % len(batches)])
+    print(json.dumps({"ms": (time.perf_counter() - t0) / max(n, 1) * 1e3, "loss": loss}), flush=True)
+"""
 
 
-def load_checkout(root: Path, prefix: str = "base_"):
-    """``(tinytensor, gpt)`` of the checkout at ``root``, imported as ``base_tinytensor`` and ``base_gpt``.
+class Worker:
+    """One checkout's training step in its own process, run in blocks on request (so two checkouts never
+    share module names: each imports its own ``tinytensor`` and ``gpt``, lazily loaded kernels included)."""
 
-    While ``gpt`` is imported, ``import tinytensor`` must find the base's package, so the name points at it
-    for that moment and is then given back to this checkout's.
-    """
-    tt = _import_as(prefix + "tinytensor", root / "tinytensor")
-    ours = sys.modules["tinytensor"]
-    sys.modules["tinytensor"] = tt
-    try:
-        g = _import_as(prefix + "gpt", root / "gpt")
-    finally:
-        sys.modules["tinytensor"] = ours
-    return tt, g
+    def __init__(self, root: Path, cfg: dict):
+        env = dict(os.environ, PYTHONPATH=str(root))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(ROOT / "benchmarks" / "train_throughput.py"), json.dumps(cfg)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=str(root))
+        self.where = json.loads(self.proc.stdout.readline())["tinytensor"]
+
+    def __call__(self, nsteps: int) -> tuple[float, float]:
+        self.proc.stdin.write(f"{nsteps}\n")
+        self.proc.stdin.flush()
+        r = json.loads(self.proc.stdout.readline())
+        return r["ms"], r["loss"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def _local_block(step, batches):
+    """A block runner for a step function of this process: ``run(n) -> (ms per step, last loss)``."""
+    def run(nsteps: int) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        loss = float("nan")
+        for i in range(nsteps):
+            loss = step(*batches[i % len(batches)])
+        return (time.perf_counter() - t0) / nsteps * 1e3, loss
+    return run
 
 
 def main(argv=None) -> int:
@@ -85,22 +115,25 @@ def main(argv=None) -> int:
     from benchmarks._util import machine_info, write_json_atomic
 
     cfg = PRESETS[args.preset]
-    batches = _batches(cfg, 8)
     if args.toggle:
         module, attr, values = _parse_toggle(args.toggle)
-        step = tt_step(tinytensor, gpt, cfg)
-        losses, times = _alternate({"base": step, "this": step}, batches, args.pairs, args.steps,
+        run = _local_block(tt_step(tinytensor, gpt, cfg), _batches(cfg, 8))
+        losses, times = _alternate({"base": run, "this": run}, args.pairs, args.steps,
                                    setup=lambda name: setattr(module, attr, values[name]))
     else:
         with tempfile.TemporaryDirectory() as tmp:
             worktree = Path(tmp) / "base"
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(worktree), args.base],
                            check=True)
+            workers = {}
             try:
-                base_tt, base_gpt = load_checkout(worktree)
-                steps = {"base": tt_step(base_tt, base_gpt, cfg), "this": tt_step(tinytensor, gpt, cfg)}
-                losses, times = _alternate(steps, batches, args.pairs, args.steps)
+                workers = {"base": Worker(worktree, cfg), "this": Worker(ROOT, cfg)}
+                for name, w in workers.items():
+                    print(f"{name}: {w.where}")
+                losses, times = _alternate(workers, args.pairs, args.steps)
             finally:
+                for w in workers.values():
+                    w.close()
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
 
     ratios = [b / t for b, t in zip(times["base"], times["this"])]
@@ -117,7 +150,7 @@ def main(argv=None) -> int:
         print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, one model, {args.toggle} (base=A, this=B)")
         print(f"losses after each warm-up (the model trains on): base {losses['base']:.6f}, this {losses['this']:.6f}")
     else:
-        print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, both versions in one process")
+        print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, the two checkouts side by side in lockstep")
         print(f"losses after warm-up: base {losses['base']:.6f}, this {losses['this']:.6f}")
     for name in ("base", "this"):
         v = times[name]
@@ -146,23 +179,20 @@ def _parse_toggle(spec: str):
     return module, attr, {"base": a, "this": b}
 
 
-def _alternate(steps: dict, batches, pairs: int, nsteps: int, setup=lambda name: None):
-    """Warm each step up, then time ``nsteps`` steps of each in ``pairs`` pairs, the order flipped every pair;
-    ``setup(name)`` runs before each block. Returns (loss after each warm-up, ms per step of every block)."""
+def _alternate(blocks: dict, pairs: int, nsteps: int, setup=lambda name: None):
+    """Warm each version up (3 steps), then time ``nsteps`` steps of each in ``pairs`` pairs, the order flipped
+    every pair; ``blocks[name](n)`` runs n steps and returns (ms per step, last loss); ``setup(name)`` runs
+    before each block. Returns (loss after each warm-up, ms per step of every block)."""
     losses = {}
-    for name, step in steps.items():  # warm-up: Numba compile or cache load, allocator
+    for name, run in blocks.items():  # warm-up: Numba compile or cache load, allocator
         setup(name)
-        for i in range(3):
-            losses[name] = step(*batches[i % len(batches)])
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    order = list(steps)
+        losses[name] = run(3)[1]
+    times: dict[str, list[float]] = {name: [] for name in blocks}
+    order = list(blocks)
     for pair in range(pairs):
         for name in (order if pair % 2 == 0 else order[::-1]):
             setup(name)
-            t0 = time.perf_counter()
-            for i in range(nsteps):
-                steps[name](*batches[i % len(batches)])
-            times[name].append((time.perf_counter() - t0) / nsteps * 1e3)
+            times[name].append(blocks[name](nsteps)[0])
     return losses, times
 
 

@@ -57,7 +57,7 @@ def _peak_rss_mb() -> float:
 # ---------------------------------------------------------------------------------------- workers
 def _tinygpt_run(model_dir: str, prompt: list[int], new_tokens: int, use_cache: bool) -> dict:
     import numpy as np
-    from gpt.pretrained import load_pretrained
+    from gpt import load_pretrained
 
     t0 = time.perf_counter()
     model = load_pretrained(model_dir)
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
 
     from benchmarks._util import format_table, machine_info, machine_line, write_json_atomic
     from gpt.model import GPT, GPTConfig
-    from gpt.pretrained import save_pretrained
+    from gpt.hf import save_pretrained
 
     kinds = ["cache", "nocache"]
     if args.no_transformers:

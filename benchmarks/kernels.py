@@ -1,6 +1,6 @@
 """Kernel benchmark: Numba kernels vs the NumPy reference, BLAS and PyTorch, at the models' shapes.
 
-    python -m benchmarks.kernels [--quick] [--json PATH] [--threads N]
+    python -m benchmarks.kernels [--quick] [--json PATH] [--write-auto] [--threads N]
 
 For every kernel, at the shapes of the baby GPT (4 layers, 4 heads, 128 wide, block 64, batch 12,
 vocab 65) and of the shakespeare-char GPT (6/6/384, block 256, batch 64), plus square GEMMs
@@ -67,9 +67,9 @@ def triad_bandwidth(n: int, reps: int = 5) -> float:
 def compile_times(quick: bool) -> dict:
     """First-call compile time of the Numba kernels in a fresh cache directory (a subprocess), then
     the warm start from that cache. ``quick`` compiles only ``softmax`` float32 (one kernel)."""
-    code_full = ("import time; t=time.perf_counter(); from tinytensor.kernels import numba_cpu as k; "
+    code_full = ("import time; t=time.perf_counter(); from tinytensor.kernels import numba as k; "
                  "k.warmup(); print(time.perf_counter()-t)")
-    code_one = ("import time, numpy as np; t=time.perf_counter(); from tinytensor.kernels import numba_cpu as k; "
+    code_one = ("import time, numpy as np; t=time.perf_counter(); from tinytensor.kernels import numba as k; "
                 "k.softmax(np.ones((4, 4), np.float32), True); print(time.perf_counter()-t)")
     code = code_one if quick else code_full
     out = {"what": "softmax float32 only" if quick else "warmup(): every kernel, float32 + float64"}
@@ -289,7 +289,7 @@ def row_cases(cfg, nc, nr, tt, rng, dt=np.float32):
 
 # ------------------------------------------------------------------------------------------ run
 def run(quick: bool, threads: int | None) -> dict:
-    from tinytensor.kernels import numba_cpu as nc
+    from tinytensor.kernels import numba as nc
     from tinytensor.kernels import numpy_ref as nr
 
     threads = nc.set_num_threads(threads)
@@ -455,10 +455,27 @@ def report(res: dict) -> str:
     return "\n".join(lines)
 
 
+def write_auto(choice: dict) -> None:
+    """``tinytensor/kernels/auto.json``: the measured choice per kernel, with this CPU's ``lscpu`` model name
+    and the date (the backend falls back to its defaults for a kernel missing here)."""
+    from tinytensor import backend
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name")), "")
+    except OSError:
+        cpu = ""
+    write_json_atomic(str(backend.AUTO_FILE), {"cpu": cpu, "date": time.strftime("%Y-%m-%d"),
+                                               "written_by": "python -m benchmarks.kernels --write-auto",
+                                               "choice": choice})
+    print(f"wrote {backend.AUTO_FILE}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.kernels", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="baby shapes and GEMMs up to 1024 only (< 2 min)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON (atomically)")
+    ap.add_argument("--write-auto", action="store_true",
+                    help="write the auto choices to tinytensor/kernels/auto.json (read by tinytensor.backend)")
     ap.add_argument("--threads", type=int, default=None,
                     help="thread count for Numba, OpenBLAS and torch (default: TINYTENSOR_NUM_THREADS or all "
                          "cores; OpenBLAS then keeps its own default)")
@@ -472,6 +489,8 @@ def main(argv=None) -> int:
     print()
     print(report(res))
     print(f"\n({res['seconds']:.0f} s)")
+    if args.write_auto:
+        write_auto(res["auto"])
     if args.json:
         write_json_atomic(args.json, res)
         print(f"wrote {args.json}")

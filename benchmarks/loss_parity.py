@@ -20,10 +20,11 @@ import time
 import tinytensor as tt  # before NumPy: the thread policy (tinytensor/threads.py)
 import numpy as np
 
+from gpt.checkpoint import load_model
 from gpt.config import make_config
-from gpt.data import build_tokenizer, make_samplers, prepare_tokens, read_text, resolve_text
-from gpt.sample import load_model
+from gpt.data import build_tokenizer, make_samplers, prepare_tokens, resolve_text
 from gpt.train import get_lr, train
+from tinytensor.fileio import read_text
 
 EVAL_SEED = 20_000          # eval batches come from this seed's streams, the same for every run
 LONG_EVAL_ITERS = 200

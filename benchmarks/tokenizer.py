@@ -27,8 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from tinytensor.fileio import atomic_write_text
 from tokenizer import GPT4_PATTERN, BPETokenizer, load_gpt2
-from tokenizer.base import atomic_write_text
 
 TARGET_ENCODE_RATIO = 0.5  # ours / tiktoken MB/s, at least
 TARGET_TRAIN_RATIO = 3.0  # ours / HF seconds, at most

@@ -30,10 +30,14 @@ import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from tokenizer.gpt2 import sha256_file
+from tinytensor.errors import FileFormatError
+from tinytensor.fileio import atomic_write_text, default_mode, fsync_dir, sha256_file
 
-from .data import atomic_write_bytes, default_mode, load_tokenizer, tokenizer_bytes
+from .data import load_tokenizer, tokenizer_bytes
 from .model import GPT, GPTConfig
+
+__all__ = ["Checkpoint", "FORMAT", "POINTER", "VERSION", "has_checkpoint", "load_checkpoint", "load_model",
+           "save_checkpoint"]
 
 FORMAT = "tinygpt-checkpoint"
 VERSION = 1
@@ -68,24 +72,12 @@ class Checkpoint:
 
 
 def _write_file(path: Path, data: bytes) -> str:
+    """Write and fsync one file of a checkpoint folder being built (the folder's rename is the atomic step)."""
     with open(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     return hashlib.sha256(data).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # not supported on this platform
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(out_dir: str | os.PathLike, iter_num: int, model: GPT, optimizer, tokenizer,
@@ -134,18 +126,17 @@ def save_checkpoint(out_dir: str | os.PathLike, iter_num: int, model: GPT, optim
                "param_names": list(params), "optimizer": opt_json, "files": files, **(state or {})}
         doc.setdefault("rng", {})["dropout"] = model.dropout_rng.bit_generator.state
         _write_file(tmp / "state.json", (json.dumps(doc, indent=1) + "\n").encode())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         final = out_dir / name
         if final.exists():  # a stale folder of this name that the pointer does not name
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(out_dir)
+        fsync_dir(out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     pointer = {"latest": name, "iter_num": int(iter_num)}
-    atomic_write_bytes(out_dir / POINTER, (json.dumps(pointer) + "\n").encode())
-    _fsync_dir(out_dir)
+    atomic_write_text(out_dir / POINTER, json.dumps(pointer) + "\n")
     # only now is the new checkpoint the current one: drop the older ones and any half-written folders
     for p in out_dir.iterdir():
         if p.is_dir() and p.name != name and (p.name.startswith("ckpt-") or p.name.startswith(".ckpt-")):
@@ -170,27 +161,27 @@ def load_checkpoint(out_dir: str | os.PathLike, verify: bool = True) -> Checkpoi
 
     Raises:
         FileNotFoundError: no checkpoint there.
-        ValueError: a file whose sha256 differs from the one recorded (a damaged checkpoint).
+        FileFormatError: not a checkpoint of this format and version, or a file whose sha256 differs from
+            the one recorded (a damaged checkpoint).
     """
     path = Path(out_dir)
     if not (path / "state.json").is_file():
         name = _latest_name(path)
         if name is None:
-            raise FileNotFoundError(f"no checkpoint in {str(path)!r} (no {POINTER}); train one with "
-                                    f"`tinygpt train --out_dir {path}`")
+            raise FileNotFoundError(f"no checkpoint in {str(path)!r} (no {POINTER}); train one into it first")
         path = path / name
         if not path.is_dir():
             raise FileNotFoundError(f"{POINTER} names {name}, which is missing from {out_dir}")
     state = json.loads((path / "state.json").read_text())
     if state.get("format") != FORMAT:
-        raise ValueError(f"{path}/state.json is not a {FORMAT} file")
+        raise FileFormatError(f"{path}/state.json is not a {FORMAT} file")
     if state.get("version") != VERSION:
-        raise ValueError(f"{path}: unsupported checkpoint version {state.get('version')!r}")
+        raise FileFormatError(f"{path}: unsupported checkpoint version {state.get('version')!r}")
     if verify:
         for fname, digest in state["files"].items():
             got = sha256_file(path / fname)
             if got != digest:
-                raise ValueError(f"{path / fname} has sha256 {got}, the checkpoint recorded {digest}: "
+                raise FileFormatError(f"{path / fname} has sha256 {got}, the checkpoint recorded {digest}: "
                                  f"the file is damaged")
     model_state = st_load((path / "model.safetensors").read_bytes())
     opt = state.get("optimizer")
@@ -206,3 +197,11 @@ def load_checkpoint(out_dir: str | os.PathLike, verify: bool = True) -> Checkpoi
         }
     tokenizer = load_tokenizer(path / "tokenizer.json")
     return Checkpoint(path, state, model_state, optimizer_state, tokenizer)
+
+
+def load_model(out_dir: str | os.PathLike) -> tuple[GPT, Any, Checkpoint]:
+    """The latest checkpoint's model (in eval mode), its tokenizer, and the checkpoint itself."""
+    ckpt = load_checkpoint(out_dir)
+    model = ckpt.build_model()
+    model.eval()
+    return model, ckpt.tokenizer, ckpt

@@ -1,7 +1,7 @@
 """A GPT language model on tinytensor, in the shape of karpathy/nanoGPT's ``model.py``.
 
-Read top to bottom: the config, the blocks (attention, MLP, pre-LN block), the model with its init,
-forward, optimizer setup and generation. Parameter names are GPT-2's as nanoGPT spells them
+Read top to bottom: the config, the model with its init, forward, optimizer setup and generation, then
+the next-token sampler. The blocks it stacks (attention, MLP, pre-LN block) are in :mod:`gpt.blocks`. Parameter names are GPT-2's as nanoGPT spells them
 (``transformer.wte.weight``, ``transformer.h.0.attn.c_attn.weight`` [3C, C], ...), weights in PyTorch's
 ``Linear`` layout ``[out, in]``, so GPT-2 state dicts map one to one. ``lm_head.weight`` is the same
 Parameter as ``transformer.wte.weight`` (weight tying) and is listed once, under the ``wte`` name.
@@ -12,7 +12,6 @@ S keys seen by attention (T, or more with a KV cache).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -20,123 +19,13 @@ import numpy as np
 import tinytensor as tt
 from tinytensor import functional as F
 from tinytensor import nn, optim
+from tinytensor.errors import ConfigError, DTypeError, ShapeError
 
+from . import hf, hub
+from .blocks import Block, KVCache
+from .model_config import GPTConfig
 
-@dataclass
-class GPTConfig:
-    """The model's shape. Defaults are GPT-2 small (124M) as in nanoGPT.
-
-    Attributes:
-        block_size: longest context the model sees (positions 0 .. block_size-1).
-        vocab_size: number of token ids.
-        n_layer: transformer blocks.
-        n_head: attention heads per block; must divide ``n_embd``.
-        n_embd: channels of the residual stream.
-        dropout: dropout probability on attention weights and residual branches while training.
-        bias: whether Linear and LayerNorm layers have biases (GPT-2 has them).
-    """
-    block_size: int = 1024
-    vocab_size: int = 50304
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    dropout: float = 0.0
-    bias: bool = True
-
-    def __post_init__(self):
-        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"GPTConfig: n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.bias, (bool, np.bool_)):
-            raise TypeError(f"GPTConfig.bias must be a bool, got {self.bias!r}")
-
-
-class KVCache:
-    """Keys and values of the positions seen so far, per layer: ``[B, H, block_size, D]`` buffers.
-
-    ``length`` is how many positions are filled; a forward pass with a cache appends its T positions,
-    attends over all ``length + T`` and takes positions ``length .. length+T-1``.
-    """
-
-    def __init__(self, config: GPTConfig, batch_size: int, dtype=np.float32):
-        hs = config.n_embd // config.n_head
-        shape = (config.n_layer, batch_size, config.n_head, config.block_size, hs)
-        self.k = np.zeros(shape, dtype=dtype)
-        self.v = np.zeros(shape, dtype=dtype)
-        self.length = 0
-
-    @property
-    def capacity(self) -> int:
-        return self.k.shape[3]
-
-
-class CausalSelfAttention(nn.Module):
-
-    def __init__(self, config: GPTConfig, rng: np.random.Generator, dropout_rng: np.random.Generator):
-        super().__init__()
-        # key, query, value projections for all heads, in one matrix: weight [3C, C]
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias, rng=rng)
-        # output projection: weight [C, C]
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias, rng=rng)
-        self.resid_dropout = nn.Dropout(config.dropout, rng=dropout_rng)
-        self.n_head = config.n_head
-        self.n_embd = config.n_embd
-        self.dropout = config.dropout
-        self.dropout_rng = dropout_rng
-
-    def forward(self, x: tt.Tensor, cache: KVCache | None = None, layer: int = 0) -> tt.Tensor:
-        B, T, C = x.shape
-        H, D = self.n_head, C // self.n_head
-        q, k, v = tt.split(self.c_attn(x), 3, axis=2)                 # 3 x [B, T, C]
-        q = q.reshape(B, T, H, D).transpose(0, 2, 1, 3)                # [B, H, T, D]
-        k = k.reshape(B, T, H, D).transpose(0, 2, 1, 3)                # [B, H, T, D]
-        v = v.reshape(B, T, H, D).transpose(0, 2, 1, 3)                # [B, H, T, D]
-        if cache is not None:  # inference only (no graph): append, then attend over everything cached
-            start, end = cache.length, cache.length + T
-            cache.k[layer, :, :, start:end] = k.data
-            cache.v[layer, :, :, start:end] = v.data
-            k = tt.Tensor(cache.k[layer, :, :, :end])                  # [B, H, S, D]
-            v = tt.Tensor(cache.v[layer, :, :, :end])                  # [B, H, S, D]
-        # causal: query i (the last T of S positions) sees keys 0 .. i + S - T
-        y = F.scaled_dot_product_attention(q, k, v, causal=True, dropout_p=self.dropout,
-                                           training=self.training, rng=self.dropout_rng)  # [B, H, T, D]
-        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)                   # [B, T, C] heads side by side
-        return self.resid_dropout(self.c_proj(y))                      # [B, T, C]
-
-
-class MLP(nn.Module):
-
-    def __init__(self, config: GPTConfig, rng: np.random.Generator, dropout_rng: np.random.Generator):
-        super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng)    # [4C, C]
-        self.gelu = nn.GELU()                                                                 # tanh form
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias, rng=rng)  # [C, 4C]
-        self.dropout = nn.Dropout(config.dropout, rng=dropout_rng)
-
-    def forward(self, x: tt.Tensor) -> tt.Tensor:
-        x = self.gelu(self.c_fc(x))                                    # [B, T, 4C]
-        return self.dropout(self.c_proj(x))                            # [B, T, C]
-
-
-class Block(nn.Module):
-    """Pre-LN transformer block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``."""
-
-    def __init__(self, config: GPTConfig, rng: np.random.Generator, dropout_rng: np.random.Generator):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config, rng, dropout_rng)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config, rng, dropout_rng)
-
-    def forward(self, x: tt.Tensor, cache: KVCache | None = None, layer: int = 0) -> tt.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)                  # [B, T, C]
-        x = x + self.mlp(self.ln_2(x))                                 # [B, T, C]
-        return x
+__all__ = ["GPT", "GPTConfig", "KVCache", "load_pretrained", "sample_next"]
 
 
 class GPT(nn.Module):
@@ -151,7 +40,7 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig, seed: int | None = None):
         super().__init__()
         if not isinstance(config, GPTConfig):
-            raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}")
+            raise DTypeError(f"GPT needs a GPTConfig, got {type(config).__name__}")
         self.config = config
         if seed is None:
             seed = int(tt.default_rng().integers(2**63))
@@ -213,7 +102,7 @@ class GPT(nn.Module):
         if targets is not None:
             targets = _as_ids(targets, "targets")
             if targets.shape != x.shape[:2]:
-                raise ValueError(f"GPT.forward: targets shape {targets.shape} != idx shape {x.shape[:2]}")
+                raise ShapeError(f"GPT.forward: targets shape {targets.shape} != idx shape {x.shape[:2]}")
             logits = self.lm_head(x)                                    # [B, T, V]
             loss = F.cross_entropy(logits, targets, ignore_index=-1)    # scalar
         elif return_all:
@@ -232,11 +121,11 @@ class GPT(nn.Module):
         """
         idx = _as_ids(idx, "idx")
         if idx.ndim != 2:
-            raise ValueError(f"GPT.forward: idx must be [B, T], got shape {idx.shape}")
+            raise ShapeError(f"GPT.forward: idx must be [B, T], got shape {idx.shape}")
         B, T = idx.shape
         start = cache.length if cache is not None else 0
         if T == 0 or start + T > self.config.block_size:
-            raise ValueError(f"GPT.forward: cannot run {T} tokens after {start} cached ones with "
+            raise ShapeError(f"GPT.forward: cannot run {T} tokens after {start} cached ones with "
                              f"block_size {self.config.block_size}")
         pos = np.arange(start, start + T)                               # [T]
 
@@ -250,6 +139,33 @@ class GPT(nn.Module):
             cache.length += T
         return x
 
+    @classmethod
+    def from_pretrained(cls, name_or_dir, dropout: float = 0.0) -> "GPT":
+        """A GPT with GPT-2's weights, in eval mode: a name (``gpt2``, ``gpt2-medium``, ``gpt2-large``,
+        ``gpt2-xl``; downloaded once, see :mod:`gpt.hub`) or a folder in transformers' layout (``config.json``
+        + ``model.safetensors``; see :mod:`gpt.hf`).
+
+        Args:
+            name_or_dir: the model's name or folder.
+            dropout: the dropout probability for further training (inference and nanoGPT's fine-tuning: 0).
+
+        Raises:
+            FileNotFoundError: no such folder, config or weights.
+            gpt.hf.PretrainedFormatError: a config or weights this GPT cannot take (names the fields/tensors).
+            gpt.hub.HubError: a name that could not be downloaded (offline, no network, a bad checksum).
+        """
+        folder = hub.resolve_model(name_or_dir)
+        config_dict = hf.read_config(folder)
+        model = cls(hf.config_from_hf(config_dict, dropout, str(folder / hf.CONFIG_NAME)), seed=0)
+        hf.load_pretrained_into(model, folder, hf=config_dict)
+        model.eval()
+        return model
+
+    def save_pretrained(self, model_dir, tokenizer=None):
+        """Write a folder that transformers' ``GPT2LMHeadModel.from_pretrained`` (and :meth:`from_pretrained`)
+        loads, with the tokenizer's files so it is self-contained; see :func:`gpt.hf.save_pretrained`."""
+        return hf.save_pretrained(self, model_dir, tokenizer)
+
     def configure_optimizers(self, weight_decay: float, learning_rate: float,
                              betas: tuple[float, float]) -> optim.AdamW:
         """AdamW with weight decay on every ≥2-D weight (matmuls, embeddings), none on biases and norms."""
@@ -259,17 +175,6 @@ class GPT(nn.Module):
         groups = [{"params": decay, "weight_decay": weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
         return optim.AdamW(groups, lr=learning_rate, betas=betas)
-
-    @classmethod
-    def from_pretrained(cls, model_dir, dropout: float = 0.0) -> "GPT":
-        """A GPT with a GPT-2 folder's weights (transformers' config.json + model.safetensors); see gpt.pretrained."""
-        from .pretrained import load_pretrained
-        return load_pretrained(model_dir, dropout=dropout)
-
-    def save_pretrained(self, model_dir):
-        """Write config.json + model.safetensors that transformers' GPT2LMHeadModel.from_pretrained loads."""
-        from .pretrained import save_pretrained
-        return save_pretrained(self, model_dir)
 
     # ------------------------------------------------------------------------------------ generation
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
@@ -310,9 +215,9 @@ class GPT(nn.Module):
         single = idx.ndim == 1
         ctx = idx[None, :] if single else idx
         if ctx.ndim != 2 or ctx.shape[1] == 0:
-            raise ValueError(f"generate: idx must be a non-empty [T] or [B, T] array, got shape {idx.shape}")
+            raise ShapeError(f"generate: idx must be a non-empty [T] or [B, T] array, got shape {idx.shape}")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
-            raise ValueError(f"generate: max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+            raise ConfigError(f"generate: max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
         _check_sampling(temperature, top_k, top_p)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         block = self.config.block_size
@@ -342,17 +247,17 @@ def _as_ids(x, what: str) -> np.ndarray:
     """Token ids as an integer ndarray (from an array, a list or a Tensor)."""
     arr = x.data if isinstance(x, tt.Tensor) else np.asarray(x)
     if arr.dtype.kind not in "iu":
-        raise TypeError(f"{what} must hold integer token ids, got dtype {arr.dtype}")
+        raise DTypeError(f"{what} must hold integer token ids, got dtype {arr.dtype}")
     return arr
 
 
 def _check_sampling(temperature, top_k, top_p) -> None:
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        raise ConfigError(f"temperature must be a finite number >= 0, got {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
-        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+        raise ConfigError(f"top_k must be None or an int >= 1, got {top_k!r}")
     if top_p is not None and not (isinstance(top_p, (int, float)) and 0.0 < top_p <= 1.0):
-        raise ValueError(f"top_p must be None or in (0, 1], got {top_p!r}")
+        raise ConfigError(f"top_p must be None or in (0, 1], got {top_p!r}")
 
 
 def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
@@ -388,3 +293,8 @@ def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None 
     # subtle: searchsorted can land on a trailing zero-probability id when u hits cdf[-1] exactly
     last_nonzero = p.shape[-1] - 1 - np.argmax(p[:, ::-1] > 0, axis=-1)
     return np.minimum(ids, last_nonzero)
+
+
+def load_pretrained(name_or_dir, dropout: float = 0.0) -> GPT:
+    """:meth:`GPT.from_pretrained` as a function (``gpt.load_pretrained("gpt2")``)."""
+    return GPT.from_pretrained(name_or_dir, dropout)

@@ -1,36 +1,36 @@
-"""Sampling from a trained checkpoint, streamed as text, and evaluating one.
+"""Text from a model: a prompt's continuation, streamed piece by piece, from a checkpoint or a GPT-2 folder.
 
-    model, tok, ckpt = load_model("out-baby")
+    model, tok, ckpt = load_model("out-baby")                      # gpt.checkpoint
     for piece in stream_text(model, tok, "ROMEO:", max_new_tokens=200, seed=1):
         print(piece, end="", flush=True)
+    sample_pretrained("gpt2-folder", "Hello,", max_new_tokens=40, seed=0)
 """
 from __future__ import annotations
 
 import codecs
 import os
-from typing import Iterator
+import sys
+from typing import Iterator, TextIO
 
 import numpy as np
 
-from .checkpoint import Checkpoint, load_checkpoint
-from .data import encode, make_samplers, prepare_tokens, training_text
+from tinytensor.errors import ConfigError
+
+from . import hub
+from .data import encode, load_tokenizer
 from .model import GPT
-from .windows import make_window_samplers
 
+__all__ = ["SAMPLE_SEPARATOR", "encode_prompt", "load_pretrained_with_tokenizer", "sample_pretrained", "sample_text", "stream_text",
+           "write_samples"]
 
-def load_model(out_dir: str | os.PathLike) -> tuple[GPT, object, Checkpoint]:
-    """The latest checkpoint's model (in eval mode), its tokenizer, and the checkpoint itself."""
-    ckpt = load_checkpoint(out_dir)
-    model = ckpt.build_model()
-    model.eval()
-    return model, ckpt.tokenizer, ckpt
+SAMPLE_SEPARATOR = "\n---------------\n"
 
 
 def encode_prompt(tok, prompt: str) -> np.ndarray:
-    """The prompt's ids as ``[T]`` int64; ValueError if it encodes to nothing."""
+    """The prompt's ids as ``[T]`` int64; ConfigError if it encodes to nothing."""
     ids = encode(tok, prompt)
     if not ids:
-        raise ValueError(f"the prompt {prompt!r} encodes to no tokens; pass a non-empty --prompt")
+        raise ConfigError(f"the prompt {prompt!r} encodes to no tokens; give a non-empty prompt")
     return np.array(ids, dtype=np.int64)
 
 
@@ -62,20 +62,73 @@ def sample_text(model: GPT, tok, prompt: str, max_new_tokens: int, **kwargs) -> 
     return "".join(stream_text(model, tok, prompt, max_new_tokens, **kwargs))
 
 
-def evaluate(out_dir: str | os.PathLike, data: str | None = None, eval_iters: int | None = None,
-             seed: int = 0) -> dict[str, float]:
-    """Mean train and val loss of the latest checkpoint over ``eval_iters`` batches per split.
+def _check_counts(max_new_tokens: int, num_samples: int) -> None:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ConfigError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ConfigError(f"num_samples must be an int >= 1, got {num_samples!r}")
 
-    The batches come from streams seeded with ``seed`` (not the training run's), so repeated calls give
-    the same figures.
+
+def write_samples(model: GPT, tok, prompt: str = "\n", max_new_tokens: int = 200, temperature: float = 0.8,
+                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                  num_samples: int = 1, stream: TextIO | None = None) -> list[str]:
+    """Write ``prompt`` + each sampled continuation to ``stream`` as it is made; returns the continuations.
+
+    Samples are separated by a dashed line. One random stream serves all samples, so the first equals
+    ``generate(seed=seed)`` and the same seed gives the same text.
+
+    Args:
+        model, tok: the model and its tokenizer.
+        prompt: the text to continue.
+        max_new_tokens, temperature, top_k, top_p: as :meth:`GPT.generate` (temperature 0 is greedy).
+        seed: the seed of the one random stream.
+        num_samples: how many continuations.
+        stream: where to write (default ``sys.stdout``).
     """
-    from .train import estimate_loss
-    model, tok, ckpt = load_model(out_dir)
-    cfg = ckpt.state["train_config"]
-    text_path = training_text(ckpt.state, data)
-    train_ids, val_ids, _ = prepare_tokens(text_path, tok, os.path.join(out_dir, "data"))
-    if cfg.get("stride"):  # the run's own sliding windows (their order seeded with ``seed``)
-        samplers = make_window_samplers(train_ids, val_ids, cfg["block_size"], cfg["batch_size"], cfg["stride"], seed)
-    else:
-        samplers = make_samplers(train_ids, val_ids, cfg["block_size"], cfg["batch_size"], seed)
-    return estimate_loss(model, samplers, eval_iters or cfg["eval_iters"])
+    _check_counts(max_new_tokens, num_samples)
+    out = stream if stream is not None else sys.stdout
+    rng = np.random.default_rng(seed)
+    texts = []
+    for k in range(num_samples):
+        if k:
+            out.write(SAMPLE_SEPARATOR)
+        out.write(prompt)
+        pieces = []
+        for piece in stream_text(model, tok, prompt, max_new_tokens, temperature, top_k, top_p, rng):
+            out.write(piece)
+            out.flush()
+            pieces.append(piece)
+        out.write("\n")
+        out.flush()
+        texts.append("".join(pieces))
+    return texts
+
+
+def load_pretrained_with_tokenizer(model_dir: str | os.PathLike, tokenizer: str | os.PathLike | None = None
+                                   ) -> tuple[GPT, object]:
+    """GPT-2 by name or folder (in eval mode) and its tokenizer: ``tokenizer`` if given (see
+    :func:`gpt.data.load_tokenizer`), else the folder's ``encoder.json`` + ``vocab.bpe``."""
+    model = GPT.from_pretrained(model_dir)
+    folder = hub.resolve_model(model_dir)
+    return model, load_tokenizer(tokenizer if tokenizer is not None else folder, model.config.vocab_size)
+
+
+def sample_pretrained(model_dir: str | os.PathLike, prompt: str = "\n", max_new_tokens: int = 200,
+                      temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
+                      seed: int | None = None, num_samples: int = 1,
+                      tokenizer: str | os.PathLike | None = None, stream: TextIO | None = None) -> list[str]:
+    """Load a GPT-2 folder and :func:`write_samples` from it (generation uses the KV cache).
+
+    Args:
+        model_dir: the GPT-2 folder or a GPT-2 name (see :meth:`gpt.model.GPT.from_pretrained`).
+        tokenizer: where the tokenizer comes from (see :func:`gpt.data.load_tokenizer`); default the
+            folder's ``encoder.json`` + ``vocab.bpe``.
+        others: as :func:`write_samples`.
+
+    Returns:
+        The continuations (without the prompt).
+    """
+    _check_counts(max_new_tokens, num_samples)
+    model, tok = load_pretrained_with_tokenizer(model_dir, tokenizer)
+    return write_samples(model, tok, prompt, max_new_tokens, temperature, top_k, top_p, seed, num_samples,
+                         stream)

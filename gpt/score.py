@@ -1,7 +1,7 @@
 """Zero-shot perplexity of any text file under a trained checkpoint or a GPT-2 folder.
 
     tinygpt eval --out_dir out-baby --data other.txt           # a tinygpt training run
-    tinygpt eval --pretrained gpt2-dir --data the-verdict.txt   # a GPT-2 folder (its own tokenizer)
+    tinygpt eval --pretrained gpt2 --data the-verdict.txt       # GPT-2 by name or folder (its own tokenizer)
 
 The text is encoded with the model's tokenizer and scored over sliding windows of the model's context
 (:func:`gpt.windows.score_windows`): ``stride == block_size`` by default, so each scored token is
@@ -14,10 +14,11 @@ import os
 import numpy as np
 
 from tinytensor.errors import FileFormatError, UsageError
+from tinytensor.fileio import read_text
 
-from .data import encode, read_text
-from .pretrained import load_pretrained, load_tokenizer
-from .sample import load_model
+from .checkpoint import load_model
+from .data import encode
+from .sample import load_pretrained_with_tokenizer
 from .windows import score_windows
 
 
@@ -29,8 +30,9 @@ def score_text(path: str | os.PathLike, out_dir: str | os.PathLike | None = None
     Args:
         path: a UTF-8 text file.
         out_dir: a training run's folder (its latest checkpoint and tokenizer), or
-        pretrained: a GPT-2 folder (config.json + model.safetensors; tokenizer as ``tinygpt sample``).
-        tokenizer: with ``pretrained``: where its tokenizer comes from (see ``gpt.pretrained.load_tokenizer``).
+        pretrained: GPT-2 by name or a GPT-2 folder (see :meth:`gpt.model.GPT.from_pretrained`).
+        tokenizer: with ``pretrained``: where its tokenizer comes from (see :func:`gpt.data.load_tokenizer`;
+            default the folder's own files).
         max_length: window length (default and maximum: the model's ``block_size``).
         stride: distance between windows (default ``max_length``).
         batch_size: windows per forward pass.
@@ -46,24 +48,20 @@ def score_text(path: str | os.PathLike, out_dir: str | os.PathLike | None = None
     if (out_dir is None) == (pretrained is None):
         raise UsageError("scoring a text needs --out_dir (a training run) or --pretrained (a GPT-2 folder), one")
     if pretrained is not None:
-        model = load_pretrained(pretrained)
-        tok = load_tokenizer(pretrained, tokenizer, model.config.vocab_size)
+        model, tok = load_pretrained_with_tokenizer(pretrained, tokenizer)
     else:
         model, tok, _ = load_model(out_dir)
     block = model.config.block_size
     max_length = max_length or block
     if max_length > block:
         raise UsageError(f"max_length {max_length} is longer than the model's context (block_size {block})")
-    try:
-        text = read_text(path)
-    except ValueError as e:
-        raise FileFormatError(str(e)) from None
+    text = read_text(path)
     if not text:
         raise FileFormatError(f"{path} is empty: nothing to score")
     ids = np.array(encode(tok, text), dtype=np.int64)
     if len(ids) <= max_length:
         raise UsageError(f"{path} has {len(ids)} tokens; scoring windows of {max_length} needs at least "
-                         f"{max_length + 1} (pass a smaller --max_length)")
+                         f"{max_length + 1} (a longer text, or a smaller max_length)")
     return {"file": str(path), **score_windows(model, ids, max_length, stride, batch_size)}
 
 

@@ -26,6 +26,8 @@ import tinytensor as tt
 from tinytensor import functional as F
 from tinytensor.errors import ConfigError, UsageError
 
+from .data import STREAM_EVAL_TRAIN, STREAM_TRAIN
+
 
 def perplexity(loss: float) -> float:
     """``exp(loss)``: the perplexity of a mean cross-entropy ``loss`` in nats per token.
@@ -150,10 +152,6 @@ class EpochLoader:
 
     def set_state(self, state: dict) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
-
-
-# the same stream ids as gpt.data.make_samplers: training order, then one stream per eval split
-STREAM_TRAIN, STREAM_EVAL_TRAIN, STREAM_EVAL_VAL = 1, 2, 3
 
 
 def make_window_samplers(train: np.ndarray, val: np.ndarray, block_size: int, batch_size: int, stride: int,

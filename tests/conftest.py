@@ -37,10 +37,32 @@ def _seed_library():
     yield
 
 
-@pytest.fixture
-def data_dir() -> Path:
-    """``$TINYGPT_DATA`` as a Path; skips the test when it is unset or missing."""
+def data_file(name: str) -> Path:
+    """``$TINYGPT_DATA/name``; skips the test, naming the variable and the file, when it is not there."""
     d = os.environ.get("TINYGPT_DATA")
-    if not d or not Path(d).is_dir():
-        pytest.skip("TINYGPT_DATA is not set to a data folder (see ../shared/data/README.md)")
-    return Path(d)
+    if not d:
+        pytest.skip(f"needs {name} from the data folder: TINYGPT_DATA is not set (set it to a folder "
+                    f"holding {name})")
+    path = Path(d) / name
+    if not path.exists():
+        pytest.skip(f"needs $TINYGPT_DATA/{name}: {path} does not exist")
+    return path
+
+
+@pytest.fixture
+def spam_tsv() -> Path:
+    """``$TINYGPT_DATA/SMSSpamCollection.tsv`` (skips when absent, saying so)."""
+    return data_file("SMSSpamCollection.tsv")
+
+
+@pytest.fixture
+def gpt2_vocab() -> Path:
+    """``$TINYGPT_DATA/gpt2`` holding GPT-2's encoder.json and vocab.bpe (skips when absent, saying so)."""
+    data_file("gpt2/encoder.json")
+    return data_file("gpt2/vocab.bpe").parent
+
+
+@pytest.fixture
+def tinyshakespeare() -> Path:
+    """``$TINYGPT_DATA/tinyshakespeare.txt`` (skips when absent, saying so)."""
+    return data_file("tinyshakespeare.txt")

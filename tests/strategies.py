@@ -5,7 +5,7 @@ requiring grad, possibly non-contiguous views), and a NumPy function computing t
 the raw arrays. The forward tests compare the two; the gradient tests run ``tt.gradcheck``.
 
 Values are kept off kinks: relu/abs inputs stay away from 0, max/min inputs have no ties, clip inputs
-stay away from the bounds. The kinks themselves are pinned in ``test_gradcheck_ops.py``.
+stay away from the bounds. The kinks themselves are pinned in ``test_ops.py``.
 """
 from __future__ import annotations
 
@@ -349,6 +349,7 @@ OP_CASES: dict[str, st.SearchStrategy[OpCase]] = {
     "pow_scalar": _pow_scalar(),
     "exp": _unary(lambda a: a.exp(), np.exp),
     "log": _unary(lambda a: a.log(), np.log, "positive"),
+    "log1p": _unary(lambda a: a.log1p(), np.log1p, "positive"),
     "sqrt": _unary(lambda a: a.sqrt(), np.sqrt, "positive"),
     "tanh": _unary(lambda a: a.tanh(), np.tanh),
     "sigmoid": _unary(lambda a: a.sigmoid(), _sigmoid),

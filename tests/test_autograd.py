@@ -205,31 +205,89 @@ def test_repr_and_item():
 # ----------------------------------------------------------------------------- bad input
 def test_errors_name_the_op_and_shapes():
     a, b = tt.tensor(np.ones((2, 3))), tt.tensor(np.ones((4, 5)))
-    with pytest.raises(ValueError, match=r"add: shapes \(2, 3\) and \(4, 5\) do not broadcast"):
+    with pytest.raises(tt.ShapeError, match=r"add: shapes \(2, 3\) and \(4, 5\) do not broadcast"):
         a + b
-    with pytest.raises(ValueError, match=r"matmul: shapes \(2, 3\) and \(4, 5\) do not align"):
+    with pytest.raises(tt.ShapeError, match=r"matmul: shapes \(2, 3\) and \(4, 5\) do not align"):
         a @ b
-    with pytest.raises(ValueError, match=r"reshape: cannot reshape array of shape \(2, 3\)"):
+    with pytest.raises(tt.ShapeError, match=r"reshape: cannot reshape array of shape \(2, 3\)"):
         a.reshape(4, 2)
-    with pytest.raises(ValueError, match="sum: axis 5 is out of range"):
+    with pytest.raises(tt.ShapeError, match="sum: axis 5 is out of range"):
         a.sum(axis=5)
-    with pytest.raises(ValueError, match=r"cross_entropy: target 7 out of range for 3 classes"):
-        F.cross_entropy(a, np.array([0, 7]))
-    with pytest.raises(ValueError, match="need targets of shape"):
-        F.cross_entropy(a, np.array([0, 1, 2]))
-    with pytest.raises(ValueError, match="layer_norm"):
+    with pytest.raises(tt.ShapeError, match=r"layer_norm: x \(2, 3\) needs weight and bias of shape \(3,\), got \(4,\)"):
         F.layer_norm(a, tt.tensor(np.ones(4)))
-    with pytest.raises(ValueError, match=r"embedding: ids must be in \[0, 2\)"):
-        F.embedding(np.array([0, 2]), a)
+    with pytest.raises(tt.ShapeError, match=r"where: shapes \(3,\) and \(2, 3\) and \(4, 5\)"):
+        tt.where(np.ones(3, bool), a, b)
+    with pytest.raises(tt.ShapeError, match=r"linear: x \(2, 3\) needs weight \[out, 3\].*got weight \(4, 5\)"):
+        F.linear(a, b)
+    with pytest.raises(tt.ShapeError, match=r"attention: q \(2, 3\)"):
+        tt.ops.Attention.apply(a, a, a, scale=1.0)
+
+
+def test_cross_entropy_targets_are_checked_at_the_boundary():
+    logits = tt.tensor(np.ones((2, 3)))
+    with pytest.raises(tt.UsageError, match=r"cross_entropy: targets must be in \[0, 3\).*got 7"):
+        F.cross_entropy(logits, np.array([0, 7]))
+    with pytest.raises(tt.UsageError, match=r"got -1"):          # negative ids are not wrapped around
+        F.cross_entropy(logits, np.array([-1, 0]))
+    with pytest.raises(tt.UsageError, match=r"got -100"):        # -100 counts only as an ignore_index
+        F.cross_entropy(logits, np.array([-100, 0]), ignore_index=5)
+    F.cross_entropy(logits, np.array([-100, 0]))                 # ... which is the default one
+    with pytest.raises(tt.ShapeError, match=r"logits \(2, 3\) need targets of shape \(2,\), got targets of shape \(3,\)"):
+        F.cross_entropy(logits, np.array([0, 1, 2]))
+    with pytest.raises(tt.DTypeError, match="targets must be integers, got dtype float64"):
+        F.cross_entropy(logits, np.array([0.0, 1.0]))
+    with pytest.raises(TypeError):                               # DTypeError is a TypeError too
+        F.cross_entropy(logits, np.array([0.0, 1.0]))
+    with pytest.raises(tt.UsageError, match="reduction must be"):
+        F.cross_entropy(logits, np.array([0, 1]), reduction="avg")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_embedding_ids_are_checked_at_the_boundary(backend):
+    w = tt.tensor(np.ones((2, 3)), requires_grad=True)
+    with tt.set_backend(backend):
+        with pytest.raises(tt.UsageError, match=r"embedding: ids must be in \[0, 2\); got 2"):
+            F.embedding(np.array([0, 2]), w)
+        with pytest.raises(tt.UsageError, match=r"got -1"):
+            F.embedding(np.array([[0, -1]]), w)
+        with pytest.raises(tt.DTypeError, match="ids must be integers, got dtype float32"):
+            F.embedding(np.array([0.0, 1.0], np.float32), w)
+        with pytest.raises(tt.ShapeError, match=r"weight must be 2-D \[num, dim\], got shape \(3,\)"):
+            F.embedding(np.array([0]), tt.tensor(np.ones(3)))
+        F.embedding(np.array([], np.int64), w)                    # no ids: nothing to check
+
+
+@pytest.mark.parametrize("p", [1.0, -0.1, 1.5, float("nan"), float("inf"), np.float32(1.0)])
+def test_dropout_probability_is_checked_at_the_boundary(p):
+    x = tt.tensor(np.ones(8))
+    with pytest.raises(tt.UsageError, match=r"p must be in \[0, 1\)"):
+        F.dropout(x, p)
+    with pytest.raises(tt.UsageError, match=r"Dropout: p must be in \[0, 1\)"):
+        tt.nn.Dropout(p)
+    with pytest.raises(tt.UsageError, match=r"dropout_p must be in \[0, 1\)"):
+        q = tt.tensor(np.ones((1, 1, 2, 2)))
+        F.scaled_dot_product_attention(q, q, q, dropout_p=p)
+    with pytest.raises(tt.DTypeError, match="p must be a real number, got str"):
+        F.dropout(x, "0.5")
+
+
+def test_error_messages_name_no_command_line_flags():
+    x = tt.tensor(np.ones((2, 3)))
+    calls = [lambda: F.cross_entropy(x, np.array([0, 9])), lambda: F.embedding(np.array([5]), x),
+             lambda: F.dropout(x, 2.0), lambda: x + tt.tensor(np.ones(4)), lambda: tt.optim.AdamW([], lr=-1)]
+    for call in calls:
+        with pytest.raises(ValueError) as e:
+            call()
+        assert "--" not in str(e.value), str(e.value)
 
 
 def test_backward_errors():
     x = tt.tensor([1.0, 2.0], requires_grad=True)
     with pytest.raises(RuntimeError, match=r"one-element tensor; got shape \(2,\)"):
         (x * 2).backward()
-    with pytest.raises(ValueError, match=r"grad has shape \(3,\)"):
+    with pytest.raises(tt.ShapeError, match=r"grad has shape \(3,\) but the tensor has shape \(2,\)"):
         (x * 2).backward(np.ones(3))
-    with pytest.raises(TypeError, match="only floating tensors can require grad"):
+    with pytest.raises(tt.DTypeError, match="only floating tensors can require grad"):
         tt.tensor([1, 2], requires_grad=True)
 
 
@@ -337,19 +395,115 @@ def test_pieces_that_tile_an_input_are_gathered_exactly():
     np.testing.assert_array_equal(w.grad, want)
 
 
-def test_pieces_already_in_place_in_one_array_are_used_without_a_copy():
-    # an op (the attention kernel) may write the gradients of split pieces side by side in one array
-    # of the input's shape; the engine then uses that array as is, and copies when they are misplaced
-    from tinytensor.autograd import SliceGrad, _gather_slices
-    packed = np.arange(24.0).reshape(2, 12).copy()   # owns its memory: the pieces are views of it
+def test_pieces_declared_in_place_in_one_buffer_are_used_without_a_copy():
+    # an op (attention) may return a PackedGrad: its input gradients written side by side in one buffer
+    # laid out like the tensor the inputs were cut from; the engine then uses that buffer as is, and
+    # copies when a piece comes back elsewhere than its declared place
+    from tinytensor.autograd import PackedPart, SliceGrad, _gather_slices
+    packed = np.arange(24.0).reshape(2, 12)
     index = [(slice(None), slice(0, 4)), (slice(None), slice(4, 12))]
-    pieces = [SliceGrad(i, packed[i]) for i in index]
+    pieces = [SliceGrad(i, packed[i], packed=PackedPart(packed, i)) for i in index]
     got, engine_made = _gather_slices(packed.shape, packed.dtype, None, pieces)
     assert got is packed and not engine_made
-    swapped = [SliceGrad(index[0], packed[:, 8:12]), SliceGrad(index[1], packed[:, 0:8])]
+    # the same views without the declaration are ordinary pieces: copied
+    got, engine_made = _gather_slices(packed.shape, packed.dtype, None, [SliceGrad(i, packed[i]) for i in index])
+    assert engine_made and got is not packed
+    np.testing.assert_array_equal(got, packed)
+    # misplaced: each piece's part is declared where it really is, but it is sent to the other index
+    swapped = [SliceGrad(index[0], packed[:, 8:12], packed=PackedPart(packed, (slice(None), slice(8, 12)))),
+               SliceGrad(index[1], packed[:, 0:8], packed=PackedPart(packed, (slice(None), slice(0, 8))))]
     got, engine_made = _gather_slices(packed.shape, packed.dtype, None, swapped)
     assert engine_made and got is not packed
     np.testing.assert_array_equal(got, np.concatenate([packed[:, 8:12], packed[:, 0:8]], axis=1))
+
+
+class _PackedPair(Function):
+    """Test op ``(a, b) -> a * 2 + b * 3`` on [B, H, T, D] heads whose backward returns a PackedGrad:
+    da, db as the two halves of one [B, T, 2 * H * D] buffer, the layout of ``concat([a, b])`` before
+    the heads were split off (as attention's kernel does for q, k, v)."""
+
+    buffers: list = []
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a * 2.0 + b * 3.0
+
+    @staticmethod
+    def backward(ctx, g):
+        from tinytensor.autograd import PackedGrad
+        B, H, T, D = g.shape
+        buffer = np.empty((B, T, 2 * H * D), g.dtype)
+        parts = buffer.reshape(B, T, 2, H, D)
+        da, db = (parts[:, :, i].transpose(0, 2, 1, 3) for i in range(2))
+        da[...] = g * 2.0
+        db[...] = g * 3.0
+        _PackedPair.buffers.append(buffer)
+        C = H * D
+        return PackedGrad(buffer, (da, db), ((slice(None), slice(None), slice(0, C)),
+                                             (slice(None), slice(None), slice(C, 2 * C))))
+
+
+class _Spy(Function):
+    """Identity that records the gradient array its backward receives."""
+    seen: list = []
+
+    @staticmethod
+    def forward(ctx, a):
+        return a
+
+    @staticmethod
+    def backward(ctx, g):
+        _Spy.seen.append(g)
+        return (g,)
+
+
+@pytest.mark.parametrize("order", ["in_place", "swapped", "permuted"])
+def test_packed_gradient_reaches_the_split_tensor_as_is_or_is_copied(order):
+    rng = np.random.default_rng(0)
+    B, T, H, D = 2, 3, 2, 2
+    x = tt.tensor(rng.standard_normal((B, T, 2 * H * D)), requires_grad=True)
+    _PackedPair.buffers.clear()
+    _Spy.seen.clear()
+    h = _Spy.apply(x)                                          # [B, T, 2C]: receives the split tensor's gradient
+    a, b = tt.split(h, 2, axis=2)
+    heads = [p.reshape(B, T, H, D).transpose(0, 2, 1, 3) for p in (a, b)]   # [B, H, T, D]
+    if order == "swapped":
+        heads = heads[::-1]
+    if order == "permuted":                                    # same memory, other element order (T <-> H)
+        heads[0] = a.reshape(B, H, T, D)
+    y = _PackedPair.apply(*heads)
+    up = rng.standard_normal(y.shape)
+    y.backward(up)
+    (got,) = _Spy.seen
+    up_t = up.transpose(0, 2, 1, 3).reshape(B, T, H * D)       # upstream in [B, T, C] layout
+    if order == "in_place":
+        assert got is _PackedPair.buffers[0]                   # no copy
+        want = np.concatenate([up_t * 2.0, up_t * 3.0], axis=2)
+    elif order == "swapped":
+        assert got is not _PackedPair.buffers[0]
+        want = np.concatenate([up_t * 3.0, up_t * 2.0], axis=2)
+    else:
+        assert got is not _PackedPair.buffers[0]
+        want = np.concatenate([(up * 2.0).reshape(B, T, H * D), up_t * 3.0], axis=2)
+    np.testing.assert_allclose(x.grad, want)
+
+
+def test_attention_packed_gradients_match_the_reference_backend():
+    # the Numba kernel returns dq, dk, dv packed like qkv; the model's split/reshape/transpose path then
+    # takes that buffer as qkv's gradient. The result must equal the NumPy reference's (three arrays).
+    rng = np.random.default_rng(1)
+    B, T, H, D = 2, 5, 3, 4
+    grads = {}
+    for backend in ["numpy", "numba"]:
+        qkv = tt.tensor(rng.standard_normal((B, T, 3 * H * D)) if not grads else qkv0, requires_grad=True)
+        qkv0 = qkv.data
+        h = _Spy.apply(qkv * 1.0)
+        q, k, v = (p.reshape(B, T, H, D).transpose(0, 2, 1, 3) for p in tt.split(h, 3, axis=2))
+        with tt.set_backend(backend):
+            y = F.scaled_dot_product_attention(q, k, v, causal=True, impl="fused")
+            y.backward(np.ones(y.shape))
+        grads[backend] = qkv.grad
+    np.testing.assert_allclose(grads["numba"], grads["numpy"], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("first, second", [(slice(0, 3), slice(1, 4)),   # volumes add up, but overlap

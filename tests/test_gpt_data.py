@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from gpt import data
+from tinytensor.errors import ConfigError, FileFormatError
+from tinytensor.fileio import read_text
 from gpt.config import PRESETS, TrainConfig, make_config, parse_overrides
 from tokenizer import CharTokenizer
 
@@ -24,24 +26,24 @@ def text_file(tmp_path):
 # ---------------------------------------------------------------------------------------- finding text
 def test_resolve_text_path_and_folder(text_file, tmp_path):
     assert data.resolve_text(str(text_file)) == text_file
-    with pytest.raises(FileNotFoundError, match="--data"):
+    with pytest.raises(FileNotFoundError, match="no text file at .*missing.txt"):
         data.resolve_text(str(tmp_path / "missing.txt"))
     with pytest.raises(FileNotFoundError, match="folder"):
         data.resolve_text(str(tmp_path))
 
 
-def test_named_dataset_from_tinygpt_data(data_dir, monkeypatch, tmp_path):
+def test_named_dataset_from_tinygpt_data(tinyshakespeare, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     p = data.resolve_text("tinyshakespeare")
-    assert p == data_dir / "tinyshakespeare.txt"
-    tok = data.build_tokenizer("char", data.read_text(p))
+    assert p == tinyshakespeare
+    tok = data.build_tokenizer("char", read_text(p))
     assert tok.vocab_size == 65                                 # nanoGPT's shakespeare_char vocabulary
 
 
 def test_named_dataset_checksum_is_checked(monkeypatch, tmp_path):
     (tmp_path / "tinyshakespeare.txt").write_text("not shakespeare")
     monkeypatch.setenv("TINYGPT_DATA", str(tmp_path))
-    with pytest.raises(ValueError, match="sha256"):
+    with pytest.raises(FileFormatError, match="sha256"):
         data.resolve_text("tinyshakespeare")
 
 
@@ -52,7 +54,7 @@ def test_offline_without_a_copy_says_how_to_pass_data(monkeypatch, tmp_path):
     def offline(*a, **k):
         raise OSError("network is unreachable")
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with pytest.raises(FileNotFoundError, match="--data PATH"):
+    with pytest.raises(FileNotFoundError, match="path of a local copy"):
         data.resolve_text("tinyshakespeare")
     assert not (tmp_path / "cache" / "tinygpt" / "tinyshakespeare.txt").exists()
 
@@ -64,7 +66,7 @@ def test_tokenizer_choice(text_file):
     tok.save(saved)
     again = data.build_tokenizer(str(saved))
     assert again.encode("Speak") == tok.encode("Speak")
-    with pytest.raises(ValueError, match="char, gpt2"):
+    with pytest.raises(ConfigError, match="char, gpt2"):
         data.build_tokenizer("nonsense")
 
 
@@ -109,7 +111,7 @@ def test_batch_sampler_is_seeded_and_restorable():
 
 
 def test_sampler_needs_more_tokens_than_block():
-    with pytest.raises(ValueError, match="block_size=8"):
+    with pytest.raises(ConfigError, match="block_size=8"):
         data.BatchSampler(np.arange(8), 8, 2, np.random.default_rng(0), "val")
 
 
@@ -133,13 +135,13 @@ def test_overrides_are_typed_by_field():
 
 
 def test_unknown_key_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown config key 'max_iter'.*max_iters"):
+    with pytest.raises(ConfigError, match="unknown config key 'max_iter'.*max_iters"):
         parse_overrides(["--max_iter=3"])
-    with pytest.raises(ValueError, match="takes int"):
+    with pytest.raises(ConfigError, match="takes int"):
         parse_overrides(["--max_iters=lots"])
-    with pytest.raises(ValueError, match="bool"):
+    with pytest.raises(ConfigError, match="bool"):
         parse_overrides(["--bias=maybe"])
-    with pytest.raises(ValueError, match="needs a value"):
+    with pytest.raises(ConfigError, match="needs a value"):
         parse_overrides(["--max_iters"])
 
 
@@ -152,9 +154,25 @@ def test_presets_and_validation():
     assert (big.n_layer, big.n_embd, big.block_size, big.batch_size, big.dropout, big.max_iters) == \
         (6, 384, 256, 64, 0.2, 10)
     assert set(PRESETS) >= {"baby", "shakespeare-char"}
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown preset"):
         make_config("huge")
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ConfigError, match="divisible"):
         TrainConfig(n_embd=130, n_head=4)
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ConfigError, match="batch_size"):
         TrainConfig(batch_size=0)
+
+
+def test_train_config_model_fields_are_gpt_configs():
+    """TrainConfig's model fields come from GPTConfig's dataclass fields (all but vocab_size), same types."""
+    import dataclasses
+    import typing
+
+    from gpt.config import DEFAULT_MODEL, MODEL_FIELDS
+    from gpt.model import GPTConfig
+    gpt_fields = [f.name for f in dataclasses.fields(GPTConfig) if f.name != "vocab_size"]
+    assert list(MODEL_FIELDS) == gpt_fields
+    hints, ours = typing.get_type_hints(GPTConfig), typing.get_type_hints(TrainConfig)
+    assert all(ours[n] is hints[n] for n in gpt_fields)
+    cfg = TrainConfig(n_layer=3, dropout=0.1)
+    mc = cfg.model_config(vocab_size=50)
+    assert mc == dataclasses.replace(DEFAULT_MODEL, vocab_size=50, n_layer=3, dropout=0.1)

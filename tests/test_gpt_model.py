@@ -9,6 +9,7 @@ import pytest
 import tinytensor as tt
 from gpt import GPT, GPTConfig
 from gpt.model import KVCache, sample_next
+from tinytensor.errors import ConfigError, DTypeError, ShapeError
 
 
 def tiny(**kw) -> GPTConfig:
@@ -69,7 +70,7 @@ def test_same_seed_same_weights():
     (dict(dropout=1.0), "dropout"), (dict(vocab_size=2.5), "vocab_size"),
 ])
 def test_config_validation(kw, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match):
         tiny(**kw)
 
 
@@ -86,13 +87,13 @@ def test_forward_shapes_and_initial_loss(rng):
 
 def test_forward_rejects_bad_input(rng):
     m = GPT(tiny(), seed=0)
-    with pytest.raises(ValueError, match="block_size"):
+    with pytest.raises(ShapeError, match="block_size"):
         m(rng.integers(0, 11, (1, 9)))
-    with pytest.raises(TypeError, match="integer"):
+    with pytest.raises(DTypeError, match="integer"):
         m(np.zeros((1, 4)))
-    with pytest.raises(ValueError, match=r"\[B, T\]"):
+    with pytest.raises(ShapeError, match=r"\[B, T\]"):
         m(np.zeros(4, dtype=np.int64))
-    with pytest.raises(ValueError, match="targets shape"):
+    with pytest.raises(ShapeError, match="targets shape"):
         m(np.zeros((1, 4), dtype=np.int64), np.zeros((1, 3), dtype=np.int64))
 
 
@@ -253,7 +254,7 @@ def test_sample_next_support_and_frequencies():
 @pytest.mark.parametrize("kw", [dict(temperature=-1.0), dict(top_k=0), dict(top_p=0.0), dict(top_p=1.5)])
 def test_generate_rejects_bad_sampling_args(kw):
     m = GPT(tiny(), seed=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         m.generate(np.array([1, 2]), 2, **kw)
 
 

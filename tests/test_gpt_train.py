@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gpt import checkpoint as ckpt_mod
+from tinytensor.errors import ConfigError, FileFormatError
 from gpt.checkpoint import load_checkpoint, save_checkpoint
 from gpt.config import make_config
 from gpt.model import GPT, GPTConfig
@@ -102,9 +103,9 @@ def test_resume_is_bit_exact(tmp_path, text_file):
 def test_resume_cannot_change_the_model(tmp_path, text_file):
     cfg = small(tmp_path, text_file, max_iters=0)
     train(cfg, progress=False)
-    with pytest.raises(ValueError, match="n_embd"):
+    with pytest.raises(ConfigError, match="n_embd"):
         resume_config(cfg.out_dir, {"n_embd": 32})
-    with pytest.raises(ValueError, match="--resume"):
+    with pytest.raises(ConfigError, match="already holds a checkpoint; continue it \\(--resume\\)"):
         train(cfg, progress=False)                              # a fresh run will not overwrite by accident
 
 
@@ -245,7 +246,7 @@ def test_damaged_checkpoint_is_detected(tmp_path):
     raw = bytearray((path / "model.safetensors").read_bytes())
     raw[-1] ^= 0xFF
     (path / "model.safetensors").write_bytes(bytes(raw))
-    with pytest.raises(ValueError, match="damaged"):
+    with pytest.raises(FileFormatError, match="damaged"):
         load_checkpoint(tmp_path)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint(tmp_path / "nothing-here")

@@ -22,9 +22,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tinytensor import backend
 from tinytensor.kernels import numpy_ref
 
-numba_cpu = pytest.importorskip("tinytensor.kernels.numba_cpu")
+numba_cpu = pytest.importorskip("tinytensor.kernels.numba_cpu")  # the compiled twin, by its old name
+from tinytensor.kernels import spec  # noqa: E402
+from tinytensor.kernels.numba import _common, attention_blas  # noqa: E402  (the knobs tests turn)
 
 MODULES = [pytest.param(numpy_ref, id="numpy_ref"), pytest.param(numba_cpu, id="numba_cpu")]
 # TINYTENSOR_KERNEL_DTYPES=float32 narrows the dtype axis (the bounds-checked run: indexing is
@@ -64,6 +67,13 @@ def make(rng, shape, dtype, layout="c", scale=1.0):
     if layout == "s" and len(shape) >= 1:
         return (rng.standard_normal(shape[:-1] + (2 * shape[-1],)) * scale).astype(dtype)[..., ::2]
     return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def checked(mod, name):
+    """Kernel ``name`` of ``mod`` as it runs when preconditions are checked: the reference as is, the
+    compiled twin wrapped as the backend wraps it under ``TINYTENSOR_DEBUG=1``."""
+    fn = getattr(mod, name)
+    return fn if mod is numpy_ref else backend._checked(spec.KERNELS[name], fn)
 
 
 dtypes = st.sampled_from(DTYPES)
@@ -206,9 +216,9 @@ def test_cross_entropy_ignore_extremes_and_bad_targets(mod, dtype):
     dx = mod.cross_entropy_backward(x, t, lse, np.ones(3), -1)
     assert dx.dtype == dtype and (dx[1] == 0).all(), "ignored rows get zero gradient"
     np.testing.assert_allclose(dx.astype(np.float64).sum(axis=1), 0.0, atol=1e-6)
-    for bad in ([3, 0, 0], [-2, 0, 0]):
+    for bad in ([3, 0, 0], [-2, 0, 0]):  # a precondition: the reference checks it, the compiled twin in debug
         with pytest.raises(IndexError):
-            mod.cross_entropy(x, np.array(bad), ignore_index=-1)
+            checked(mod, "cross_entropy")(x, np.array(bad), ignore_index=-1)
 
 
 @pytest.mark.parametrize("mod", MODULES)
@@ -235,6 +245,20 @@ def test_layer_norm_matches_reference(dtype, n, c, layout, seed, offset):
     for got, want in zip(numba_cpu.layer_norm_backward(dy, x, w, mean, rstd),
                          numpy_ref.layer_norm_backward(dy, x, w, mean, rstd)):
         close(got, want, dtype, scale=4 * max(n, c) * float(np.max(rstd)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offset", [100.0, 1000.0])
+def test_layer_norm_rows_with_a_large_mean_keep_their_precision(dtype, offset):
+    """Rows far from 0 (hypothesis found n=28, c=101 at offset 100): the compiled kernel used to subtract
+    the mean rounded to float32, off by up to half an ulp of the mean (3.8e-6 at 100, 3e-5 at 1000),
+    an error that rstd * w then carried into every output; now ``x - mean`` is rounded once, from
+    float64, and the outputs are as close to the reference as for rows near 0."""
+    rng = np.random.default_rng(7)
+    x = make(rng, (28, 101), dtype) + dtype(offset)
+    w, b = make(rng, (101,), dtype), make(rng, (101,), dtype)
+    y, _, _ = numpy_ref.layer_norm(x, w, b, 1e-5)
+    close(numba_cpu.layer_norm(x, w, b, 1e-5)[0], y, dtype, scale=4)
 
 
 @pytest.mark.parametrize("mod", MODULES)
@@ -295,9 +319,9 @@ def test_embedding_backward_repeated_ids_parallel(mod):
     np.testing.assert_allclose(dw[0], dout[1::2].sum(0), rtol=1e-4, atol=1e-3)
     assert not dw[1:64].any()
     with pytest.raises(IndexError):
-        mod.embedding_backward(np.array([0, 65]), dout[:2], 65)
+        checked(mod, "embedding_backward")(np.array([0, 65]), dout[:2], 65)
     with pytest.raises(IndexError):
-        mod.embedding_backward(np.array([0, -1]), dout[:2], 65)
+        checked(mod, "embedding_backward")(np.array([0, -1]), dout[:2], 65)
 
 
 # ================================================================================== sum_squares
@@ -358,12 +382,12 @@ def test_adamw_updates_in_place_including_views(mod):
 def test_attention_matches_reference(dtype, b, h, t, extra, d, causal, layout, dropout_p, seed, small):
     # small: these heads take the BLAS chain (numba_cpu._small_heads) when there is no dropout; otherwise
     # the fused tile kernels. Both paths must match the reference.
-    old = numba_cpu._ATTN_BLAS_MAX
-    numba_cpu._ATTN_BLAS_MAX = 1 << 62 if small else 0
+    old = attention_blas._ATTN_BLAS_MAX
+    attention_blas._ATTN_BLAS_MAX = 1 << 62 if small else 0
     try:
         _check_attention(dtype, b, h, t, extra, d, causal, layout, dropout_p, seed)
     finally:
-        numba_cpu._ATTN_BLAS_MAX = old
+        attention_blas._ATTN_BLAS_MAX = old
 
 
 def _check_attention(dtype, b, h, t, extra, d, causal, layout, dropout_p, seed):
@@ -446,7 +470,7 @@ def test_attention_dropout_zeroes_weights_and_rescales(mod):
 @pytest.mark.parametrize("mod, blas_max", [(numpy_ref, None), (numba_cpu, 0), (numba_cpu, 1 << 62)])
 def test_attention_equals_composition(mod, blas_max, monkeypatch):
     if blas_max is not None:  # the compiled module's two paths: fused tile kernels, BLAS chain
-        monkeypatch.setattr(numba_cpu, "_ATTN_BLAS_MAX", blas_max)
+        monkeypatch.setattr(attention_blas, "_ATTN_BLAS_MAX", blas_max)
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((2, 2, 9, 4)) for _ in range(3))
     out, lse = mod.attention(q, k, v, 0.5, causal=True)
@@ -500,7 +524,7 @@ def test_threads_env_is_validated(monkeypatch):
 def test_parallel_branches_match_reference(monkeypatch):
     """Every driver's ``prange`` branch, forced on small inputs (the size threshold depends on the
     OpenMP wait policy, so the other tests may all run serially)."""
-    monkeypatch.setattr(numba_cpu, "_PAR_MIN", 1)
+    monkeypatch.setattr(_common, "_PAR_MIN", 1)
     rng = np.random.default_rng(11)
     for dt in DTYPES:
         x = make(rng, (37, 29), dt)
@@ -541,13 +565,40 @@ def test_parallel_branches_match_reference(monkeypatch):
             close(got, want, dt, scale=40)
 
 
-def test_every_reference_kernel_has_a_numba_twin():
+def test_every_spec_kernel_has_both_twins_with_its_signature():
     import inspect
-    names = [n for n, f in vars(numpy_ref).items()
-             if not n.startswith("_") and callable(f) and getattr(f, "__module__", "") == numpy_ref.__name__]
-    for n in names:
-        twin = getattr(numba_cpu, n)
-        assert list(inspect.signature(twin).parameters) == list(inspect.signature(getattr(numpy_ref, n)).parameters), n
+    public = {n for n, f in vars(numpy_ref).items()
+              if not n.startswith("_") and callable(f) and getattr(f, "__module__", "") == numpy_ref.__name__}
+    assert public == set(spec.KERNELS), "every public reference function is a spec row, and only those"
+    for name, kernel in spec.KERNELS.items():
+        for mod in (numpy_ref, numba_cpu):
+            assert tuple(inspect.signature(getattr(mod, name)).parameters) == kernel.signature, (mod, name)
+
+
+_IMPORT_ORDER_SCRIPT = textwrap.dedent("""
+    import sys
+    if sys.argv[1] == "numpy-first":
+        import numpy
+    import tinytensor
+    from tinytensor import backend
+    import numba
+    backend.kernels()
+    blas = "skip"
+    try:
+        import threadpoolctl
+        blas = sum(p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas")
+    except ImportError:
+        pass
+    print(numba.get_num_threads(), blas)
+""")
+
+
+def test_thread_counts_do_not_depend_on_import_order():
+    """Issue 19: ``import numpy`` before ``import tinytensor`` used to leave the Numba kernels on one thread."""
+    env = _subprocess_env(TINYTENSOR_NUM_THREADS="2")
+    got = [subprocess.run([sys.executable, "-c", _IMPORT_ORDER_SCRIPT, order], cwd=REPO, capture_output=True,
+                          text=True, env=env, timeout=300).stdout.split() for order in ("numpy-first", "tinytensor-first")]
+    assert got[0] == got[1] and got[0][0] == str(min(2, os.cpu_count() or 1)), got
 
 
 _PLAIN_PYTHON_SCRIPT = textwrap.dedent("""
@@ -639,3 +690,28 @@ def test_run_parts_runs_every_part_and_reraises():
     assert sorted(seen) == [1, 3]  # the other parts still ran to the end before the error came back
     threads.run_parts(seen.append, [4, 5])  # and the helpers are free again
     assert sorted(seen) == [1, 3, 4, 5]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(spec.KERNELS))
+def test_every_spec_kernel_matches_its_reference_on_its_example(name, dtype):
+    """Each row of the kernel table, on its own warm-up example: the compiled twin equals the reference
+    (outputs, and the arguments too, for kernels that update in place such as adamw_step). A kernel added
+    to the table is compared here before any test of its own exists."""
+    import copy
+    kernel = spec.KERNELS[name]
+    args = kernel.example(np.random.default_rng(0), 24, dtype)
+    ref_args, nb_args = copy.deepcopy(args), copy.deepcopy(args)
+    want = getattr(numpy_ref, name)(*ref_args)
+    got = getattr(numba_cpu, name)(*nb_args)
+    tol = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-11)
+    as_tuple = (lambda r: r if isinstance(r, tuple) else (r,))
+    assert len(as_tuple(got)) == len(as_tuple(want))
+    for g, w in zip(as_tuple(got), as_tuple(want)):
+        if g is None or w is None:
+            assert g is None and w is None
+            continue
+        np.testing.assert_allclose(np.asarray(g, np.float64), np.asarray(w, np.float64), **tol)
+    for g, w in zip(nb_args, ref_args):
+        if isinstance(g, np.ndarray) and g.dtype.kind == "f":
+            np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), **tol)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tinytensor import memory
+from tinytensor import runtime
 
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt policy is Linux/glibc only")
 
@@ -34,4 +34,4 @@ def test_zero_disables_and_glibc_variables_win():
 def test_bad_values_raise(monkeypatch, value):
     monkeypatch.setenv("TINYTENSOR_MALLOC_THRESHOLD_MB", value)
     with pytest.raises(ValueError, match="TINYTENSOR_MALLOC_THRESHOLD_MB"):
-        memory.requested_mb()
+        runtime.requested_malloc_mb()

@@ -183,3 +183,30 @@ def test_profile_table():
     assert st["linear"].calls == 1 and st["linear"].flops == 2 * 16 * 8 * 4
     assert st["linear"].backward_s > 0 and st["cross_entropy"].calls == 1
     assert "linear" in prof.table() and "saved MB" in prof.table()
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps, s: optim.AdamW(ps, lr=s(1e-2), betas=(s(0.9), s(0.99)), eps=s(1e-8), weight_decay=s(0.1)),
+    lambda ps, s: optim.SGD(ps, lr=s(0.1), momentum=s(0.9), weight_decay=s(0.01)),
+])
+def test_optimizers_take_numpy_scalar_hyperparameters(make):
+    # NumPy scalars (a config read with NumPy, a schedule computed in NumPy) behave as Python floats
+    grads = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    results = []
+    for scalar in (float, np.float32, np.float64):
+        p = nn.Parameter(np.ones(4, np.float32))
+        opt = make([p], scalar)
+        for g in grads:
+            p.grad = g.copy()
+            opt.step()
+        assert p.data.dtype == np.float32
+        results.append(p.data.copy())
+    # float32 scalars round the hyperparameters to float32 first: equal to that rounding, not bitwise
+    np.testing.assert_array_equal(results[0], results[2])
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-6)
+
+
+def test_modules_take_numpy_scalars():
+    d = nn.Dropout(np.float32(0.25))
+    assert isinstance(d.p, float) and d.p == 0.25
+    assert nn.Dropout(np.float64(0.0))(tt.ones(3)).shape == (3,)

@@ -165,3 +165,117 @@ def test_linear_promotes_like_the_composed_expression():
     np.testing.assert_array_equal(b.grad, [2.0] * 4)
     with pytest.raises(ValueError, match="linear"):
         F.linear(x, tt.tensor(np.ones((4, 2), np.float32)))
+
+
+# --------------------------------------------------------------------------- NaN and inf propagation
+NAN, INF = np.nan, np.inf
+X_NAN = [[1.0, NAN, -2.0], [0.5, 1.5, -1.0]]        # a NaN in row 0
+X_INF = [[INF, 0.5, -1.0], [-INF, 0.5, 1.0]]        # +inf in row 0, -inf in row 1
+ROW0 = [[True] * 3, [False] * 3]
+NONE = [[False] * 3, [False] * 3]
+# (case, fn, input, where PyTorch gives NaN (checked against torch 2.x by hand), xfail reason or None)
+NAN_CASES = [
+    ("relu", lambda t: t.relu(), X_NAN, [[False, True, False]] + NONE[1:], None),
+    ("abs", lambda t: t.abs(), X_NAN, [[False, True, False]] + NONE[1:], None),
+    ("maximum", lambda t: t.maximum(0.0), X_NAN, [[False, True, False]] + NONE[1:], None),
+    ("minimum", lambda t: tt.minimum(0.0, t), X_NAN, [[False, True, False]] + NONE[1:], None),
+    ("clip", lambda t: t.clip(-1.0, 1.0), X_NAN, [[False, True, False]] + NONE[1:], None),
+    ("where_not_chosen", lambda t: tt.where(np.array([True, False, True]), t, 0.0), X_NAN, NONE, None),
+    ("where_chosen", lambda t: tt.where(np.array([False, True, False]), t, 0.0), X_NAN,
+     [[False, True, False]] + NONE[1:], None),
+    ("gelu", lambda t: F.gelu(t), X_NAN, [[False, True, False]] + NONE[1:], None),
+    ("sigmoid", lambda t: t.sigmoid(), X_NAN, [[False, True, False]] + NONE[1:], None),
+    ("max", lambda t: t.max(axis=1, keepdims=True), X_NAN, [[True], [False]], None),
+    ("min", lambda t: t.min(axis=1, keepdims=True), X_NAN, [[True], [False]], None),
+    ("softmax", lambda t: F.softmax(t), X_NAN, ROW0, None),
+    ("log_softmax", lambda t: F.log_softmax(t), X_NAN, ROW0, None),
+    ("layer_norm", lambda t: F.layer_norm(t, tt.ones(3, dtype=t.dtype)), X_NAN, ROW0, None),
+    ("cross_entropy", lambda t: F.cross_entropy(t, np.array([0, 2]), reduction="none")[:, None], X_NAN,
+     [[True], [False]], None),
+    ("cross_entropy_mean", lambda t: F.cross_entropy(t, np.array([0, 2])).reshape(1, 1), X_NAN, [[True]], None),
+    # infinities: NaN only where the math has no value (inf - inf, 0 * inf)
+    ("relu_inf", lambda t: t.relu(), X_INF, NONE, None),
+    ("abs_inf", lambda t: t.abs(), X_INF, NONE, None),
+    ("clip_inf", lambda t: t.clip(-1.0, 1.0), X_INF, NONE, None),
+    ("maximum_inf", lambda t: t.maximum(0.0), X_INF, NONE, None),
+    ("max_inf", lambda t: t.max(axis=1, keepdims=True), X_INF, [[False], [False]], None),
+    ("gelu_inf", lambda t: F.gelu(t), X_INF, [[False] * 3, [True, False, False]], None),   # -inf * 0
+    ("sigmoid_inf", lambda t: t.sigmoid(), X_INF, NONE, None),
+    ("layer_norm_inf", lambda t: F.layer_norm(t, tt.ones(3, dtype=t.dtype)), X_INF, [[True] * 3, [True] * 3], None),
+    ("cross_entropy_inf", lambda t: F.cross_entropy(t, np.array([1, 2]), reduction="none")[:, None], X_INF,
+     [[True], [False]], None),
+    ("softmax_neginf", lambda t: F.softmax(t[1:]), X_INF, NONE[1:], None),
+    ("softmax_posinf", lambda t: F.softmax(t[:1]), X_INF, ROW0[:1], None),
+    ("log_softmax_posinf", lambda t: F.log_softmax(t[:1]), X_INF, ROW0[:1], None),
+]
+
+
+def _nan_params():
+    for backend in BACKENDS:
+        for case, fn, x, want, reason in NAN_CASES:
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            yield pytest.param(backend, fn, x, want, id=f"{case}-{backend}", marks=marks)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend, fn, x, want", list(_nan_params()))
+def test_nan_propagates_like_pytorch(backend, fn, x, want, dtype):
+    with tt.set_backend(backend):
+        out = fn(tt.tensor(np.array(x, dtype)))
+    np.testing.assert_array_equal(np.isnan(out.data), np.array(want), err_msg=f"{out.data}")
+
+
+def test_relu_of_nan_is_nan_and_passes_no_gradient():
+    x = tt.tensor([1.0, NAN, 2.0], requires_grad=True)
+    y = x.relu()
+    np.testing.assert_array_equal(y.data, [1.0, NAN, 2.0])     # assert_array_equal treats NaN == NaN
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, [1.0, 0.0, 1.0])      # PyTorch: grad * (out > 0)
+
+
+def test_softmax_of_an_all_minus_inf_row_is_zeros_as_documented():
+    # a deliberate difference from PyTorch (NaN): fully masked rows give zero probabilities
+    for backend in BACKENDS:
+        with tt.set_backend(backend):
+            np.testing.assert_array_equal(F.softmax(tt.tensor([[-INF, -INF]])).data, [[0.0, 0.0]])
+
+
+# ----------------------------------------------------------------------------------------- casts
+def test_integer_and_bool_casts_cut_the_graph_float_casts_keep_it():
+    x = tt.tensor([1.5, -2.5], requires_grad=True)
+    for dtype in (np.int64, np.int32, bool):
+        y = x.astype(dtype)
+        assert not y.requires_grad and y._node is None and y.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(x.astype(np.int64).data, [1, -2])
+    y = x.astype(np.float64)
+    assert y.requires_grad and y.dtype == np.float64
+    (y * 3.0).sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_array_equal(x.grad, [3.0, 3.0])
+
+
+# --------------------------------------------------------------------------------- NumPy scalars
+def test_numpy_scalars_are_accepted_wherever_python_numbers_are():
+    rng = np.random.default_rng(0)
+    x = tt.tensor(rng.standard_normal((2, 3, 4)), dtype=np.float64, requires_grad=True)
+    np.testing.assert_allclose((x * np.float32(0.5)).data, x.data * 0.5)
+    np.testing.assert_allclose((np.float64(2.0) - x).data, 2.0 - x.data)
+    np.testing.assert_allclose((x ** np.int64(3)).data, x.data ** 3)
+    assert (x ** np.int64(2))._node.fn.name == "pow_scalar"     # as x ** 2: a scalar exponent
+    np.testing.assert_allclose(x.clip(np.float32(-0.5), np.float64(0.5)).data, np.clip(x.data, -0.5, 0.5))
+    np.testing.assert_allclose(x.sum(axis=np.int64(1)).data, x.data.sum(axis=1))
+    np.testing.assert_allclose(x.max(axis=(np.int32(0), np.int64(2))).data, x.data.max(axis=(0, 2)))
+    assert x[:1].squeeze(np.int64(0)).shape == (3, 4)
+    assert x.expand_dims(np.int64(1)).shape == (2, 1, 3, 4)
+    assert x.swapaxes(np.int64(0), np.int64(2)).shape == (4, 3, 2)
+    assert [p.shape for p in tt.split(x, np.int64(2), axis=np.int64(2))] == [(2, 3, 2)] * 2
+    np.testing.assert_allclose(F.softmax(x, axis=np.int64(1)).data, F.softmax(x, axis=1).data)
+    w = tt.tensor(np.ones(4), requires_grad=True)
+    np.testing.assert_allclose(F.layer_norm(x, w, eps=np.float32(1e-5)).data, F.layer_norm(x, w, eps=1e-5).data)
+    y = F.dropout(x, np.float32(0.5), rng=np.random.default_rng(1))
+    kept = y.data != 0
+    np.testing.assert_allclose(y.data[kept], x.data[kept] * 2.0)   # 1 / (1 - p)
+    assert 0 < kept.sum() < x.size
+    F.cross_entropy(x, np.array([[0, 1, 2], [3, 0, 1]]), ignore_index=np.int64(3)).backward()
+    assert x.grad is not None

@@ -16,8 +16,12 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from gpt.model import GPT, GPTConfig
-from gpt.pretrained import (FINETUNE_DEFAULTS, PretrainedFormatError, finetune_values, load_pretrained,
-                            load_pretrained_into, load_tokenizer, sample_pretrained, save_pretrained)
+from gpt.config import FINETUNE_DEFAULTS, finetune_values
+from gpt.data import load_tokenizer
+from gpt import load_pretrained
+from gpt.hf import PretrainedFormatError, load_pretrained_into, save_pretrained
+from gpt.sample import sample_pretrained
+from tinytensor.errors import ConfigError, DTypeError, FileFormatError
 
 L, H, C, V, P = 2, 2, 32, 100, 16        # n_layer, n_head, n_embd, vocab_size, n_positions
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -241,7 +245,7 @@ def test_save_model_without_biases_writes_zero_biases(tmp_path, ids):
 
 
 def test_save_rejects_non_gpt(tmp_path):
-    with pytest.raises(TypeError, match="needs a GPT"):
+    with pytest.raises(DTypeError, match="needs a GPT"):
         save_pretrained(object(), tmp_path / "x")
 
 
@@ -398,16 +402,20 @@ def test_tokenizer_sources(tmp_path, rng):
     d = tmp_path / "m"
     d.mkdir()
     write_dir(d, gpt2_weights(rng))
-    with pytest.raises(FileNotFoundError, match="no GPT-2 tokenizer in .*--tokenizer DIR"):
+    with pytest.raises(FileNotFoundError, match="no tokenizer at .*encoder.json and vocab.bpe"):
         sample_pretrained(d, "hi", 1, stream=io.StringIO())
     tdir = tmp_path / "tok"
     tdir.mkdir()
     vocab = write_byte_tokenizer(tdir)
-    with pytest.raises(ValueError, match=f"the tokenizer has {vocab} ids but the model's vocab_size is {V}"):
-        load_tokenizer(d, tdir, vocab_size=V)
-    tok = load_tokenizer(d, tdir)
+    with pytest.raises(ConfigError, match=f"the tokenizer has {vocab} ids but the model's vocab_size is {V}"):
+        load_tokenizer(tdir, vocab_size=V)
+    tok = load_tokenizer(tdir)
     saved = tok.save(tmp_path / "tok.json")
-    assert load_tokenizer(d, saved).encode("hello") == tok.encode("hello")
+    assert load_tokenizer(saved).encode("hello") == tok.encode("hello")
+
+
+def test_pretrained_format_error_is_the_projects_file_format_error():
+    assert issubclass(PretrainedFormatError, FileFormatError)   # the CLI prints it as one line
 
 
 def test_finetune_values(tmp_path, rng):
@@ -424,12 +432,12 @@ def test_finetune_values(tmp_path, rng):
     from tokenizer import load
     assert load(v["tokenizer"]).encode("hello") == load_tokenizer(d).encode("hello")
 
-    with pytest.raises(ValueError, match=r"fixes .*cannot set \{'n_layer': 4\}"):
+    with pytest.raises(ConfigError, match=r"fixes .*cannot set \{'n_layer': 4\}"):
         finetune_values(d, {"out_dir": str(out), "n_layer": 4})
-    with pytest.raises(ValueError, match="block_size 64 is longer than .* n_positions 16"):
+    with pytest.raises(ConfigError, match="block_size 64 is longer than .* n_positions 16"):
         finetune_values(d, {"out_dir": str(out), "block_size": 64})
     write_dir(d, gpt2_weights(rng), config=hf_config())          # vocab 100, the tokenizer's 259
-    with pytest.raises(ValueError, match=f"the tokenizer has {vocab} ids but .* has vocab_size {V}; fine-tuning"):
+    with pytest.raises(ConfigError, match=f"the tokenizer has {vocab} ids but .* has vocab_size {V}; fine-tuning"):
         finetune_values(d, {"out_dir": str(out), "block_size": 8})
 
 

@@ -14,11 +14,13 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tokenizer
+from tinytensor import fileio
 from tokenizer import (
     GPT2_PATTERN,
     GPT4_PATTERN,
@@ -90,7 +92,7 @@ def pairs(gpt4_tok, gpt4_enc, gpt2_tok, gpt2_enc):
 
 
 # ----------------------------------------------------------------------------------------------- docs
-@pytest.mark.parametrize("module", ["base", "char", "simple", "bpe", "gpt2"])
+@pytest.mark.parametrize("module", ["base", "char", "simple", "bpe", "bpe_train", "gpt2"])
 def test_docstring_examples(module):
     mod = __import__(f"tokenizer.{module}", fromlist=["_"])
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
@@ -486,7 +488,7 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, gpt4_tok):
 def test_saved_file_gets_normal_permissions(tmp_path, gpt4_tok):
     """Not mkstemp's private 0o600: a new file follows the umask, a replaced file keeps its mode."""
     path = gpt4_tok.save(tmp_path / "a.json")
-    assert path.stat().st_mode & 0o777 == 0o666 & ~tokenizer.base._UMASK
+    assert path.stat().st_mode & 0o777 == fileio.default_mode()
     path.chmod(0o640)
     gpt4_tok.save(path)
     assert path.stat().st_mode & 0o777 == 0o640
@@ -697,3 +699,16 @@ def test_no_warnings_on_normal_training():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         BPETokenizer().train(CORPUS, 300)
+
+
+def test_atomic_write_that_fails_leaves_the_old_file(tmp_path):
+    """tinytensor.fileio, which every tokenizer and GPT file write goes through: all or nothing."""
+    path = fileio.atomic_write_text(tmp_path / "f.txt", "old\n")
+    with pytest.raises(RuntimeError, match="mid-write"):
+        with fileio.atomic_open(path, "w") as f:
+            f.write("new, half")
+            raise RuntimeError("mid-write")
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]      # the temporary file is gone
+    fileio.atomic_save_npy(tmp_path / "a.npy", np.arange(3))
+    assert np.load(tmp_path / "a.npy", allow_pickle=False).tolist() == [0, 1, 2]

@@ -44,7 +44,7 @@ def test_add_parser_registers_tokenizer_commands():
     top = argparse.ArgumentParser()
     sub = top.add_subparsers(dest="command")
     cli.add_parser(sub)
-    args = top.parse_args(["tokenizer", "train", "--input", "a", "--vocab-size", "300", "--out", "b"])
+    args = top.parse_args(["tokenizer", "train", "--input", "a", "--vocab_size", "300", "--out", "b"])
     assert args.func is cli._cmd_train and args.pattern == "gpt4" and args.vocab_size == 300
     assert top.parse_args(["tokenizer", "decode", "1", "2"]).ids == ["1", "2"]
     assert top.parse_args(["tokenizer"]).func(None) == 2  # no action: usage, exit 2
@@ -84,10 +84,35 @@ def test_encode_from_file_and_stdin(trained, tmp_path, capsys, monkeypatch):
 
 def test_special_tokens_need_allow_special(trained, capsys):
     code, _, err = run(["encode", "--tokenizer", str(trained), "--text", "end<|endoftext|>"], capsys)
-    assert code == 2 and "<|endoftext|>" in err
-    code, out, _ = run(["encode", "--tokenizer", str(trained), "--text", "end<|endoftext|>", "--allow-special"],
-                       capsys)
-    assert code == 0 and out.split()[-1] == "299"
+    assert code == 2
+    assert err == ("tinygpt: error: the text contains the special token '<|endoftext|>' (at index 3); pass "
+                   "--allow_special to encode special tokens as their ids\n")   # the flag, not allowed_special=
+    for flag in ("--allow_special", "--allow-special"):              # the dashed spelling is an alias
+        code, out, _ = run(["encode", "--tokenizer", str(trained), "--text", "end<|endoftext|>", flag], capsys)
+        assert code == 0 and out.split()[-1] == "299"
+
+
+def test_unknown_character_names_no_library_argument(tmp_path, capsys):
+    path = tokenizer.CharTokenizer.from_text("abc").save(tmp_path / "char.json")
+    code, _, err = run(["encode", "--tokenizer", str(path), "--text", "abz"], capsys)
+    assert code == 2 and err.startswith("tinygpt: error: 'z' at index 2 of the text is not in the tokenizer's "
+                                        "vocabulary of 3")
+    assert "unk_token" not in err
+
+
+def test_options_are_spelled_with_underscores_and_dashes_are_hidden_aliases(capsys):
+    """(The ``trained`` fixture trains with the dashed spellings end to end.)"""
+    top = argparse.ArgumentParser()
+    cli.add_parser(top.add_subparsers(dest="command"))
+    cli.add_dash_aliases(top)
+    for spelling in (["--vocab_size", "260", "--special_token", "<|x|>"],
+                     ["--vocab-size", "260", "--special-token", "<|x|>"]):
+        args = top.parse_args(["tokenizer", "train", "--input", "a", "--out", "b", *spelling])
+        assert (args.vocab_size, args.special_token) == (260, ["<|x|>"])
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    shown = capsys.readouterr().out
+    assert "--vocab_size" in shown and "--special_token" in shown and "--vocab-size" not in shown
 
 
 def test_errors_exit_2_with_a_message(trained, tmp_path, capsys):

@@ -3,13 +3,14 @@
 The GPT-2 tests use the real files in ``$TINYGPT_DATA/gpt2/`` and skip with a reason when they are
 absent. tiktoken cannot download here, so its Encoding is built from the ranks *we* read from the files:
 ``tiktoken.Encoding(pat_str=r50k, mergeable_ranks=ours.to_tiktoken_ranks())``. The download tests use
-``file://`` URLs, so they need no network.
+``file://`` URLs or a closed port on 127.0.0.1, so they need no network.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tokenizer
-from tokenizer import BPETokenizer, bytes_to_unicode, download_file, gpt2_files, load_gpt2
-from tokenizer.gpt2 import ENCODER_JSON_SHA256, VOCAB_BPE_SHA256
+from tinytensor.errors import UsageError
+from tinytensor.fileio import download_file, sha256_file
+from tokenizer import BPETokenizer, bytes_to_unicode, gpt2_files, load_gpt2
+from tokenizer.gpt2 import ENCODER_JSON_SHA256, VOCAB_BPE_SHA256, GPT2DownloadError
 
 tiktoken = pytest.importorskip("tiktoken")
 
@@ -74,8 +77,8 @@ def test_gpt2_known_ids(gpt2):
 
 @needs_gpt2
 def test_gpt2_files_in_data_dir_have_the_known_checksums():
-    assert tokenizer.gpt2.sha256_file(_GPT2_DIR / "encoder.json") == ENCODER_JSON_SHA256
-    assert tokenizer.gpt2.sha256_file(_GPT2_DIR / "vocab.bpe") == VOCAB_BPE_SHA256
+    assert sha256_file(_GPT2_DIR / "encoder.json") == ENCODER_JSON_SHA256
+    assert sha256_file(_GPT2_DIR / "vocab.bpe") == VOCAB_BPE_SHA256
     assert gpt2_files(download=False) == (_GPT2_DIR / "encoder.json", _GPT2_DIR / "vocab.bpe")
 
 
@@ -191,8 +194,7 @@ def test_download_file_is_checksummed_and_atomic(tmp_path):
 
     with pytest.raises(ValueError, match="checksum mismatch"):
         download_file(src.as_uri(), dest_dir / "f.bin", "0" * 64)
-    assert not (dest_dir / "f.bin").exists()
-    assert list(dest_dir.iterdir()) == []  # the temp file is gone too
+    assert not dest_dir.exists()  # the temp file is gone, and so is the folder made for it
 
     out = download_file(src.as_uri(), dest_dir / "f.bin", digest)
     assert out.read_bytes() == payload
@@ -209,8 +211,59 @@ def test_download_file_is_checksummed_and_atomic(tmp_path):
 
 def test_download_failure_leaves_nothing(tmp_path):
     with pytest.raises(OSError):
+        download_file((tmp_path / "missing.bin").as_uri(), tmp_path / "d" / "e" / "f.bin", "0" * 64)
+    assert list(tmp_path.iterdir()) == []          # no empty folders made for the file
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "keep.txt").write_text("x")
+    with pytest.raises(OSError):
         download_file((tmp_path / "missing.bin").as_uri(), tmp_path / "d" / "f.bin", "0" * 64)
-    assert list((tmp_path / "d").iterdir()) == []
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["keep.txt"]   # a folder that was there stays
+
+
+def _closed_port_url(name: str) -> str:
+    """A URL on 127.0.0.1 at a port nothing listens on: the connection is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{name}"
+
+
+@pytest.fixture
+def gpt2_offline(tmp_path, monkeypatch):
+    """No GPT-2 files anywhere, and their URLs unreachable; returns the cache root ($XDG_CACHE_HOME)."""
+    monkeypatch.setattr(tokenizer.gpt2, "_GPT2_FILES", {
+        "encoder.json": (_closed_port_url("encoder.json"), ENCODER_JSON_SHA256),
+        "vocab.bpe": (_closed_port_url("vocab.bpe"), VOCAB_BPE_SHA256)})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("TINYGPT_DATA", raising=False)
+    return tmp_path / "cache"
+
+
+def test_gpt2_files_offline_is_one_clear_error_and_leaves_no_folder(gpt2_offline):
+    with pytest.raises(GPT2DownloadError, match="downloading http://127.0.0.1.*encoder.json failed") as e:
+        gpt2_files()
+    assert isinstance(e.value, UsageError) and "TINYGPT_DATA" in str(e.value)
+    assert not gpt2_offline.exists()
+
+
+def test_tokenizer_encode_gpt2_offline_prints_one_line(gpt2_offline, capsys):
+    from tokenizer import cli
+    assert cli.main(["encode", "--gpt2", "--text", "hello"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("tinygpt: error: GPT-2's encoder.json")
+    assert "Traceback" not in err and "URLError" not in err
+    assert not gpt2_offline.exists()
+
+
+def test_train_with_gpt2_tokenizer_offline_prints_one_line(gpt2_offline, tmp_path, capsys):
+    from gpt.cli import main
+    text = tmp_path / "input.txt"
+    text.write_text("hello world\n" * 50, encoding="utf-8")
+    rc = main(["train", "--preset", "tiny", "--data", str(text), "--out_dir", str(tmp_path / "out"),
+               "--tokenizer=gpt2", "--no_progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "downloading" in err and "TINYGPT_DATA" in err
+    assert not gpt2_offline.exists() and not (tmp_path / "out").exists()
 
 
 def test_gpt2_files_downloads_into_cache(tmp_path, monkeypatch):
@@ -221,8 +274,8 @@ def test_gpt2_files_downloads_into_cache(tmp_path, monkeypatch):
         tokenizer.gpt2,
         "_GPT2_FILES",
         {
-            "encoder.json": (enc.as_uri(), tokenizer.gpt2.sha256_file(enc)),
-            "vocab.bpe": (bpe.as_uri(), tokenizer.gpt2.sha256_file(bpe)),
+            "encoder.json": (enc.as_uri(), sha256_file(enc)),
+            "vocab.bpe": (bpe.as_uri(), sha256_file(bpe)),
         },
     )
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -9,18 +9,18 @@ Modules: ``tensor`` (Tensor and creation), ``autograd`` (the engine), ``ops`` (e
 ``functional`` (softmax, cross_entropy, layer_norm, attention, ...), ``nn``, ``optim``, ``gradcheck``,
 ``backend`` + ``kernels`` (NumPy reference and Numba kernels), ``profiler``.
 """
-from . import memory as _memory
-from . import threads as _threads
+from . import runtime as _runtime
 
-_threads.configure_environment()  # before NumPy loads OpenBLAS: see tinytensor/threads.py
-_memory.configure_malloc()        # reuse freed activation buffers: see tinytensor/memory.py
+_runtime.configure()  # threads, malloc, Numba cache, debug: the process-wide policy (tinytensor/runtime.py)
 
 from . import functional, nn, ops, optim  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad
 from .backend import get_backend, set_backend
 from .errors import ConfigError, DTypeError, FileFormatError, ShapeError, UsageError
 from .gradcheck import GradcheckError, GradcheckResult, gradcheck
+from .graph import Graph, graph
 from .profiler import profile
+from .trace import Trace, trace
 from .tensor import (
     Tensor,
     arange,
@@ -47,7 +47,7 @@ __all__ = [
     "Tensor", "tensor", "as_tensor", "zeros", "ones", "full", "zeros_like", "ones_like", "arange", "randn",
     "rand", "manual_seed", "default_rng", "where", "concatenate", "stack", "split", "maximum", "minimum",
     "no_grad", "enable_grad", "is_grad_enabled", "set_backend", "get_backend", "gradcheck",
-    "GradcheckError", "GradcheckResult", "profile", "UsageError", "ShapeError", "DTypeError", "ConfigError",
+    "GradcheckError", "GradcheckResult", "profile", "trace", "Trace", "graph", "Graph", "UsageError", "ShapeError", "DTypeError", "ConfigError",
     "FileFormatError", "functional", "nn", "ops", "optim",
 ]
 __version__ = "0.1.0"

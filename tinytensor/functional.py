@@ -11,7 +11,8 @@ import math
 import numpy as np
 
 from . import ops
-from .tensor import Tensor, as_tensor, where
+from .errors import ShapeError, UsageError
+from .tensor import Tensor, as_tensor, default_rng, where
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
@@ -34,7 +35,9 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int | None = None, redu
         reduction: ``"mean"`` over counted rows, ``"sum"``, or ``"none"`` (per-row losses).
 
     Raises:
-        ValueError: a target outside ``[0, V)`` that is not ``ignore_index``, or mismatched shapes.
+        UsageError: a target outside ``[0, V)`` that is not ``ignore_index``.
+        ShapeError: ``targets`` not of shape ``logits.shape[:-1]``.
+        DTypeError: ``targets`` not integers.
     """
     t = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
     return ops.CrossEntropy.apply(logits, targets=t, ignore_index=ignore_index, reduction=reduction)
@@ -71,7 +74,6 @@ def embedding(ids, weight: Tensor) -> Tensor:
 
 def _dropout_seed(rng: np.random.Generator | None) -> int:
     """One draw from ``rng`` (default: the library generator): the seed a hashed dropout mask derives from."""
-    from .tensor import default_rng
     return int((rng if rng is not None else default_rng()).integers(2**63))
 
 
@@ -79,10 +81,9 @@ def dropout(x: Tensor, p: float, training: bool = True, rng: np.random.Generator
     """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)`` (inverted dropout).
 
     Identity when ``training`` is False or ``p == 0``. Each call draws one seed from ``rng`` (default:
-    the library generator); the mask is a hash of that seed and each element's index (``ops.Dropout``).
+    the library generator); the mask is a hash of that seed and each element's index (``ops.Dropout``,
+    which checks ``p``: finite, ``0 <= p < 1``).
     """
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0.0:
         return x
     return ops.Dropout.apply(x, p=p, seed=_dropout_seed(rng))
@@ -100,14 +101,12 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     its mask from that seed by hashing, the composed path draws a mask array.
     """
     if impl not in ("auto", "fused", "composed"):
-        raise ValueError(f"scaled_dot_product_attention: impl must be auto, fused or composed, got {impl!r}")
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p}")
+        raise UsageError(f"scaled_dot_product_attention: impl must be auto, fused or composed, got {impl!r}")
     q, k, v = as_tensor(q), as_tensor(k), as_tensor(v)
     scale = 1.0 / math.sqrt(q.shape[-1])
     fusable = q.ndim == 4 and k.shape == v.shape
     if impl == "fused" and not fusable:
-        raise ValueError(f"fused attention needs 4-D q/k/v with k, v alike; got {q.shape}, {k.shape}, {v.shape}")
+        raise ShapeError(f"fused attention needs 4-D q/k/v with k, v alike; got {q.shape}, {k.shape}, {v.shape}")
     if impl == "fused" or (impl == "auto" and fusable):
         p = dropout_p if training else 0.0
         seed = _dropout_seed(rng) if p > 0.0 else 0

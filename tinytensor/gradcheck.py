@@ -22,8 +22,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import functional as F
+from . import ops
 from .autograd import no_grad
-from .tensor import Tensor
+from .errors import DTypeError, UsageError
+from .tensor import Tensor, concatenate, where
 
 
 class GradcheckError(AssertionError):
@@ -49,17 +52,17 @@ def _diff_inputs(inputs: Sequence[Any]) -> list[int]:
     for i, x in enumerate(inputs):
         if isinstance(x, Tensor) and x.requires_grad:
             if x.dtype != np.float64:
-                raise TypeError(f"gradcheck: input {i} is {x.dtype}; gradient checks need float64 inputs")
+                raise DTypeError(f"gradcheck: input {i} is {x.dtype}; gradient checks need float64 inputs")
             idx.append(i)
     if not idx:
-        raise ValueError("gradcheck: no input requires grad")
+        raise UsageError("gradcheck: no input requires grad")
     return idx
 
 
 def _run(fn, inputs) -> Tensor:
     out = fn(*inputs)
     if not isinstance(out, Tensor):
-        raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
+        raise DTypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
     return out
 
 
@@ -202,13 +205,9 @@ def _distinct(rng, *shape, scale: float = 1.0) -> Tensor:
 def example_cases() -> dict[str, tuple[Callable[..., Tensor], list[Any]]]:
     """One representative float64 gradcheck case per registered op (used by ``tinygpt gradcheck``).
 
-    The property tests in ``tests/test_gradcheck_ops.py`` cover random shapes; these are fixed examples
+    The property tests in ``tests/test_ops.py`` cover random shapes; these are fixed examples
     a learner can read and run.
     """
-    from . import functional as F
-    from . import ops
-    from .tensor import concatenate, where
-
     rng = np.random.default_rng(0)
     mask = rng.random((3, 4)) > 0.5
     ids = np.array([[1, 3, 3], [0, 1, 4]])
@@ -223,6 +222,7 @@ def example_cases() -> dict[str, tuple[Callable[..., Tensor], list[Any]]]:
         "pow_scalar": (lambda a: a ** 3, [_t(rng, 3, 4)]),
         "exp": (lambda a: a.exp(), [_t(rng, 3, 4)]),
         "log": (lambda a: a.log(), [_t(rng, 3, 4, positive=True)]),
+        "log1p": (lambda a: a.log1p(), [_t(rng, 3, 4, positive=True)]),
         "sqrt": (lambda a: a.sqrt(), [_t(rng, 3, 4, positive=True)]),
         "tanh": (lambda a: a.tanh(), [_t(rng, 3, 4)]),
         "sigmoid": (lambda a: a.sigmoid(), [_t(rng, 3, 4)]),

@@ -4,6 +4,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from . import backend
+from .errors import UsageError
+from .gradcheck import example_cases, gradcheck
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gradcheck", help="check every op's backward against finite differences (float64)",
@@ -16,14 +20,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import backend
-    from .gradcheck import example_cases, gradcheck
-
     cases = example_cases()
     names = sorted(cases) if (args.all or not args.op) else args.op
     unknown = [n for n in names if n not in cases]
     if unknown:
-        raise ValueError(f"unknown op(s) {unknown}; known: {', '.join(sorted(cases))}")
+        raise UsageError(f"unknown op(s) {unknown}; known: {', '.join(sorted(cases))}")
     ctx = backend.set_backend(args.backend) if args.backend else backend.set_backend(backend.get_backend())
     failed = 0
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ kernel, and each 4 KB page costs a page fault when first written: on the baby GP
 the step (measured, 2-core EPYC: 118-131 ms/step with glibc's defaults, 94-101 ms with the thresholds
 below, alternating runs).
 
-The policy, applied when ``tinytensor`` is imported, on Linux with glibc only: ``mallopt`` raises both
+The policy, applied by :func:`tinytensor.runtime.configure` when ``tinytensor`` is imported, on Linux with glibc only: ``mallopt`` raises both
 thresholds to ``TINYTENSOR_MALLOC_THRESHOLD_MB`` (default 256 MB), so blocks up to that size are reused
 from the heap. The cost is that memory freed at the end of a step stays reserved by the process (peak
 RSS is what the benchmarks report). ``TINYTENSOR_MALLOC_THRESHOLD_MB=0`` leaves malloc alone, and so do
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import sys
 
 M_TRIM_THRESHOLD = -1   # glibc's mallopt parameter numbers (malloc.h)
@@ -28,26 +27,11 @@ applied_mb: int = 0
 """The threshold set at import, in MB (0: malloc left at its defaults)."""
 
 
-def requested_mb() -> int:
-    """``TINYTENSOR_MALLOC_THRESHOLD_MB`` as an int (default 256; 0 disables the policy)."""
-    env = os.environ.get("TINYTENSOR_MALLOC_THRESHOLD_MB", "").strip()
-    if not env:
-        return 256
-    try:
-        n = int(env)
-    except ValueError:
-        raise ValueError(f"TINYTENSOR_MALLOC_THRESHOLD_MB={env!r} is not an integer") from None
-    if not 0 <= n <= 2048:
-        raise ValueError(f"TINYTENSOR_MALLOC_THRESHOLD_MB must be in [0, 2048], got {n}")
-    return n
-
-
-def configure_malloc() -> int:
-    """Apply the policy (see the module docstring); returns the threshold set, in MB (0 if none)."""
+def configure_malloc(mb: int) -> int:
+    """Raise glibc's mmap and trim thresholds to ``mb`` MB (0: leave malloc alone); returns the threshold
+    set, in MB (0 if none). Called by :func:`tinytensor.runtime.configure`, which reads the variables."""
     global applied_mb
-    mb = requested_mb()
-    if (mb == 0 or not sys.platform.startswith("linux")
-            or "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ):
+    if mb == 0 or not sys.platform.startswith("linux"):
         return 0
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -13,6 +13,9 @@ from typing import Iterator
 import numpy as np
 
 from . import functional as F
+from .autograd import module_stack
+from .errors import ShapeError
+from .ops.checks import check_probability
 from .tensor import DEFAULT_FLOAT, Tensor, default_rng
 
 
@@ -51,7 +54,11 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        module_stack.append(self)      # ops made inside record this module (tt.graph, tt.trace)
+        try:
+            return self.forward(*args, **kwargs)
+        finally:
+            module_stack.pop()
 
     # ---------------------------------------------------------------------------- traversal
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
@@ -108,7 +115,7 @@ class Module:
 
         Raises:
             KeyError: with ``strict``, names missing from ``state`` or not in the module.
-            ValueError: an array whose shape differs from the parameter's.
+            ShapeError: an array whose shape differs from the parameter's.
         """
         own = dict(self.named_parameters())
         missing = [k for k in own if k not in state]
@@ -120,7 +127,7 @@ class Module:
                 continue
             arr = np.asarray(state[name])
             if arr.shape != p.shape:
-                raise ValueError(f"load_state_dict: {name} has shape {arr.shape} in the state dict but "
+                raise ShapeError(f"load_state_dict: {name} has shape {arr.shape} in the state dict but "
                                  f"{p.shape} in the module")
             np.copyto(p.data, arr, casting="same_kind")
 
@@ -207,9 +214,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
-        self.p = p
+        self.p = check_probability("Dropout", "p", p)  # at construction: a bad config fails where it is made
         self.rng = rng
 
     def forward(self, x: Tensor) -> Tensor:

@@ -17,6 +17,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from .backend import kernels
+from .errors import ConfigError, DTypeError, ShapeError, UsageError
+from .ops.checks import real_number
 from .tensor import Tensor
 
 
@@ -26,7 +28,7 @@ class Optimizer:
     def __init__(self, params: Iterable, **defaults):
         params = list(params)
         if not params:
-            raise ValueError("optimizer got an empty parameter list")
+            raise UsageError("optimizer got an empty parameter list")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         self.param_groups: list[dict[str, Any]] = []
         seen: set[int] = set()
@@ -34,9 +36,9 @@ class Optimizer:
             g = {**defaults, **grp, "params": list(grp["params"])}
             for p in g["params"]:
                 if not isinstance(p, Tensor) or not p.requires_grad:
-                    raise TypeError(f"optimizer parameters must be tensors that require grad, got {type(p).__name__}")
+                    raise DTypeError(f"optimizer parameters must be tensors that require grad, got {type(p).__name__}")
                 if id(p) in seen:
-                    raise ValueError("a parameter appears in more than one parameter group")
+                    raise UsageError("a parameter appears in more than one parameter group")
                 seen.add(id(p))
             self.param_groups.append(g)
         self.state: dict[int, dict[str, Any]] = {}  # keyed by id(param)
@@ -64,7 +66,7 @@ class Optimizer:
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         if len(sd["param_groups"]) != len(self.param_groups):
-            raise ValueError(f"optimizer state has {len(sd['param_groups'])} groups, this optimizer "
+            raise UsageError(f"optimizer state has {len(sd['param_groups'])} groups, this optimizer "
                              f"{len(self.param_groups)}")
         for g, saved in zip(self.param_groups, sd["param_groups"]):
             g.update({k: v for k, v in saved.items() if k != "params"})
@@ -76,7 +78,7 @@ class Optimizer:
             for k, v in st.items():
                 if isinstance(v, np.ndarray):
                     if v.shape != p.shape:
-                        raise ValueError(f"optimizer state {k!r} for parameter {i} has shape {v.shape}, "
+                        raise ShapeError(f"optimizer state {k!r} for parameter {i} has shape {v.shape}, "
                                          f"parameter has {p.shape}")
                     v = v.astype(p.dtype, copy=True)
                 self.state[id(p)][k] = v
@@ -86,8 +88,10 @@ class SGD(Optimizer):
     """SGD with optional momentum (PyTorch's form: ``buf = mu buf + g``; ``p -= lr buf``) and L2 weight decay."""
 
     def __init__(self, params, lr: float = 1e-2, momentum: float = 0.0, weight_decay: float = 0.0):
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0; got {lr}, {momentum}, {weight_decay}")
+        lr, momentum, weight_decay = (real_number("SGD", n, v) for n, v in
+                                      (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)))
+        if not (lr >= 0 and momentum >= 0 and weight_decay >= 0):
+            raise ConfigError(f"SGD: lr, momentum and weight_decay must be >= 0; got {lr}, {momentum}, {weight_decay}")
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     def step(self) -> None:
@@ -106,7 +110,7 @@ class SGD(Optimizer):
                     buf *= g["momentum"]
                     buf += grad
                 grad = buf
-            p.data -= g["lr"] * grad
+            p.data -= float(g["lr"]) * grad  # a Python float: a NumPy float64 lr would promote the step
 
 
 class AdamW(Optimizer):
@@ -119,10 +123,13 @@ class AdamW(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2):
-        if lr < 0 or eps < 0 or weight_decay < 0 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"AdamW: invalid hyperparameters lr={lr}, betas={betas}, eps={eps}, "
+        lr, eps, weight_decay = (real_number("AdamW", n, v) for n, v in
+                                 (("lr", lr), ("eps", eps), ("weight_decay", weight_decay)))
+        betas = tuple(real_number("AdamW", "betas", b) for b in betas)
+        if not (lr >= 0 and eps >= 0 and weight_decay >= 0 and len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas)):
+            raise ConfigError(f"AdamW: invalid hyperparameters lr={lr}, betas={betas}, eps={eps}, "
                              f"weight_decay={weight_decay}")
-        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
     def step(self) -> None:
         K = kernels()
@@ -135,7 +142,7 @@ class AdamW(Optimizer):
                                           "exp_avg_sq": np.zeros_like(p.data)}
             st["step"] += 1
             K.adamw_step(p.data, p.grad, st["exp_avg"], st["exp_avg_sq"], float(g["lr"]),
-                         tuple(g["betas"]), float(g["eps"]), float(g["weight_decay"]), int(st["step"]))
+                         tuple(float(b) for b in g["betas"]), float(g["eps"]), float(g["weight_decay"]), int(st["step"]))
 
 
 def clip_grad_norm_(params: Iterable[Tensor], max_norm: float) -> float:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .kernels import spec
+
 active: "Profile | None" = None
 
 
@@ -30,18 +32,21 @@ class OpStats:
 
 
 def _flops(name: str, arrays, out) -> float:
-    if name == "matmul":
-        a, b = arrays
-        k = a.shape[-1]
-        return 2.0 * out.size * k
+    """An op's FLOPs: the kernel table's count for ops named after a kernel (matmul, attention: 2 M N K
+    per product), ``linear`` as its matmul, every other op one per output element."""
     if name == "linear":  # x [..., in] @ weight[out, in].T
         return 2.0 * out.size * arrays[1].shape[1]
-    if name == "attention":
-        q, k, _ = arrays
-        B, H, T, D = q.shape
-        S = k.shape[2]
-        return 4.0 * B * H * T * S * D
-    return float(np.size(out))
+    counted = spec.flops(name, arrays) if name in ("matmul", "attention") else None
+    return float(np.size(out)) if counted is None else counted
+
+
+def saved_bytes(ctx, arrays) -> int:
+    """Bytes an op kept on its context for backward beyond its inputs (and beyond views of them)."""
+    if ctx is None:
+        return 0
+    ids = {id(a) for a in arrays}
+    return sum(v.nbytes for v in vars(ctx).values()
+               if isinstance(v, np.ndarray) and id(v) not in ids and v.base is None)
 
 
 @dataclass
@@ -58,9 +63,7 @@ class Profile:
         s.calls += 1
         s.forward_s += dt
         s.flops += _flops(fn.name, arrays, out)
-        ids = {id(a) for a in arrays}
-        s.saved_bytes += sum(v.nbytes for v in vars(ctx).values()
-                             if isinstance(v, np.ndarray) and id(v) not in ids and v.base is None)
+        s.saved_bytes += saved_bytes(ctx, arrays)
         return out
 
     def run_backward(self, fn, ctx, grad):
@@ -73,7 +76,7 @@ class Profile:
     def __enter__(self):
         global active
         if active is not None:
-            raise RuntimeError("tt.profile() is already active")
+            raise RuntimeError("tt.profile() or tt.trace() is already active")
         active = self
         self._t0 = time.perf_counter()
         return self

@@ -12,11 +12,13 @@ tensors can require grad.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from . import autograd
+from . import autograd, ops
+from .errors import DTypeError, ShapeError, UsageError
 
 DEFAULT_FLOAT = np.float32
 _rng = np.random.default_rng(0)
@@ -46,7 +48,7 @@ def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
     if dtype is not None:
         arr = arr.astype(dtype, copy=False)
     if arr.dtype == object:
-        raise TypeError(f"cannot make a tensor from {type(data).__name__} (object array)")
+        raise DTypeError(f"cannot make a tensor from {type(data).__name__} (object array)")
     return arr
 
 
@@ -111,7 +113,7 @@ class Tensor:
     def item(self) -> Any:
         """The single value of a one-element tensor as a Python scalar."""
         if self.data.size != 1:
-            raise ValueError(f"item() needs a one-element tensor; got shape {self.shape}")
+            raise ShapeError(f"item() needs a one-element tensor; got shape {self.shape}")
         return self.data.item()
 
     def tolist(self) -> Any:
@@ -124,7 +126,7 @@ class Tensor:
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set ``requires_grad`` in place (floating dtypes only) and return self."""
         if requires_grad and not np.issubdtype(self.data.dtype, np.floating):
-            raise TypeError(f"only floating tensors can require grad; this one is {self.data.dtype}")
+            raise DTypeError(f"only floating tensors can require grad; this one is {self.data.dtype}")
         self.requires_grad = bool(requires_grad)
         return self
 
@@ -136,8 +138,12 @@ class Tensor:
         self.grad = None
 
     def astype(self, dtype: Any) -> Tensor:
-        """Cast to ``dtype`` (differentiable; the gradient is cast back)."""
-        return ops.Cast.apply(self, dtype=np.dtype(dtype))
+        """Cast to ``dtype``. To a floating dtype it is differentiable (the gradient is cast back); to an
+        integer or bool dtype the result has no gradient and is cut from the graph, as in PyTorch."""
+        dtype = np.dtype(dtype)
+        if not np.issubdtype(dtype, np.floating):
+            return Tensor._wrap(self.data.astype(dtype))
+        return ops.Cast.apply(self, dtype=dtype)
 
     def __repr__(self) -> str:
         body = np.array2string(self.data, separator=", ", prefix="tensor(")
@@ -178,8 +184,8 @@ class Tensor:
     def __rmatmul__(self, other): return ops.MatMul.apply(_lift(other, self), self)
 
     def __pow__(self, other):
-        if isinstance(other, (int, float)) and not isinstance(other, bool):
-            return ops.PowScalar.apply(self, exponent=other)
+        if _is_number(other):  # a Python or NumPy real number: d/dx only, exact for integer exponents
+            return ops.PowScalar.apply(self, exponent=other.item() if isinstance(other, np.generic) else other)
         return ops.Pow.apply(self, _lift(other, self))
 
     def __rpow__(self, other):
@@ -200,6 +206,7 @@ class Tensor:
     # --------------------------------------------------------------------------- elementwise
     def exp(self): return ops.Exp.apply(self)
     def log(self): return ops.Log.apply(self)
+    def log1p(self): return ops.Log1p.apply(self)
     def sqrt(self): return ops.Sqrt.apply(self)
     def tanh(self): return ops.Tanh.apply(self)
     def sigmoid(self): return ops.Sigmoid.apply(self)
@@ -260,15 +267,15 @@ class Tensor:
         """Remove size-1 axes (all of them, or the given ones; a given axis must have size 1)."""
         if axis is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
-        axes = {_norm_axis(a, self.ndim, "squeeze") for a in ((axis,) if isinstance(axis, int) else axis)}
+        axes = {_norm_axis(a, self.ndim, "squeeze") for a in ((axis,) if _is_int(axis) else axis)}
         for a in axes:
             if self.shape[a] != 1:
-                raise ValueError(f"squeeze: axis {a} has size {self.shape[a]}, not 1 (shape {self.shape})")
+                raise ShapeError(f"squeeze: axis {a} has size {self.shape[a]}, not 1 (shape {self.shape})")
         return self.reshape(tuple(n for i, n in enumerate(self.shape) if i not in axes))
 
     def expand_dims(self, axis) -> Tensor:
         """Insert size-1 axes at the given positions (NumPy ``expand_dims`` semantics)."""
-        axes = (axis,) if isinstance(axis, int) else tuple(axis)
+        axes = (axis,) if _is_int(axis) else tuple(axis)
         out_nd = self.ndim + len(axes)
         axes = sorted(_norm_axis(a, out_nd, "expand_dims") for a in axes)
         shape = list(self.shape)
@@ -292,18 +299,32 @@ def _raw_index(index: Any) -> Any:
 
 
 def _lift(x: Any, like: Tensor) -> Tensor:
-    """Turn an operand into a Tensor; Python scalars take ``like``'s dtype when that is exact (NEP 50)."""
+    """Turn an operand into a Tensor; Python scalars take ``like``'s dtype when that is exact (NEP 50).
+
+    NumPy scalars (``np.float32(0.5)``) keep their own dtype and promote as NumPy arrays do."""
     if isinstance(x, Tensor):
         return x
-    if isinstance(x, (bool, int, float)):
+    if isinstance(x, (bool, int, float)) and not isinstance(x, np.generic):
         return Tensor._wrap(np.asarray(x, dtype=np.result_type(like.data.dtype, x)))
     return Tensor._wrap(_to_array(x))
 
 
+def _is_int(x: Any) -> bool:
+    """A Python or NumPy integer (not a bool): what an axis or a count may be."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))
+
+
+def _is_number(x: Any) -> bool:
+    """A Python or NumPy real number (not a bool)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
+
+
 def _norm_axis(axis: int, ndim: int, op: str) -> int:
+    if not _is_int(axis):
+        raise DTypeError(f"{op}: axis must be an integer, got {axis!r}")
     if not -ndim <= axis < max(ndim, 1):
-        raise ValueError(f"{op}: axis {axis} is out of range for {ndim}-d input")
-    return axis % ndim if ndim else 0
+        raise ShapeError(f"{op}: axis {axis} is out of range for {ndim}-d input")
+    return int(axis) % ndim if ndim else 0
 
 
 def as_tensor(x: Any) -> Tensor:
@@ -376,7 +397,7 @@ def concatenate(tensors: Iterable[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along an existing axis (NumPy ``concatenate``)."""
     ts = [as_tensor(t) for t in tensors]
     if not ts:
-        raise ValueError("concatenate needs at least one tensor")
+        raise UsageError("concatenate needs at least one tensor")
     return ops.Concatenate.apply(*ts, axis=axis)
 
 
@@ -384,10 +405,10 @@ def stack(tensors: Iterable[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along a new axis (composed: expand_dims each, then concatenate)."""
     ts = [as_tensor(t) for t in tensors]
     if not ts:
-        raise ValueError("stack needs at least one tensor")
+        raise UsageError("stack needs at least one tensor")
     shapes = {t.shape for t in ts}
     if len(shapes) != 1:
-        raise ValueError(f"stack needs tensors of one shape; got {sorted(shapes)}")
+        raise ShapeError(f"stack needs tensors of one shape; got {sorted(shapes)}")
     return concatenate([t.expand_dims(axis) for t in ts], axis=axis)
 
 
@@ -396,9 +417,10 @@ def split(t: Tensor, indices_or_sections, axis: int = 0) -> list[Tensor]:
     t = as_tensor(t)
     ax = _norm_axis(axis, t.ndim, "split")
     n = t.shape[ax]
-    if isinstance(indices_or_sections, int):
+    if _is_int(indices_or_sections):
+        indices_or_sections = int(indices_or_sections)
         if indices_or_sections <= 0 or n % indices_or_sections:
-            raise ValueError(f"split: axis {ax} of size {n} does not divide into {indices_or_sections} equal parts")
+            raise ShapeError(f"split: axis {ax} of size {n} does not divide into {indices_or_sections} equal parts")
         step = n // indices_or_sections
         bounds = list(range(0, n + 1, step)) if step else [0] * (indices_or_sections + 1)
     else:
@@ -420,4 +442,4 @@ def minimum(a, b) -> Tensor:
     return a.minimum(b)
 
 
-from . import ops  # noqa: E402  (ops imports Tensor; import at the end to close the cycle)
+autograd.register_tensor_type(Tensor)  # the engine wraps op outputs in this class (autograd imports no tensor)

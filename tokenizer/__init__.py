@@ -10,16 +10,13 @@ from .bpe import (
     PATTERNS,
     BPETokenizer,
     bpe_merge,
-    get_stats,
-    learn_merges,
-    merge,
     recover_merges,
     resolve_pattern,
 )
+from .bpe_train import get_stats, learn_merges, merge
 from .char import CharTokenizer
 from .gpt2 import (
     bytes_to_unicode,
-    download_file,
     gpt2_files,
     load_gpt2,
     load_tiktoken_ranks,
@@ -37,7 +34,6 @@ __all__ = [
     "Tokenizer",
     "bpe_merge",
     "bytes_to_unicode",
-    "download_file",
     "get_stats",
     "gpt2_files",
     "learn_merges",

@@ -16,18 +16,22 @@ from __future__ import annotations
 import json
 import operator
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import regex
 
+from tinytensor.errors import ConfigError, DTypeError, FileFormatError, UsageError
+from tinytensor.fileio import atomic_write_text
+
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "DisallowedSpecialError",
     "Tokenizer",
-    "atomic_write_text",
+    "UnknownTokenError",
+    "VocabTokenizer",
     "check_ids",
     "check_text",
     "load",
@@ -42,6 +46,28 @@ FORMAT_VERSION = 1
 AllowedSpecial = Literal["all"] | Iterable[str]
 
 
+class DisallowedSpecialError(UsageError):
+    """The text holds a special-token string that ``encode`` may not encode.
+
+    ``token`` and ``index`` say which and where, so a caller (the command line) can word its own advice.
+    """
+
+    def __init__(self, message: str, token: str, index: int):
+        super().__init__(message)
+        self.token, self.index = token, index
+
+
+class UnknownTokenError(UsageError):
+    """A character (or word) that is not in the tokenizer's vocabulary, with no ``unk_token`` to map it to.
+
+    ``token``, ``index`` (its position in the text) and ``vocab_size`` let a caller word its own advice.
+    """
+
+    def __init__(self, message: str, token: str, index: int, vocab_size: int):
+        super().__init__(message)
+        self.token, self.index, self.vocab_size = token, index, vocab_size
+
+
 def check_text(text: object, what: str = "text") -> str:
     """Return ``text`` if it is a ``str``, else raise TypeError naming its type.
 
@@ -51,12 +77,12 @@ def check_text(text: object, what: str = "text") -> str:
         >>> check_text(b"hi")
         Traceback (most recent call last):
         ...
-        TypeError: text must be str, got bytes (b'hi')
+        tinytensor.errors.DTypeError: text must be str, got bytes (b'hi')
     """
     if not isinstance(text, str):
         shown = repr(text)
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        raise TypeError(f"{what} must be str, got {type(text).__name__} ({shown})")
+        raise DTypeError(f"{what} must be str, got {type(text).__name__} ({shown})")
     return text
 
 
@@ -72,19 +98,19 @@ def check_ids(ids: object) -> list[int]:
         >>> check_ids([1, 2.0])
         Traceback (most recent call last):
         ...
-        TypeError: token ids must be integers, got float (2.0) at position 1
+        tinytensor.errors.DTypeError: token ids must be integers, got float (2.0) at position 1
     """
     if isinstance(ids, (str, bytes, bytearray)):
-        raise TypeError(f"token ids must be an iterable of int, got {type(ids).__name__}")
+        raise DTypeError(f"token ids must be an iterable of int, got {type(ids).__name__}")
     dtype_kind = getattr(getattr(ids, "dtype", None), "kind", None)
     if dtype_kind in ("i", "u"):  # numpy arrays: one C call instead of a Python loop
         if ids.ndim != 1:  # type: ignore[attr-defined]
-            raise TypeError(f"token ids must be 1-D, got an array of shape {ids.shape}")  # type: ignore[attr-defined]
+            raise DTypeError(f"token ids must be 1-D, got an array of shape {ids.shape}")  # type: ignore[attr-defined]
         return ids.tolist()  # type: ignore[attr-defined]
     try:
         items = list(ids)  # type: ignore[call-overload]
     except TypeError:
-        raise TypeError(f"token ids must be an iterable of int, got {type(ids).__name__}") from None
+        raise DTypeError(f"token ids must be an iterable of int, got {type(ids).__name__}") from None
     try:
         return [operator.index(i) for i in items]
     except TypeError:
@@ -92,7 +118,7 @@ def check_ids(ids: object) -> list[int]:
             try:
                 operator.index(i)
             except TypeError:
-                raise TypeError(
+                raise DTypeError(
                     f"token ids must be integers, got {type(i).__name__} ({i!r}) at position {pos}"
                 ) from None
         raise
@@ -138,14 +164,14 @@ def split_on_special(text: str, pattern: regex.Pattern[str] | None) -> list[tupl
 def _as_token_set(value: object, name: str) -> frozenset[str]:
     if isinstance(value, str):
         # subtle: a bare string would iterate as characters; tiktoken takes "all" or a set.
-        raise TypeError(f'{name} must be "all" or a collection of str, got the str {value!r}')
+        raise DTypeError(f'{name} must be "all" or a collection of str, got the str {value!r}')
     try:
         tokens = frozenset(value)  # type: ignore[arg-type]
     except TypeError:
-        raise TypeError(f'{name} must be "all" or a collection of str, got {type(value).__name__}') from None
+        raise DTypeError(f'{name} must be "all" or a collection of str, got {type(value).__name__}') from None
     for t in tokens:
         if not isinstance(t, str):
-            raise TypeError(f"{name} must hold str, got {type(t).__name__} ({t!r})")
+            raise DTypeError(f"{name} must hold str, got {type(t).__name__} ({t!r})")
     return tokens
 
 
@@ -175,57 +201,12 @@ def resolve_special(
         allowed = _as_token_set(allowed_special, "allowed_special")
         unknown = sorted(allowed - known)
         if unknown:
-            raise ValueError(f"allowed_special names tokens that are not special tokens here: {unknown}")
+            raise UsageError(f"allowed_special names tokens that are not special tokens here: {unknown}")
     if isinstance(disallowed_special, str) and disallowed_special == "all":
         disallowed = known - allowed
     else:
         disallowed = _as_token_set(disallowed_special, "disallowed_special")
     return allowed, disallowed
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()
-
-
-def file_mode_for(path: Path) -> int:
-    """The permission bits a replacement for ``path`` should get: the old file's, else 0o666 minus umask.
-
-    ``tempfile.mkstemp`` creates files as 0o600; without this an atomically written file would end up
-    private to its owner.
-    """
-    try:
-        return path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        return 0o666 & ~_UMASK
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the new one, never half.
-
-    Writes a temporary file in the same folder, fsyncs it, then ``os.replace``s it over ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, file_mode_for(path))
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
 
 
 class Tokenizer:
@@ -311,10 +292,11 @@ class Tokenizer:
         if disallowed:
             m = self._special_regex(disallowed).search(text)
             if m is not None:
-                raise ValueError(
+                raise DisallowedSpecialError(
                     f"text contains the special token {m.group()!r} (at index {m.start()}) which is "
                     "disallowed; pass allowed_special={" + repr(m.group()) + "} (or 'all') to encode it "
-                    "as its id, or disallowed_special=() to encode it as ordinary text"
+                    "as its id, or disallowed_special=() to encode it as ordinary text",
+                    m.group(), m.start(),
                 )
         if not allowed:
             return self._encode_ordinary(text)
@@ -335,7 +317,7 @@ class Tokenizer:
     ) -> list[list[int]]:
         """Encode each string of ``texts`` with :meth:`encode`; returns one id list per text."""
         if isinstance(texts, str):
-            raise TypeError("encode_batch takes a list of str, got a single str; use encode()")
+            raise DTypeError("encode_batch takes a list of str, got a single str; use encode()")
         return [
             self.encode(t, allowed_special=allowed_special, disallowed_special=disallowed_special)
             for t in texts
@@ -356,22 +338,92 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Tokenizer:
         """Read a tokenizer saved by :meth:`save`; on a subclass, the file must hold that kind."""
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FileFormatError(f"{path} is not a tinygpt tokenizer file (not JSON: {e})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-            raise ValueError(f"{path} is not a tinygpt tokenizer file (no 'format': {FORMAT_NAME!r})")
+            raise FileFormatError(f"{path} is not a tinygpt tokenizer file (no 'format': {FORMAT_NAME!r})")
         if data.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported tokenizer file version {data.get('version')!r}")
+            raise FileFormatError(f"{path}: unsupported tokenizer file version {data.get('version')!r}")
         kind = data.get("type")
         klass = Tokenizer._registry.get(kind)  # type: ignore[arg-type]
         if klass is None:
-            raise ValueError(f"{path}: unknown tokenizer type {kind!r}; known: {sorted(Tokenizer._registry)}")
+            raise FileFormatError(f"{path}: unknown tokenizer type {kind!r}; known: {sorted(Tokenizer._registry)}")
         if not issubclass(klass, cls):
-            raise ValueError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
+            raise FileFormatError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
         return klass._from_dict(data)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, special_tokens={len(self._special)})"
+
+
+class VocabTokenizer(Tokenizer):
+    """Base of the list-vocabulary tokenizers (char, simple): ordinary token ``i`` is ``tokens[i]``, then
+    the special tokens, with an optional ``unk_token`` for what is not in the vocabulary.
+
+    Subclasses check their tokens, call :meth:`_set_tokens`, and implement ``_encode_ordinary`` and
+    ``decode`` (with :meth:`_lookup`); ``_to_dict`` saves the tokens under :attr:`tokens_key`.
+    """
+
+    tokens_key: ClassVar[str] = ""
+
+    def _set_tokens(self, itos: list[str], special_tokens: Iterable[str], unk_token: str | None) -> None:
+        if isinstance(special_tokens, str):
+            raise DTypeError("special_tokens must be a collection of str, not a single str")
+        if len(set(itos)) != len(itos):
+            dup = sorted({t for t in itos if itos.count(t) > 1})
+            raise ConfigError(f"{type(self).__name__} tokens must be distinct; repeated: {dup}")
+        specials = list(special_tokens)
+        if unk_token is not None and unk_token not in specials:
+            specials.append(unk_token)
+        self._special = _check_special_map({s: len(itos) + k for k, s in enumerate(specials)}, range(len(itos)))
+        if len(self._special) != len(specials):
+            raise ConfigError(f"special tokens must be distinct, got {specials}")
+        self._itos = itos + specials
+        self._stoi = {t: i for i, t in enumerate(itos)}
+        self._unk_token = unk_token
+        self._unk_id = None if unk_token is None else self._special[unk_token]
+
+    @property
+    def unk_token(self) -> str | None:
+        """The token unknown input maps to, or None if it raises."""
+        return self._unk_token
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._itos)
+
+    def _lookup(self, ids: Iterable[int]) -> list[str]:
+        """The token strings of ``ids``; UsageError naming an id outside the vocabulary."""
+        ids = check_ids(ids)
+        itos = self._itos
+        n = len(itos)
+        for i in ids:
+            if not 0 <= i < n:
+                raise UsageError(f"token id {i} is out of range for vocab_size {n}")
+        return [itos[i] for i in ids]
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        # subtle: a lone surrogate can be a vocabulary character; surrogatepass keeps it encodable.
+        return self.decode(ids).encode("utf-8", errors="surrogatepass")
+
+    def _to_dict(self) -> dict[str, Any]:
+        return {
+            self.tokens_key: self._itos[: len(self._stoi)],
+            "special_tokens": self.special_tokens,
+            "unk_token": self._unk_token,
+        }
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> VocabTokenizer:
+        special = data.get("special_tokens", {})
+        ordered = sorted(special, key=special.__getitem__)
+        tok = cls(data[cls.tokens_key], special_tokens=ordered, unk_token=data.get("unk_token"))
+        if tok._special != special:
+            raise FileFormatError(f"inconsistent special token ids in saved {cls.__name__}: {special}")
+        return tok
 
 
 def load(path: str | os.PathLike[str]) -> Tokenizer:
@@ -385,11 +437,11 @@ def _check_special_map(special: Mapping[str, int], taken: Iterable[int]) -> dict
     used = set(taken)
     for s, i in special.items():
         if not isinstance(s, str) or not s:
-            raise TypeError(f"special token strings must be non-empty str, got {s!r}")
+            raise DTypeError(f"special token strings must be non-empty str, got {s!r}")
         if isinstance(i, bool) or not isinstance(i, int) or i < 0:
-            raise ValueError(f"special token {s!r} needs a non-negative int id, got {i!r}")
+            raise ConfigError(f"special token {s!r} needs a non-negative int id, got {i!r}")
         if i in used:
-            raise ValueError(f"special token {s!r} has id {i}, which is already taken")
+            raise ConfigError(f"special token {s!r} has id {i}, which is already taken")
         used.add(i)
         out[s] = i
     return out

@@ -9,23 +9,25 @@ How text becomes ids:
    A token's rank is its id.
 3. Results are cached per chunk, so a text that repeats its words costs one dict lookup per chunk.
 
-Training (:meth:`BPETokenizer.train`, built on :func:`learn_merges`) counts the unique chunks once and
-then keeps pair counts up to date after every merge, touching only the chunks that hold the merged pair.
+Training (:meth:`BPETokenizer.train`) pre-splits and counts the chunks here, then learns the merges
+with :func:`tokenizer.bpe_train.learn_merges`.
 """
 from __future__ import annotations
 
 import heapq
 import sys
 import warnings
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from itertools import chain
 from typing import Any
 
 import regex
-from tqdm.auto import tqdm
+
+from tinytensor.errors import ConfigError, DTypeError, FileFormatError, UsageError
 
 from .base import Tokenizer, _check_special_map, check_ids, special_token_regex, split_on_special
+from .bpe_train import learn_merges
 
 __all__ = [
     "GPT2_PATTERN",
@@ -33,9 +35,6 @@ __all__ = [
     "PATTERNS",
     "BPETokenizer",
     "bpe_merge",
-    "get_stats",
-    "learn_merges",
-    "merge",
     "recover_merges",
     "resolve_pattern",
 ]
@@ -54,8 +53,8 @@ PATTERNS: dict[str, str] = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN, "cl100k"
 
 # A pair that is not a token ranks after every real token.
 _NO_RANK = sys.maxsize
-# Pieces longer than this take the heap path of bpe_merge (O(n log n)); shorter ones the list scan,
-# which has less overhead. Measured crossover on CPython 3.11 (GPT-2 ranks, English): 16-32 bytes.
+# Pieces longer than this take the heap path of bpe_merge (O(n log n)); shorter ones the list scan
+# (O(n) per merge), which has less overhead per step.
 _LARGE_PIECE = 24
 # Chunk cache: cap on entries, and the longest chunk worth caching (characters).
 _CACHE_MAX_ENTRIES = 1 << 17
@@ -72,7 +71,7 @@ def resolve_pattern(pattern: str) -> str:
         '\\\\w+|\\\\W'
     """
     if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a name or a regex str, got {type(pattern).__name__}")
+        raise DTypeError(f"pattern must be a name or a regex str, got {type(pattern).__name__}")
     return PATTERNS.get(pattern, pattern)
 
 
@@ -80,45 +79,7 @@ def _compile(pattern: str) -> regex.Pattern[str]:
     try:
         return regex.compile(pattern)
     except regex.error as e:
-        raise ValueError(f"invalid tokenizer pattern {pattern!r}: {e}") from None
-
-
-def get_stats(ids: Iterable[int], counts: dict[tuple[int, int], int] | None = None, weight: int = 1):
-    """Count adjacent pairs of ``ids`` (overlapping), adding ``weight`` per pair into ``counts``.
-
-    Example:
-        >>> get_stats([1, 2, 3, 1, 2])
-        {(1, 2): 2, (2, 3): 1, (3, 1): 1}
-        >>> get_stats([7, 7, 7])
-        {(7, 7): 2}
-    """
-    counts = {} if counts is None else counts
-    ids = list(ids)
-    for pair in zip(ids, ids[1:]):
-        counts[pair] = counts.get(pair, 0) + weight
-    return counts
-
-
-def merge(ids: Iterable[int], pair: tuple[int, int], idx: int) -> list[int]:
-    """Replace every non-overlapping occurrence of ``pair`` in ``ids``, left to right, by ``idx``.
-
-    Example:
-        >>> merge([1, 2, 3, 1, 2], (1, 2), 4)
-        [4, 3, 4]
-        >>> merge([7, 7, 7], (7, 7), 8)  # the leftmost occurrence wins
-        [8, 7]
-    """
-    ids = list(ids)
-    out: list[int] = []
-    i, n = 0, len(ids)
-    while i < n:
-        if i + 1 < n and ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            out.append(idx)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
+        raise ConfigError(f"invalid tokenizer pattern {pattern!r}: {e}") from None
 
 
 def _bpe_small(piece: bytes, ranks: Mapping[bytes, int], max_rank: int = _NO_RANK) -> list[bytes]:
@@ -229,143 +190,11 @@ def recover_merges(ranks: Mapping[bytes, int]) -> list[tuple[int, int, int]]:
             continue
         parts = _bpe_small(token, ranks, max_rank=rank)
         if len(parts) != 2:
-            raise ValueError(
+            raise UsageError(
                 f"token {token!r} (rank {rank}) is not the merge of two lower-ranked tokens; "
                 f"BPE with lower ranks gives {len(parts)} parts"
             )
         merges.append((ranks[parts[0]], ranks[parts[1]], rank))
-    return merges
-
-
-def learn_merges(
-    chunk_counts: Mapping[bytes, int],
-    n_tokens: int,
-    vocab: Mapping[int, bytes] | None = None,
-    *,
-    progress: bool | None = None,
-) -> list[tuple[int, int, int]]:
-    """Learn up to ``n_tokens`` new tokens from chunks (as bytes) and their counts.
-
-    Each step merges the most frequent adjacent pair, counted over all chunks weighted by their counts
-    (overlapping pairs count, as in minbpe: ``aaa`` holds ``(a, a)`` twice).
-
-    Tie-breaking: among pairs with the same count, the smallest ``(left id, right id)`` wins, i.e. the
-    pair whose left token was learned first, bytes ordered by value. This uses only the counts and ids,
-    so the result does not depend on dict or set order, nor on ``PYTHONHASHSEED``.
-
-    If a pair joins into bytes that already are a token (``ab``+``c`` and ``a``+``bc``), the merge is
-    recorded with the existing id and no new id is spent, so every token's bytes stay unique (what
-    tiktoken requires). New ids follow the largest id of ``vocab`` (default: the 256 single bytes).
-
-    How it stays fast: the unique chunks are counted once; a heap holds candidate pairs by count (stale
-    entries are fixed when popped); an index pair -> chunks lets each merge visit only the chunks that
-    hold the pair, and only the pairs next to each merged occurrence get their counts changed.
-
-    Example:
-        >>> learn_merges({b"aaabdaaabac": 1}, 3)
-        [(97, 97, 256), (97, 98, 257), (256, 257, 258)]
-
-    Args:
-        chunk_counts: ``{chunk bytes: how often it occurs}``.
-        n_tokens: how many new ids to create.
-        vocab: ``{id: bytes}`` to start from; default the 256 single bytes with id = byte value.
-        progress: show a tqdm bar (``None``: only for runs of 1,000+ merges on a terminal).
-
-    Returns:
-        The merges in order, ``(left id, right id, new id)``; fewer than ``n_tokens`` if the pairs run out.
-    """
-    vocab = {i: bytes([i]) for i in range(256)} if vocab is None else dict(vocab)
-    ids_of = {b: i for i, b in vocab.items()}
-    next_id = max(vocab, default=-1) + 1
-
-    words: list[list[int]] = []
-    counts: list[int] = []
-    pair_count: defaultdict[tuple[int, int], int] = defaultdict(int)
-    where: defaultdict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> indices of chunks holding it
-    for chunk, c in chunk_counts.items():
-        if c <= 0 or len(chunk) < 2:
-            continue  # a 1-byte chunk has no pairs and never changes
-        w = [ids_of[chunk[k : k + 1]] for k in range(len(chunk))]
-        idx = len(words)
-        words.append(w)
-        counts.append(c)
-        for pair in zip(w, w[1:]):
-            pair_count[pair] += c
-            where[pair].add(idx)
-
-    # subtle: heap order (-count, (left, right)) is the documented tie-break: smallest pair first.
-    heap = [(-c, pair) for pair, c in pair_count.items()]
-    heapq.heapify(heap)
-    merges: list[tuple[int, int, int]] = []
-    made = 0
-    show = progress if progress is not None else (None if n_tokens >= 1000 else False)
-    bar = tqdm(total=n_tokens, desc="bpe merges", unit="tok", disable=(not show) if show is not None else None)
-    pop, push = heapq.heappop, heapq.heappush
-    while made < n_tokens:
-        # Find the best pair; an entry is valid only if its count is the current one.
-        while heap:
-            neg, pair = heap[0]
-            cur = pair_count.get(pair, 0)
-            if cur == -neg:
-                break
-            pop(heap)
-            if cur > 0:  # stale: a pair whose count grew was pushed again, so re-queue the true count
-                push(heap, (-cur, pair))
-        if not heap:
-            break
-        pop(heap)
-        a, b = pair
-        joined = vocab[a] + vocab[b]
-        new = ids_of.get(joined)
-        if new is None:
-            new = next_id
-            next_id += 1
-            vocab[new] = joined
-            ids_of[joined] = new
-            made += 1
-            bar.update(1)
-        merges.append((a, b, new))
-        del pair_count[pair]  # every occurrence gets merged, so the pair is gone
-
-        touched: set[tuple[int, int]] = set()  # pairs that contain `new`: pushed once their counts are final
-        for i in where.pop(pair):
-            w = words[i]
-            n = len(w)
-            try:
-                j = w.index(a)
-            except ValueError:
-                continue  # stale index entry: this chunk lost the pair in an earlier merge
-            c = counts[i]
-            out = w[:j]
-            while j < n:
-                if w[j] == a and j + 1 < n and w[j + 1] == b:
-                    # subtle: the left neighbour is read from `out` (already merged), so in "a b a b" the
-                    # second occurrence sees X on its left, not b: each old pair is decremented once.
-                    if out:
-                        p = out[-1]
-                        if (p, a) != pair:
-                            pair_count[p, a] -= c
-                        pair_count[p, new] += c
-                        touched.add((p, new))
-                        where[p, new].add(i)
-                    if j + 2 < n:
-                        q = w[j + 2]
-                        if (b, q) != pair:  # "a a a": the right neighbour pair is the merged pair itself
-                            pair_count[b, q] -= c
-                        pair_count[new, q] += c
-                        touched.add((new, q))
-                        where[new, q].add(i)
-                    out.append(new)
-                    j += 2
-                else:
-                    out.append(w[j])
-                    j += 1
-            words[i] = out
-        for p2 in touched:
-            c2 = pair_count[p2]
-            if c2 > 0:
-                push(heap, (-c2, p2))
-    bar.close()
     return merges
 
 
@@ -430,11 +259,11 @@ class BPETokenizer(Tokenizer):
         ranks: dict[bytes, int] = {}
         for i, b in vocab.items():
             if b in ranks:
-                raise ValueError(f"ids {ranks[b]} and {i} both stand for the bytes {b!r}; tokens must be unique")
+                raise ConfigError(f"ids {ranks[b]} and {i} both stand for the bytes {b!r}; tokens must be unique")
             ranks[b] = i
         missing = [bytes([x]) for x in range(256) if bytes([x]) not in ranks]
         if missing:
-            raise ValueError(f"a byte-level BPE needs all 256 single bytes as tokens; missing {missing[:8]}")
+            raise ConfigError(f"a byte-level BPE needs all 256 single bytes as tokens; missing {missing[:8]}")
         self._special = _check_special_map(special, vocab)
         self._vocab = dict(vocab)  # id -> bytes, ordinary tokens
         self._ranks = ranks  # bytes -> id
@@ -462,13 +291,13 @@ class BPETokenizer(Tokenizer):
             merges: the ``(left, right, new)`` merges, if known; otherwise recovered when needed.
         """
         if not isinstance(ranks, Mapping):
-            raise TypeError(f"ranks must be a mapping bytes -> int, got {type(ranks).__name__}")
+            raise DTypeError(f"ranks must be a mapping bytes -> int, got {type(ranks).__name__}")
         vocab: dict[int, bytes] = {}
         for b, i in ranks.items():
             if not isinstance(b, bytes) or isinstance(i, bool) or not isinstance(i, int) or i < 0:
-                raise TypeError(f"ranks must map bytes to non-negative int, got {b!r}: {i!r}")
+                raise DTypeError(f"ranks must map bytes to non-negative int, got {b!r}: {i!r}")
             if i in vocab:
-                raise ValueError(f"rank {i} is given to both {vocab[i]!r} and {b!r}")
+                raise ConfigError(f"rank {i} is given to both {vocab[i]!r} and {b!r}")
             vocab[i] = b
         tok = cls(pattern)
         tok._set_vocab(vocab, None if merges is None else [tuple(m) for m in merges], special_tokens or {})
@@ -495,15 +324,15 @@ class BPETokenizer(Tokenizer):
             ValueError: ``vocab_size`` is below 256 plus the number of special tokens.
         """
         if not isinstance(text, str):
-            raise TypeError(f"text must be str, got {type(text).__name__}")
+            raise DTypeError(f"text must be str, got {type(text).__name__}")
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-            raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+            raise DTypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
         if isinstance(special_tokens, str):
-            raise TypeError("special_tokens must be a collection of str, not a single str")
+            raise DTypeError("special_tokens must be a collection of str, not a single str")
         specials = dict(special_tokens) if isinstance(special_tokens, Mapping) else None
         names = list(specials or special_tokens or ())
         if vocab_size < 256 + len(names):
-            raise ValueError(
+            raise ConfigError(
                 f"vocab_size must be at least 256 (the single bytes) + {len(names)} special tokens = "
                 f"{256 + len(names)}, got {vocab_size}"
             )
@@ -603,7 +432,7 @@ class BPETokenizer(Tokenizer):
         try:
             return b"".join(map(decoder.__getitem__, ids))
         except KeyError as e:
-            raise ValueError(
+            raise UsageError(
                 f"token id {e.args[0]} is not in the vocabulary (vocab_size {self.vocab_size})"
             ) from None
 
@@ -621,18 +450,18 @@ class BPETokenizer(Tokenizer):
     def _from_dict(cls, data: dict[str, Any]) -> BPETokenizer:
         byte_ids = data.get("byte_ids", list(range(256)))
         if len(byte_ids) != 256 or len(set(byte_ids)) != 256:
-            raise ValueError("saved BPE tokenizer: byte_ids must be 256 distinct ids")
+            raise FileFormatError("saved BPE tokenizer: byte_ids must be 256 distinct ids")
         vocab = {int(i): bytes([x]) for x, i in enumerate(byte_ids)}
         merges = []
         for m in data["merges"]:
             if len(m) != 3:
-                raise ValueError(f"saved BPE tokenizer: a merge is [left, right, new], got {m!r}")
+                raise FileFormatError(f"saved BPE tokenizer: a merge is [left, right, new], got {m!r}")
             a, b, new = (int(v) for v in m)
             if a not in vocab or b not in vocab:
-                raise ValueError(f"saved BPE tokenizer: merge {m!r} uses an id not defined before it")
+                raise FileFormatError(f"saved BPE tokenizer: merge {m!r} uses an id not defined before it")
             joined = vocab[a] + vocab[b]
             if vocab.setdefault(new, joined) != joined:
-                raise ValueError(f"saved BPE tokenizer: merge {m!r} gives id {new} two different tokens")
+                raise FileFormatError(f"saved BPE tokenizer: merge {m!r} gives id {new} two different tokens")
             merges.append((a, b, new))
         tok = cls(data["pattern"])
         tok._set_vocab(vocab, merges, data.get("special_tokens", {}))

@@ -2,7 +2,7 @@
 
 Examples::
 
-    tinygpt tokenizer train --input shakespeare.txt --vocab-size 4096 --out shakespeare.tok.json
+    tinygpt tokenizer train --input shakespeare.txt --vocab_size 4096 --out shakespeare.tok.json
     tinygpt tokenizer encode --tokenizer shakespeare.tok.json --text "To be, or not to be"
     echo "hello world" | tinygpt tokenizer encode --gpt2
     tinygpt tokenizer decode --gpt2 31373 995
@@ -13,28 +13,66 @@ import argparse
 import sys
 import time
 
-from .base import Tokenizer, load
+from tinytensor.errors import UsageError
+from tinytensor.fileio import read_text
+
+from .base import DisallowedSpecialError, Tokenizer, UnknownTokenError, load
 from .bpe import PATTERNS, BPETokenizer
 from .gpt2 import load_gpt2
 
-__all__ = ["add_parser"]
+__all__ = ["USER_ERRORS", "add_dash_aliases", "add_parser", "run_command"]
+
+# What the command line prints as one line (exit code 2): a user mistake, or a path the user gave that
+# cannot be read. Every other exception is a bug and keeps its traceback.
+USER_ERRORS = (UsageError, FileNotFoundError, IsADirectoryError, PermissionError)
 
 
-def _read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+def run_command(args: argparse.Namespace, prog: str = "tinygpt") -> int:
+    """Run the parsed command ``args.func(args)``; a user error becomes ``prog: error: ...`` and exit code 2.
+
+    An unknown character's message is reworded: the library's advice (``unk_token=``) is no flag of the
+    command line.
+    """
+    try:
+        return int(args.func(args) or 0)
+    except UnknownTokenError as e:
+        print(f"{prog}: error: {e.token!r} at index {e.index} of the text is not in the tokenizer's vocabulary "
+              f"of {e.vocab_size} (a char tokenizer knows only the characters of the text it was built from); "
+              f"leave it out, or use a byte-level BPE tokenizer such as gpt2, which encodes any text",
+              file=sys.stderr)
+        return 2
+    except USER_ERRORS as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def add_dash_aliases(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Accept ``--out-dir`` for ``--out_dir`` (every option with ``_``) in ``parser`` and its sub-commands.
+
+    Options are spelled with underscores, as the config keys (``--max_iters=...``) and nanoGPT spell them;
+    the dashed spelling is a hidden alias. It is put in the parser's lookup table only, not in the option's
+    own list of spellings, which is why ``--help`` and error messages show the one canonical spelling.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                add_dash_aliases(sub)
+        for opt in action.option_strings:
+            if opt.startswith("--") and "_" in opt:
+                parser._option_string_actions.setdefault(opt.replace("_", "-"), action)
+    return parser
 
 
 def _tokenizer_from_args(args: argparse.Namespace) -> Tokenizer:
     if args.gpt2:
         return load_gpt2()
     if not args.tokenizer:
-        raise ValueError("pass --tokenizer FILE (saved by 'tinygpt tokenizer train') or --gpt2")
+        raise UsageError("pass --tokenizer FILE (saved by 'tinygpt tokenizer train') or --gpt2")
     return load(args.tokenizer)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    text = _read_text(args.input)
+    text = read_text(args.input)
     tok = BPETokenizer(pattern=args.pattern)
     start = time.perf_counter()
     tok.train(text, args.vocab_size, special_tokens=args.special_token or None)
@@ -53,13 +91,14 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     if args.text is not None:
         text = args.text
     elif args.input is not None:
-        text = _read_text(args.input)
+        text = read_text(args.input)
     else:
         text = sys.stdin.read()
-    if args.allow_special:
-        ids = tok.encode(text, allowed_special="all")
-    else:
-        ids = tok.encode(text)
+    try:
+        ids = tok.encode(text, allowed_special="all" if args.allow_special else frozenset())
+    except DisallowedSpecialError as e:   # the library's advice names encode()'s arguments, not the flag
+        raise UsageError(f"the text contains the special token {e.token!r} (at index {e.index}); pass "
+                         f"--allow_special to encode special tokens as their ids") from None
     print(" ".join(map(str, ids)))
     return 0
 
@@ -71,7 +110,7 @@ def _parse_ids(words: list[str]) -> list[int]:
             try:
                 ids.append(int(part))
             except ValueError:
-                raise ValueError(f"token ids must be integers, got {part!r}") from None
+                raise UsageError(f"token ids must be integers, got {part!r}") from None
     return ids
 
 
@@ -104,7 +143,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     p = sub.add_parser("train", help="train a byte-level BPE tokenizer on a text file")
     p.add_argument("--input", required=True, metavar="FILE", help="UTF-8 text to train on")
-    p.add_argument("--vocab-size", required=True, type=int, metavar="N", help="ids in total, >= 256")
+    p.add_argument("--vocab_size", required=True, type=int, metavar="N", help="ids in total, >= 256")
     p.add_argument(
         "--pattern",
         default="gpt4",
@@ -112,10 +151,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help=f"pre-split regex: one of {sorted(PATTERNS)} or a regex (default gpt4)",
     )
     p.add_argument(
-        "--special-token",
+        "--special_token",
         action="append",
         metavar="STR",
-        help="add a special token (repeatable), e.g. --special-token '<|endoftext|>'",
+        help="add a special token (repeatable), e.g. --special_token '<|endoftext|>'",
     )
     p.add_argument("--out", required=True, metavar="FILE", help="where to save the tokenizer (JSON)")
     p.set_defaults(func=_cmd_train)
@@ -126,7 +165,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     text.add_argument("--text", help="the text to encode (default: read standard input)")
     text.add_argument("--input", metavar="FILE", help="a UTF-8 file to encode")
     p.add_argument(
-        "--allow-special",
+        "--allow_special",
         action="store_true",
         help="encode special-token strings (e.g. <|endoftext|>) as their ids instead of failing",
     )
@@ -143,12 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``tokenizer ...`` on its own (``python -m tokenizer.cli train ...``)."""
     top = argparse.ArgumentParser(prog="tinygpt")
     add_parser(top.add_subparsers(dest="command"))
+    add_dash_aliases(top)
     args = top.parse_args(["tokenizer", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"tinygpt: error: {e}", file=sys.stderr)
-        return 2
+    return run_command(args)
 
 
 if __name__ == "__main__":

@@ -8,31 +8,29 @@ known SHA-256.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
-import tempfile
-import urllib.request
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from .base import atomic_write_text, file_mode_for
+from tinytensor.errors import ConfigError, FileFormatError, UsageError
+from tinytensor.fileio import atomic_write_text, cache_dir, download_file, sha256_file
+
 from .bpe import GPT2_PATTERN, BPETokenizer
 
 __all__ = [
     "ENCODER_JSON_SHA256",
     "ENCODER_JSON_URL",
+    "GPT2DownloadError",
     "GPT2_ENDOFTEXT",
     "VOCAB_BPE_SHA256",
     "VOCAB_BPE_URL",
     "bytes_to_unicode",
-    "download_file",
     "gpt2_files",
     "load_gpt2",
     "load_tiktoken_ranks",
     "save_tiktoken_ranks",
-    "sha256_file",
 ]
 
 ENCODER_JSON_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models/124M/encoder.json"
@@ -45,6 +43,10 @@ _GPT2_FILES = {
     "encoder.json": (ENCODER_JSON_URL, ENCODER_JSON_SHA256),
     "vocab.bpe": (VOCAB_BPE_URL, VOCAB_BPE_SHA256),
 }
+
+
+class GPT2DownloadError(UsageError):
+    """GPT-2's tokenizer files are not on this machine and could not be downloaded (offline, a firewall)."""
 
 
 @lru_cache(maxsize=1)
@@ -69,57 +71,6 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(sorted(mapping.items()))
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def download_file(url: str, dest: str | os.PathLike[str], sha256: str, *, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest`` atomically and verify its SHA-256; returns ``dest``.
-
-    The bytes go to a temporary file in ``dest``'s folder, which is fsynced and checked, then
-    ``os.replace``d over ``dest``: a reader sees no file or the whole verified file, never a partial one.
-    If ``dest`` already exists with the right checksum nothing is downloaded.
-
-    Raises:
-        ValueError: the downloaded bytes do not have the expected SHA-256 (``dest`` is left untouched).
-        OSError: the download failed (``urllib.error.URLError`` is an OSError).
-    """
-    dest = Path(dest)
-    if dest.is_file() and sha256_file(dest) == sha256:
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        os.fchmod(fd, file_mode_for(dest))
-        h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
-            for block in iter(lambda: response.read(1 << 16), b""):
-                h.update(block)
-                f.write(block)
-            f.flush()
-            os.fsync(f.fileno())
-        if h.hexdigest() != sha256:
-            raise ValueError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {h.hexdigest()}")
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return dest
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "tinygpt" / "gpt2"
-
-
 def gpt2_files(*, download: bool = True) -> tuple[Path, Path]:
     """Find (or fetch) GPT-2's ``encoder.json`` and ``vocab.bpe``; returns their paths.
 
@@ -129,12 +80,13 @@ def gpt2_files(*, download: bool = True) -> tuple[Path, Path]:
 
     Raises:
         FileNotFoundError: the files are not local and ``download`` is False.
+        GPT2DownloadError: the files are not local and the download failed (one line: where to put them).
         ValueError: a file has the wrong checksum.
     """
     folders = []
     if os.environ.get("TINYGPT_DATA"):
         folders.append(Path(os.environ["TINYGPT_DATA"]) / "gpt2")
-    folders.append(_cache_dir())
+    folders.append(cache_dir("gpt2"))
     found: list[Path] = []
     for name, (url, sha) in _GPT2_FILES.items():
         path = next((d / name for d in folders if (d / name).is_file()), None)
@@ -144,9 +96,16 @@ def gpt2_files(*, download: bool = True) -> tuple[Path, Path]:
                     f"GPT-2 {name} not found in {' or '.join(map(str, folders))}; set TINYGPT_DATA to a "
                     "folder with gpt2/encoder.json and gpt2/vocab.bpe, or allow the download"
                 )
-            path = download_file(url, _cache_dir() / name, sha)
+            try:
+                path = download_file(url, cache_dir("gpt2") / name, sha)
+            except OSError as e:   # URLError is an OSError; its reason is the readable part
+                raise GPT2DownloadError(
+                    f"GPT-2's {name} is not in {' or '.join(map(str, folders))} and downloading {url} failed "
+                    f"({getattr(e, 'reason', None) or e}); set TINYGPT_DATA to a folder with gpt2/encoder.json "
+                    f"and gpt2/vocab.bpe, or copy the two files into {cache_dir('gpt2')}"
+                ) from None
         elif sha256_file(path) != sha:
-            raise ValueError(f"{path} has the wrong sha256 (expected {sha}); is it GPT-2's {name}?")
+            raise FileFormatError(f"{path} has the wrong sha256 (expected {sha}); is it GPT-2's {name}?")
         found.append(path)
     return found[0], found[1]
 
@@ -175,7 +134,7 @@ def load_gpt2(
         encoder_json_path, vocab_bpe_path = folder / "encoder.json", folder / "vocab.bpe"
     if encoder_json_path is None or vocab_bpe_path is None:
         if encoder_json_path is not None or vocab_bpe_path is not None:
-            raise ValueError("pass both encoder_json_path and vocab_bpe_path, or neither")
+            raise ConfigError("pass both encoder_json_path and vocab_bpe_path, or neither")
         encoder_json_path, vocab_bpe_path = gpt2_files()
     with open(encoder_json_path, encoding="utf-8") as f:
         encoder: dict[str, int] = json.load(f)
@@ -191,7 +150,7 @@ def load_gpt2(
         try:
             ranks[bytes(byte_of[ch] for ch in token)] = i
         except KeyError:
-            raise ValueError(
+            raise FileFormatError(
                 f"{encoder_json_path}: token {token!r} uses a character outside GPT-2's byte map"
             ) from None
 
@@ -202,11 +161,11 @@ def load_gpt2(
             continue
         left, sep, right = line.partition(" ")
         if not sep or " " in right:
-            raise ValueError(f"{vocab_bpe_path}:{lineno}: expected 'left right', got {line!r}")
+            raise FileFormatError(f"{vocab_bpe_path}:{lineno}: expected 'left right', got {line!r}")
         try:
             merges.append((encoder[left], encoder[right], encoder[left + right]))
         except KeyError as e:
-            raise ValueError(f"{vocab_bpe_path}:{lineno}: token {e.args[0]!r} is not in {encoder_json_path}") from None
+            raise FileFormatError(f"{vocab_bpe_path}:{lineno}: token {e.args[0]!r} is not in {encoder_json_path}") from None
     return BPETokenizer.from_ranks(ranks, pattern=GPT2_PATTERN, special_tokens=special, merges=merges)
 
 
@@ -225,7 +184,7 @@ def load_tiktoken_ranks(path: str | os.PathLike[str]) -> dict[bytes, int]:
                 token, rank = line.split()
                 ranks[base64.b64decode(token, validate=True)] = int(rank)
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: expected '<base64> <rank>', got {line[:60]!r}") from None
+                raise FileFormatError(f"{path}:{lineno}: expected '<base64> <rank>', got {line[:60]!r}") from None
     return ranks
 
 

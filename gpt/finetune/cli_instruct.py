@@ -4,9 +4,9 @@
     tinygpt chat --out_dir out-instruct                  # type an instruction, get the answer streamed
     tinygpt chat --out_dir out-instruct --prompt "Name the capital of France." --temperature 0
 
-Registration: :func:`add_kind` adds ``instruct`` to the ``tinygpt finetune`` parent's sub-parsers and
-:func:`add_chat` adds ``chat`` to the top level. :func:`add_parser` does both (making a ``finetune`` parent
-of its own) for ``gpt.cli``'s module list until a shared ``finetune`` parent calls ``add_kind``.
+Registration (:mod:`gpt.finetune.cli`, through :data:`gpt.finetune.KINDS`): :func:`add_kind` adds
+``instruct`` to the ``tinygpt finetune`` parent's sub-parsers and :func:`add_toplevel` (:func:`add_chat`)
+adds ``chat`` to the top level.
 """
 from __future__ import annotations
 
@@ -17,15 +17,28 @@ import typing
 
 import numpy as np
 
-from ..commands import _sample_args
-from ..sample import load_model
+from ..checkpoint import load_model
+from ..commands.sample import add_sampling_args
 from .instruct import InstructConfig, finetune_instruct, stream_response
 
 _HELP = {
-    "init_from": "a GPT-2 folder (config.json + model.safetensors) or a tinygpt run's out_dir",
+    "init_from": "GPT-2 by name (gpt2-medium, ...), a GPT-2 folder (config.json + model.safetensors) or a "
+                 "tinygpt run's out_dir",
     "data": "the instruction JSON: a list of {instruction, input, output}",
+    "out_dir": "where the checkpoint, log.jsonl, test-responses.json and instruct.json go",
     "tokenizer": "with a GPT-2 folder: its tokenizer (folder, saved JSON, or gpt2)",
+    "epochs": "passes over the train split",
     "max_steps": "stop after N optimizer steps (0: all epochs)",
+    "batch_size": "entries per batch",
+    "learning_rate": "AdamW learning rate (constant, the book's)",
+    "weight_decay": "AdamW weight decay",
+    "beta1": "AdamW beta1",
+    "beta2": "AdamW beta2",
+    "dropout": "dropout probability while training",
+    "seed": "seed of the shuffling and of sampled test answers",
+    "eval_interval": "steps between train/val loss estimates in log.jsonl",
+    "eval_batches": "batches per train/val loss estimate",
+    "max_new_tokens": "longest test answer in tokens",
     "mask_prompt": "ignore the instruction/input targets while training (the book's exercise 7.2)",
     "truncate": "cut entries longer than the context instead of failing",
     "temperature": "sampling temperature of the test answers (0: greedy)",
@@ -44,11 +57,11 @@ def add_kind(kinds: argparse._SubParsersAction) -> None:
         typ = next((a for a in typing.get_args(typ) if a is not type(None)), typ)
         required = f.default is dataclasses.MISSING
         if typ is bool:
-            p.add_argument(f"--{f.name}", action="store_true", help=_HELP.get(f.name))
+            p.add_argument(f"--{f.name}", action="store_true", help=_HELP[f.name])
         else:
             p.add_argument(f"--{f.name}", type=typ, required=required, default=None if required else f.default,
                            metavar=f.name.upper() if required else None,
-                           help=_HELP.get(f.name, "" if required else f"(default {f.default})"))
+                           help=_HELP[f.name] + ("" if required or f.default is None else f" (default {f.default})"))
     p.set_defaults(func=run_finetune_instruct)
 
 
@@ -57,16 +70,14 @@ def add_chat(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("chat", help="answer instructions typed at a prompt with an instruction-tuned run",
                        description="Answer each instruction typed at the prompt (an empty line or Ctrl-D ends), "
                                    "streaming, until end-of-text. With --prompt, answer that one and exit.")
-    _sample_args(p, out_dir_required=True)
+    p.add_argument("--out_dir", required=True, metavar="DIR", help="a `tinygpt finetune instruct` run")
+    p.add_argument("--prompt", default="", help="answer this one instruction and exit (default: ask at a prompt)")
     p.add_argument("--input", default="", help="with --prompt: the entry's input text")
+    add_sampling_args(p)
     p.set_defaults(func=run_chat)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """``finetune`` (holding ``instruct`` only) and ``chat``: for gpt.cli's module list."""
-    p = sub.add_parser("finetune", help="fine-tune a pretrained GPT (instruct)")
-    add_kind(p.add_subparsers(dest="kind", metavar="KIND", required=True))
-    add_chat(sub)
+add_toplevel = add_chat    # gpt.finetune.cli registers a kind's top-level commands through this name
 
 
 def run_finetune_instruct(args: argparse.Namespace) -> int:
@@ -104,4 +115,4 @@ def run_chat(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_kind", "add_chat", "add_parser", "run_finetune_instruct", "run_chat"]
+__all__ = ["add_kind", "add_chat", "add_toplevel", "run_finetune_instruct", "run_chat"]

@@ -31,13 +31,14 @@ import numpy as np
 import tinytensor as tt
 from tinytensor import functional as F
 from tinytensor.errors import ConfigError, FileFormatError, UsageError
+from tinytensor.fileio import atomic_write_text
 
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..data import atomic_write_bytes
+from ..checkpoint import save_checkpoint
 from ..model import GPT
-from ..pretrained import CONFIG_NAME, load_pretrained, load_tokenizer
 from ..sample import stream_text
+from ..train import _append_log
 from ..windows import EpochLoader, perplexity
+from .classify import load_base
 from .instruct_data import (IGNORE_INDEX, InstructionDataset, collate, eos_id, format_entry,
                             load_instruction_data, split_entries)
 
@@ -49,7 +50,7 @@ SUMMARY_FILE = "instruct.json"
 @dataclass
 class InstructConfig:
     """One instruction fine-tuning run. Defaults are the book's ch. 7 settings."""
-    init_from: str                      # a GPT-2 folder (config.json + model.safetensors) or a tinygpt run
+    init_from: str                      # GPT-2 by name or folder (config.json + model.safetensors), or a tinygpt run
     data: str                           # the instruction JSON file
     out_dir: str = "out-instruct"
     tokenizer: str | None = None        # with a GPT-2 folder: where its tokenizer is (default: the folder)
@@ -82,18 +83,10 @@ class InstructConfig:
 
 # ------------------------------------------------------------------------------------------- model
 def load_start(init_from: str, tokenizer: str | None = None, dropout: float = 0.0) -> tuple[GPT, object]:
-    """The model to fine-tune and its tokenizer: a GPT-2 folder, or a tinygpt run's latest checkpoint."""
-    path = Path(init_from)
-    if (path / CONFIG_NAME).is_file():
-        model = load_pretrained(path, dropout=dropout)
-        return model, load_tokenizer(path, tokenizer, model.config.vocab_size)
-    if tokenizer is not None:
-        raise UsageError("--tokenizer goes with a GPT-2 folder; a tinygpt run has its own tokenizer")
-    ckpt = load_checkpoint(path)
-    cfg = ckpt.model_config
-    model = GPT(dataclasses.replace(cfg, dropout=dropout), seed=0)
-    model.load_state_dict(ckpt.model_state, strict=True)
-    return model, ckpt.tokenizer
+    """The model to fine-tune and its tokenizer: GPT-2 by name or folder, or a tinygpt run's latest
+    checkpoint (see :func:`gpt.finetune.classify.load_base`)."""
+    base = load_base(init_from, tokenizer, dropout)
+    return base.gpt, base.tokenizer
 
 
 # -------------------------------------------------------------------------------------------- loss
@@ -215,13 +208,8 @@ def judge_score(command: str, entry: dict, response: str, timeout: float = 120.0
 
 
 # ---------------------------------------------------------------------------------------------- run
-def _append_log(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-
-
 def _write_json(path: Path, doc) -> None:
-    atomic_write_bytes(path, (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    atomic_write_text(path, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
 
 
 def finetune_instruct(cfg: InstructConfig, progress=print) -> dict:
@@ -253,7 +241,7 @@ def finetune_instruct(cfg: InstructConfig, progress=print) -> dict:
     progress(f"test response loss before: {before['loss']:.4f} (perplexity {before['perplexity']:.2f})")
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / LOG_FILE
-    atomic_write_bytes(log_path, b"")
+    atomic_write_text(log_path, "")
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
 
     def on_step(step: int, epoch: int, loss: float) -> None:

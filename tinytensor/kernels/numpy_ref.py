@@ -1,6 +1,7 @@
 """The readable reference kernels: pure NumPy array functions.
 
-Every function here has a twin with the same signature in :mod:`tinytensor.kernels.numba_cpu`.
+Every function here is a row of :mod:`tinytensor.kernels.spec` and has a twin with the same signature in
+:mod:`tinytensor.kernels.numba`. This twin checks the spec's preconditions (the compiled one does not).
 Kernels take and return ``np.ndarray`` only: no Tensor, no autograd. The differentiable ops in
 :mod:`tinytensor.ops` call them through :mod:`tinytensor.backend`.
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from . import spec
 
 _GELU_C = math.sqrt(2.0 / math.pi)
 
@@ -55,7 +58,7 @@ def softmax(x: np.ndarray, causal: bool = False) -> np.ndarray:
             raise ValueError(f"causal softmax needs [..., T, S] scores, got shape {x.shape}")
         x = np.where(_causal_mask(x.shape[-2], x.shape[-1]), -np.inf, x)
     m = np.max(x, axis=-1, keepdims=True) if x.shape[-1] else np.zeros(x.shape[:-1] + (1,), x.dtype)
-    m = np.where(np.isfinite(m), m, 0.0)  # all -inf rows: keep exp() at 0 instead of NaN
+    m = np.where(m == -np.inf, 0.0, m)  # all -inf rows: keep exp() at 0 instead of NaN; +inf/NaN give NaN
     e = np.exp((x - m).astype(np.float64))
     s = e.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -75,7 +78,7 @@ def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
 def log_softmax(x: np.ndarray) -> np.ndarray:
     """``x - logsumexp(x)`` over the last axis, with the max subtracted first for stability."""
     m = np.max(x, axis=-1, keepdims=True) if x.shape[-1] else np.zeros(x.shape[:-1] + (1,), x.dtype)
-    m = np.where(np.isfinite(m), m, 0.0)
+    m = np.where(m == -np.inf, 0.0, m)
     lse = np.log(np.sum(np.exp((x - m).astype(np.float64)), axis=-1, keepdims=True)) + m
     return (x - lse).astype(x.dtype, copy=False)
 
@@ -99,9 +102,8 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int) ->
         ``(loss [N] float64, lse [N] float64)``: per-row ``logsumexp(logits) - logits[target]`` (0 on
         ignored rows) and the row's logsumexp, which the backward reuses.
     """
+    spec.check_targets(logits, targets, ignore_index)  # negative ids would wrap silently
     keep = targets != ignore_index
-    if np.any(keep & ((targets < 0) | (targets >= logits.shape[1]))):  # negative ids would wrap silently
-        raise IndexError(f"cross_entropy: a target is out of range [0, {logits.shape[1]}) and not ignore_index")
     x = logits.astype(np.float64)
     m = x.max(axis=1, keepdims=True) if x.shape[1] else np.zeros((x.shape[0], 1))
     lse = (np.log(np.exp(x - m).sum(axis=1, keepdims=True)) + m)[:, 0]
@@ -117,6 +119,7 @@ def cross_entropy_backward(logits: np.ndarray, targets: np.ndarray, lse: np.ndar
 
     Ignored rows get a zero gradient. Returns an array of ``logits.dtype``.
     """
+    spec.check_targets(logits, targets, ignore_index)
     p = np.exp(logits.astype(np.float64) - lse[:, None])
     keep = targets != ignore_index
     rows = np.nonzero(keep)[0]
@@ -178,8 +181,7 @@ def embedding_backward(ids: np.ndarray, dout: np.ndarray, vocab_size: int) -> np
     Repeated ids accumulate (``np.add.at`` is unbuffered, unlike ``dW[ids] += dout``). Ids outside
     ``[0, vocab_size)`` raise ``IndexError`` (``np.add.at`` alone would wrap negative ones).
     """
-    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise IndexError(f"embedding_backward: ids must be in [0, {vocab_size}), got [{ids.min()}, {ids.max()}]")
+    spec.check_ids(ids, dout, vocab_size)
     dw = np.zeros((vocab_size, dout.shape[1]), dtype=dout.dtype)
     np.add.at(dw, ids, dout)
     return dw
@@ -215,7 +217,8 @@ def adamw_step(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: f
 # Attention dropout draws no random numbers: whether probability (b, h, i, j) is kept is a hash of
 # (seed, its flat index), so the backward recomputes exactly the forward's mask without storing the
 # [T, S] matrix (flash-attention style), and the compiled twin reproduces it bit for bit.
-_M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_M1, _M2, _M3 = spec.SPLITMIX_M1, spec.SPLITMIX_M2, spec.SPLITMIX_M3
+_R1, _R2, _R3 = spec.SPLITMIX_SHIFTS
 
 
 def dropout_keep(seed: int, idx: np.ndarray, p: float) -> np.ndarray:
@@ -224,11 +227,12 @@ def dropout_keep(seed: int, idx: np.ndarray, p: float) -> np.ndarray:
     SplitMix64's finaliser of ``idx * golden + seed`` gives 64 well-mixed bits; the top 24 form
     ``u`` uniform on ``[0, 2^24)`` and the element is kept when ``u >= round(p * 2^24)``.
     """
+    spec.check_p(p)
     z = np.asarray(idx, dtype=np.uint64) * _M1 + np.uint64(seed % 2**64)
-    z = (z ^ (z >> np.uint64(30))) * _M2
-    z = (z ^ (z >> np.uint64(27))) * _M3
-    z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(40)) >= np.uint64(round(p * (1 << 24)))
+    z = (z ^ (z >> _R1)) * _M2
+    z = (z ^ (z >> _R2)) * _M3
+    z = z ^ (z >> _R3)
+    return (z >> np.uint64(64 - spec.DROPOUT_BITS)) >= spec.dropout_threshold(p)
 
 
 def dropout(x: np.ndarray, p: float, seed: int) -> np.ndarray:
@@ -240,6 +244,7 @@ def dropout(x: np.ndarray, p: float, seed: int) -> np.ndarray:
 
 def _dropout_scale(shape: tuple[int, ...], dropout_p: float, seed: int) -> np.ndarray | None:
     """``keep / (1 - p)`` over a ``[..., T, S]`` score tensor (None when there is no dropout)."""
+    spec.check_p(dropout_p)
     if dropout_p == 0.0:
         return None
     keep = dropout_keep(seed, np.arange(math.prod(shape), dtype=np.uint64), dropout_p).reshape(shape)

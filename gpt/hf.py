@@ -1,7 +1,7 @@
-"""GPT-2 weights in Hugging Face's layout: load them, save them, sample from them, fine-tune from them.
+"""GPT-2 weights in Hugging Face's layout, and nothing else: config mapping, name mapping, safetensors.
 
-    model = load_pretrained("gpt2-dir")          # GPT.from_pretrained("gpt2-dir")
-    save_pretrained(model, "my-gpt2")            # model.save_pretrained("my-gpt2")
+    model = GPT.from_pretrained("gpt2")         # a name (gpt.hub) or a folder; also gpt.load_pretrained
+    model.save_pretrained("my-gpt2")            # also gpt.hf.save_pretrained(model, "my-gpt2")
     # transformers.GPT2LMHeadModel.from_pretrained("my-gpt2") now gives the same logits
 
 A model folder is what ``transformers``' ``GPT2LMHeadModel.save_pretrained`` writes::
@@ -9,7 +9,8 @@ A model folder is what ``transformers``' ``GPT2LMHeadModel.save_pretrained`` wri
     config.json          n_layer, n_head, n_embd, n_positions, vocab_size, layer_norm_epsilon,
                          activation_function ("gelu_new": GELU's tanh form, which tinygpt uses), ...
     model.safetensors    the weights by name (or model.safetensors.index.json and its shards)
-    encoder.json         GPT-2's tokenizer, optional: used by sample_pretrained / finetune_config
+    encoder.json         GPT-2's tokenizer, optional: used by gpt.sample.sample_pretrained and
+                         gpt.config.finetune_config (gpt.data.load_tokenizer reads it)
     vocab.bpe
 
 How the weights file differs from tinygpt's parameters (``transformer.h.0.attn.c_attn.weight`` [3C, C]):
@@ -24,7 +25,7 @@ How the weights file differs from tinygpt's parameters (``transformer.h.0.attn.c
 
 Only safetensors is read, never ``pytorch_model.bin`` (a pickle). A missing, unexpected or mis-shaped
 tensor, or a config tinygpt's GPT cannot represent, raises :class:`PretrainedFormatError` (a
-ValueError) naming every offending tensor or field.
+``tinytensor.errors.FileFormatError``) naming every offending tensor or field.
 """
 from __future__ import annotations
 
@@ -32,23 +33,26 @@ import json
 import math
 import os
 import re
-import sys
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file
+from safetensors.numpy import save as st_save
 
 from tinytensor import nn
+from tinytensor.errors import DTypeError, FileFormatError, UsageError
+from tinytensor.fileio import atomic_write_bytes, atomic_write_text
 
-from .model import GPT, GPTConfig
+from tokenizer.gpt2 import gpt2_files
+
+from .data.tokenizers import HF_TOKENIZER_FILES, TINYGPT_TOKENIZER_NAME
+from .hub import resolve_model
+from .model_config import GPTConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
-TOKENIZER_FILES = ("encoder.json", "vocab.bpe")
 
 _PREFIX = "transformer."
 # GPT-2's Conv1D layers: weight [in, out] in the file, [out, in] (Linear) in tinygpt
@@ -61,7 +65,7 @@ TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 GPT2_EOT_ID = 50256
 
 
-class PretrainedFormatError(ValueError):
+class PretrainedFormatError(FileFormatError):
     """A model folder whose config or weights tinygpt's GPT cannot take; the message says which and why."""
 
 
@@ -125,11 +129,11 @@ def config_from_hf(hf: dict[str, Any], dropout: float = 0.0, source: str = CONFI
     try:
         return GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,
                          n_embd=n_embd, dropout=dropout, bias=True)
-    except (ValueError, TypeError) as e:
+    except UsageError as e:
         raise PretrainedFormatError(f"{source}: {e}") from None
 
 
-def hf_config(model: GPT) -> dict[str, Any]:
+def hf_config(model: nn.Module) -> dict[str, Any]:
     """The transformers GPT-2 ``config.json`` dict describing ``model``."""
     c = model.config
     eot = GPT2_EOT_ID if c.vocab_size > GPT2_EOT_ID else None    # GPT-2's <|endoftext|>, if the vocab has it
@@ -159,7 +163,7 @@ def hf_config(model: GPT) -> dict[str, Any]:
     }
 
 
-def _layer_norm_eps(model: GPT) -> float:
+def _layer_norm_eps(model: nn.Module) -> float:
     eps = {m.eps for _, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
     if len(eps) != 1:
         raise PretrainedFormatError(f"the model's LayerNorms use different epsilons {sorted(eps)}; GPT-2 has one")
@@ -247,7 +251,7 @@ def _listing(names: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def hf_to_state_dict(tensors: dict[str, np.ndarray], model: GPT, hf: dict[str, Any] | None = None,
+def hf_to_state_dict(tensors: dict[str, np.ndarray], model: nn.Module, hf: dict[str, Any] | None = None,
                      source: str = WEIGHTS_NAME) -> dict[str, np.ndarray]:
     """Turn a GPT-2 weights file's tensors into ``model``'s state dict (names, layout and dtype).
 
@@ -350,7 +354,7 @@ def _sizes_in_file(tensors: dict[str, np.ndarray]) -> dict[str, int]:
     return sizes
 
 
-def state_dict_to_hf(model: GPT) -> dict[str, np.ndarray]:
+def state_dict_to_hf(model: nn.Module) -> dict[str, np.ndarray]:
     """``model``'s weights as GPT-2's file holds them: ``transformer.`` names, Conv1D ``[in, out]``, float32.
 
     A model without biases (``bias=False``) gets zero biases: GPT-2 always has them, and adding zero
@@ -374,30 +378,8 @@ def state_dict_to_hf(model: GPT) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------ load and save
-def load_pretrained(model_dir: str | os.PathLike, dropout: float = 0.0) -> GPT:
-    """A GPT with the weights of a GPT-2 folder (``config.json`` + ``model.safetensors``), in eval mode.
-
-    Args:
-        model_dir: the folder, as transformers' ``save_pretrained`` (or :func:`save_pretrained`) writes it.
-        dropout: the dropout probability for further training (GPT-2's checkpoints say 0.1; inference
-            and nanoGPT's fine-tuning use 0).
-
-    Raises:
-        FileNotFoundError: no such folder, config or weights.
-        PretrainedFormatError: (a ValueError) a config or weights tinygpt cannot take; the message names
-            the fields or tensors.
-    """
-    hf = read_config(model_dir)
-    config = config_from_hf(hf, dropout, str(Path(model_dir) / CONFIG_NAME))
-    tensors = read_weights(model_dir)
-    model = GPT(config, seed=0)
-    load_pretrained_into(model, model_dir, hf=hf, tensors=tensors)
-    model.eval()
-    return model
-
-
-def load_pretrained_into(model: GPT, model_dir: str | os.PathLike, hf: dict[str, Any] | None = None,
-                         tensors: dict[str, np.ndarray] | None = None) -> GPT:
+def load_pretrained_into(model: nn.Module, model_dir: str | os.PathLike, hf: dict[str, Any] | None = None,
+                         tensors: dict[str, np.ndarray] | None = None) -> nn.Module:
     """Copy a GPT-2 folder's weights into an existing ``model`` (the fine-tuning start).
 
     The model must have the folder's ``n_layer``, ``n_head``, ``n_embd`` and ``vocab_size``, biases,
@@ -407,6 +389,7 @@ def load_pretrained_into(model: GPT, model_dir: str | os.PathLike, hf: dict[str,
     Raises:
         PretrainedFormatError: the shapes differ, or the folder is unusable (see :func:`load_pretrained`).
     """
+    model_dir = resolve_model(model_dir)
     hf = read_config(model_dir) if hf is None else hf
     source = str(Path(model_dir) / CONFIG_NAME)
     want = config_from_hf(hf, model.config.dropout, source)
@@ -430,190 +413,45 @@ def load_pretrained_into(model: GPT, model_dir: str | os.PathLike, hf: dict[str,
     return model
 
 
-def save_pretrained(model: GPT, model_dir: str | os.PathLike) -> Path:
+def save_pretrained(model: nn.Module, model_dir: str | os.PathLike, tokenizer=None) -> Path:
     """Write ``model`` as a GPT-2 folder that transformers' ``GPT2LMHeadModel.from_pretrained`` loads.
 
     Writes ``model.safetensors`` (``transformer.`` names, Conv1D weights ``[in, out]``, float32, no
-    ``lm_head.weight``: it is tied) and then ``config.json``, each atomically (a temporary file in the
-    folder, fsynced, then ``os.replace``d). :func:`load_pretrained` gives back the same arrays bit for bit.
+    ``lm_head.weight``: it is tied), the tokenizer's files, then ``config.json``, each atomically (a
+    temporary file in the folder, fsynced, then ``os.replace``d). :meth:`GPT.from_pretrained` gives back the
+    same arrays bit for bit.
+
+    The tokenizer makes the folder self-contained (``gpt.data.load_tokenizer(folder)`` reads it back):
+
+    * ``tokenizer=None`` on a model of GPT-2's vocabulary (50,257 ids): GPT-2's own files, copied as
+      ``vocab.json`` + ``merges.txt`` (transformers' names), when they are on this machine
+      (``$TINYGPT_DATA/gpt2`` or the cache); nothing is downloaded for it.
+    * a tokenizer object: saved as ``tinygpt-tokenizer.json`` (this project's format).
 
     Returns:
         The folder.
     """
-    if not isinstance(model, GPT):
-        raise TypeError(f"save_pretrained needs a GPT, got {type(model).__name__}")
+    if not isinstance(getattr(model, "config", None), GPTConfig):
+        raise DTypeError(f"save_pretrained needs a GPT, got {type(model).__name__}")
     d = Path(model_dir)
     d.mkdir(parents=True, exist_ok=True)
     tensors = state_dict_to_hf(model)
     config = hf_config(model)
-    _atomic_write(d / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    text = json.dumps(config, indent=2) + "\n"
-    _atomic_write(d / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write_bytes(d / WEIGHTS_NAME, st_save(tensors, metadata={"format": "pt"}))
+    if tokenizer is not None:
+        tokenizer.save(d / TINYGPT_TOKENIZER_NAME)
+    elif model.config.vocab_size == GPT2_EOT_ID + 1:
+        try:
+            encoder_json, vocab_bpe = gpt2_files(download=False)
+        except FileNotFoundError:
+            pass                       # GPT-2's files are not on this machine: the folder has no tokenizer
+        else:
+            atomic_write_bytes(d / HF_TOKENIZER_FILES[0], Path(encoder_json).read_bytes())
+            atomic_write_bytes(d / HF_TOKENIZER_FILES[1], Path(vocab_bpe).read_bytes())
+    atomic_write_text(d / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return d
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Run ``write(temporary path)`` in ``path``'s folder, fsync the file, then ``os.replace`` it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
-# ---------------------------------------------------------------------------------------- tokenizer
-def load_tokenizer(model_dir: str | os.PathLike, tokenizer: str | os.PathLike | None = None,
-                   vocab_size: int | None = None):
-    """GPT-2's BPE tokenizer for a model folder.
-
-    Args:
-        model_dir: the model folder; by default its ``encoder.json`` + ``vocab.bpe`` are used.
-        tokenizer: instead, a folder holding ``encoder.json`` + ``vocab.bpe``, a tokenizer saved with
-            ``tokenizer.save`` (a JSON file), or ``"gpt2"`` (``tokenizer.load_gpt2()``: ``$TINYGPT_DATA/gpt2``,
-            the download cache, or OpenAI's files, checksum-verified).
-        vocab_size: the model's; a tokenizer with more ids than this is an error.
-
-    Raises:
-        FileNotFoundError: no tokenizer files where looked.
-        ValueError: the tokenizer has more ids than the model.
-    """
-    import tokenizer as tk
-
-    if tokenizer is not None and str(tokenizer) == "gpt2":
-        tok = tk.load_gpt2()
-    else:
-        src = Path(tokenizer) if tokenizer is not None else Path(model_dir)
-        if src.is_file():
-            tok = tk.load(src)
-        elif all((src / f).is_file() for f in TOKENIZER_FILES):
-            tok = tk.load_gpt2(src / TOKENIZER_FILES[0], src / TOKENIZER_FILES[1])
-        else:
-            raise FileNotFoundError(
-                f"no GPT-2 tokenizer in {str(src)!r} (it needs {' and '.join(TOKENIZER_FILES)}); pass "
-                f"--tokenizer DIR (a folder with GPT-2's {TOKENIZER_FILES[0]} and {TOKENIZER_FILES[1]}), "
-                f"--tokenizer gpt2 (found in $TINYGPT_DATA/gpt2 or downloaded), or a saved tokenizer's JSON")
-    if vocab_size is not None and tok.vocab_size > vocab_size:
-        raise ValueError(f"the tokenizer has {tok.vocab_size} ids but the model's vocab_size is {vocab_size}: "
-                         f"they do not belong together")
-    return tok
-
-
-# ------------------------------------------------------------------------------------------ sampling
-def sample_pretrained(model_dir: str | os.PathLike, prompt: str = "\n", max_new_tokens: int = 200,
-                      temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
-                      seed: int | None = None, num_samples: int = 1,
-                      tokenizer: str | os.PathLike | None = None, stream: TextIO | None = None) -> list[str]:
-    """Load a GPT-2 folder and write ``prompt`` + each sampled continuation to ``stream`` as it is made.
-
-    Generation uses the KV cache; text is written piece by piece (an incremental UTF-8 decoder keeps
-    characters split across tokens whole). Samples are separated as ``tinygpt sample`` does.
-
-    Args:
-        model_dir: the GPT-2 folder (see :func:`load_pretrained`).
-        prompt: the text to continue.
-        max_new_tokens, temperature, top_k, top_p: as :meth:`GPT.generate` (temperature 0 is greedy).
-        seed: one random stream for all samples: the same seed gives the same text.
-        num_samples: how many continuations.
-        tokenizer: where the tokenizer comes from (see :func:`load_tokenizer`); default the folder's.
-        stream: where to write (default ``sys.stdout``).
-
-    Returns:
-        The continuations (without the prompt).
-    """
-    from .sample import stream_text
-
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
-    model = load_pretrained(model_dir)
-    tok = load_tokenizer(model_dir, tokenizer, model.config.vocab_size)
-    out = stream if stream is not None else sys.stdout
-    rng = np.random.default_rng(seed)
-    texts = []
-    for k in range(num_samples):
-        if k:
-            out.write("\n---------------\n")
-        out.write(prompt)
-        pieces = []
-        for piece in stream_text(model, tok, prompt, max_new_tokens, temperature, top_k, top_p, rng):
-            out.write(piece)
-            out.flush()
-            pieces.append(piece)
-        out.write("\n")
-        out.flush()
-        texts.append("".join(pieces))
-    return texts
-
-
-# ---------------------------------------------------------------------------------------- fine-tuning
-# nanoGPT's config/finetune_shakespeare.py (lr 3e-5 constant, 20 iterations, eval every 5, no dropout),
-# scaled to a CPU: 256-token windows, 4 x 8 = 32 sequences (8,192 tokens) per iteration instead of 32 x 1024.
-FINETUNE_DEFAULTS: dict[str, Any] = dict(
-    block_size=256, batch_size=4, gradient_accumulation_steps=8, max_iters=20, learning_rate=3e-5,
-    decay_lr=False, warmup_iters=0, lr_decay_iters=20, min_lr=3e-5, eval_interval=5, eval_iters=10,
-    dropout=0.0, weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0, out_dir="out-finetune")
-_FIXED_BY_MODEL = ("n_layer", "n_head", "n_embd", "bias")
-TOKENIZER_SAVE_NAME = "gpt2-tokenizer.json"
-
-
-def finetune_values(init_from: str | os.PathLike, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The TrainConfig values for fine-tuning the GPT-2 folder ``init_from``.
-
-    :data:`FINETUNE_DEFAULTS`, then the model's shape (``n_layer``, ``n_head``, ``n_embd``, ``bias``), then
-    ``overrides`` (``--key=value``; they may not change the shape). ``tokenizer`` in ``overrides`` says where
-    the tokenizer comes from (see :func:`load_tokenizer`; default the folder's files); it is saved as
-    ``OUT_DIR/gpt2-tokenizer.json`` and the returned ``tokenizer`` value points at that file.
-
-    Raises:
-        ValueError: an override of the model's shape, ``block_size`` beyond ``n_positions``, or a tokenizer
-            whose size is not the model's ``vocab_size``.
-    """
-    hf = read_config(init_from)
-    pcfg = config_from_hf(hf, source=str(Path(init_from) / CONFIG_NAME))
-    overrides = dict(overrides or {})
-    shape = {k: getattr(pcfg, k) for k in _FIXED_BY_MODEL}
-    clash = {k: overrides[k] for k in _FIXED_BY_MODEL if k in overrides and overrides[k] != shape[k]}
-    if clash:
-        raise ValueError(f"--init_from {init_from} fixes {shape}; cannot set {clash}")
-    tok_source = overrides.pop("tokenizer", None)
-    values = {**FINETUNE_DEFAULTS, **overrides, **shape, "init_from": str(init_from)}
-    if values["block_size"] > pcfg.block_size:
-        raise ValueError(f"block_size {values['block_size']} is longer than {init_from}'s n_positions "
-                         f"{pcfg.block_size}")
-    if tok_source == "char":
-        raise ValueError("a pretrained GPT-2 needs its own BPE tokenizer, not --tokenizer=char")
-    tok = load_tokenizer(init_from, tok_source)
-    if tok.vocab_size != pcfg.vocab_size:
-        raise ValueError(f"the tokenizer has {tok.vocab_size} ids but {init_from} has vocab_size "
-                         f"{pcfg.vocab_size}; fine-tuning sizes the model by the tokenizer, so they must match")
-    values["tokenizer"] = str(tok.save(Path(values["out_dir"]) / TOKENIZER_SAVE_NAME))
-    return values
-
-
-def finetune_config(init_from: str | os.PathLike, overrides: dict[str, Any] | None = None):
-    """:func:`finetune_values` as a ``TrainConfig`` (needs its ``init_from`` field)."""
-    from .config import make_config
-    return make_config(None, finetune_values(init_from, overrides))
-
-
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "FINETUNE_DEFAULTS", "PretrainedFormatError", "read_config",
-           "config_from_hf", "hf_config", "read_safetensors", "read_weights", "hf_to_state_dict",
-           "state_dict_to_hf", "load_pretrained", "load_pretrained_into", "save_pretrained", "load_tokenizer",
-           "sample_pretrained", "finetune_values", "finetune_config"]
+__all__ = ["CONFIG_NAME", "GPT2_EOT_ID", "INDEX_NAME", "TANH_GELUS", "WEIGHTS_NAME", "PretrainedFormatError",
+           "config_from_hf", "hf_config", "hf_to_state_dict", "load_pretrained_into",
+           "read_config", "read_safetensors", "read_weights", "save_pretrained", "state_dict_to_hf"]

@@ -1,0 +1,173 @@
+"""Spam classification on the book's test split: accuracy, wall time, trainable share, peak RSS.
+
+    python -m benchmarks.finetune_classify --json benchmarks/results/finetune_classify.json
+
+GPT-2's weights cannot be downloaded here, so the runs start from models made on this machine:
+
+* ``scratch``: a GPT from random init with GPT-2's BPE, every parameter trained on the classification task;
+* ``pretrained``: a BPE tokenizer learned from the TRAIN split's texts, a small GPT LM-pretrained on those
+  texts only (``gpt.train``; never a validation or test text), then fine-tuned (all parameters) and, on
+  the same base, with LoRA (adapters + head). The pretraining time is counted in the run's time.
+
+Peak RSS of ``--trainable last`` vs ``all`` is measured in fresh subprocesses (``os.wait4``'s ``ru_maxrss``)
+on a random GPT-2-shaped folder (``save_pretrained``), a few steps each.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks._util import machine_info, machine_line, write_json_atomic
+from gpt.config import make_config
+from gpt.finetune import spam
+from gpt.finetune.classify import ClassifyConfig, finetune_classifier
+from gpt.train import train
+from tokenizer import BPETokenizer
+
+RSS_SNIPPET = """
+import sys, numpy as np
+from gpt.finetune import spam
+from gpt.finetune.classify import ClassifyConfig, finetune_classifier
+rows = spam.read_spam_tsv(spam.resolve_spam_data(sys.argv[1]))
+rng = np.random.default_rng(0)
+part = [rows[i] for i in rng.permutation(len(rows))[:600]]
+cfg = ClassifyConfig(init_from=sys.argv[2], out_dir=sys.argv[3], epochs=1, batch_size=16, trainable=sys.argv[4],
+                     max_len=64)
+finetune_classifier(cfg, progress=False, quiet=True, rows=part)
+"""
+
+
+def _run(label: str, cfg: ClassifyConfig, extra_s: float = 0.0) -> dict:
+    t0 = time.perf_counter()
+    res = finetune_classifier(cfg, progress=False)
+    wall = time.perf_counter() - t0
+    row = {"run": label, "init_from": cfg.init_from, "test_accuracy": res.test["accuracy"],
+           "test_correct": round(res.test["accuracy"] * res.test["n"]), "test_n": res.test["n"],
+           "test_loss": res.test["loss"], "val_accuracy": res.val["accuracy"], "best_epoch": res.best_epoch,
+           "confusion": res.test["confusion"], "precision": res.test["precision"], "recall": res.test["recall"],
+           "trainable": res.trainable, "total": res.total, "trainable_pct": 100 * res.trainable / res.total,
+           "finetune_wall_s": wall, "pretrain_wall_s": extra_s, "total_wall_s": wall + extra_s,
+           "epochs": [{k: r[k] for k in ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")}
+                      for r in res.log],
+           "config": {k: v for k, v in vars(cfg).items() if k not in ("out_dir",)}}
+    print(f"{label}: test {100 * row['test_accuracy']:.2f} % ({row['test_correct']}/{row['test_n']}), "
+          f"{row['trainable']:,}/{row['total']:,} trainable ({row['trainable_pct']:.2f} %), "
+          f"{row['total_wall_s']:.0f} s in all", flush=True)
+    return row
+
+
+def pretrain(work: Path, data: Path, args) -> tuple[Path, dict]:
+    """A BPE tokenizer and an LM, both from the train split's texts only; returns the run folder."""
+    t0 = time.perf_counter()
+    train_rows = spam.book_split(spam.read_spam_tsv(data), args.seed)["train"]
+    text = "\n".join(r.text for r in train_rows) + "\n"
+    (work / "sms-train.txt").write_text(text, encoding="utf-8")
+    tok = BPETokenizer(pattern="gpt2").train(text, vocab_size=args.vocab_size)
+    tok_path = tok.save(work / "sms-bpe.json")
+    cfg = make_config(None, dict(
+        dataset=str(work / "sms-train.txt"), tokenizer=str(tok_path), out_dir=str(work / "lm"),
+        n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size,
+        batch_size=args.lm_batch_size, dropout=0.1, learning_rate=1e-3, max_iters=args.lm_iters,
+        lr_decay_iters=args.lm_iters, warmup_iters=min(50, args.lm_iters // 10), min_lr=1e-4,
+        eval_interval=max(1, args.lm_iters // 4), eval_iters=5, seed=args.seed))
+    res = train(cfg, overwrite=True, progress=False)
+    info = {"wall_s": time.perf_counter() - t0, "iters": res.iter_num, "train_loss": res.train_loss,
+            "val_loss_on_train_texts_tail": res.val_loss, "tokens_per_s": res.tokens_per_s,
+            "vocab_size": tok.vocab_size, "lm_train_tokens": "the train split's texts (90 % of them; the last "
+            "10 % of that text is gpt.train's own val)"}
+    print(f"pretrain: {info['wall_s']:.0f} s, {res.iter_num} iters, train loss {res.train_loss:.3f}, "
+          f"val loss {res.val_loss:.3f}", flush=True)
+    return work / "lm", info
+
+
+def peak_rss(work: Path, data: Path) -> dict:
+    """Peak RSS (MB) of one short epoch with ``--trainable last`` and ``all`` on a random GPT-2-shaped model."""
+    from gpt import GPT, GPTConfig
+    d = work / "gpt2-random"
+    GPT(GPTConfig(block_size=128, vocab_size=50257, n_layer=6, n_head=8, n_embd=256), seed=0).save_pretrained(d)
+    out = {"model": "random GPT-2 folder n_layer 6, n_embd 256, vocab 50257; 600 random rows, book split "
+                     "(105 train texts), batch 16, max_len 64, 1 epoch (6 steps)"}
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    for mode in ("last", "all"):
+        p = subprocess.Popen([sys.executable, "-c", RSS_SNIPPET, str(data), str(d), str(work / f"rss-{mode}"), mode],
+                             env=env)
+        _, status, usage = os.wait4(p.pid, 0)
+        if status != 0:
+            raise RuntimeError(f"the {mode} RSS run failed with status {status}")
+        out[f"peak_rss_mb_{mode}"] = usage.ru_maxrss / 1024      # Linux: kilobytes
+    print(f"peak RSS: last {out['peak_rss_mb_last']:.0f} MB, all {out['peak_rss_mb_all']:.0f} MB", flush=True)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--runs", default="scratch,pretrained,lora,rss")
+    ap.add_argument("--seed", type=int, default=123)
+    ap.add_argument("--json", default=None)
+    # scratch
+    ap.add_argument("--scratch_layers", type=int, default=2)
+    ap.add_argument("--scratch_embd", type=int, default=64)
+    ap.add_argument("--scratch_epochs", type=int, default=6)
+    ap.add_argument("--scratch_lr", type=float, default=5e-4)
+    ap.add_argument("--scratch_dropout", type=float, default=0.2)
+    # pretrained
+    ap.add_argument("--vocab_size", type=int, default=1024)
+    ap.add_argument("--n_layer", type=int, default=3)
+    ap.add_argument("--n_head", type=int, default=4)
+    ap.add_argument("--n_embd", type=int, default=96)
+    ap.add_argument("--block_size", type=int, default=128)
+    ap.add_argument("--lm_batch_size", type=int, default=8)
+    ap.add_argument("--lm_iters", type=int, default=400)
+    ap.add_argument("--ft_epochs", type=int, default=4)
+    ap.add_argument("--ft_lr", type=float, default=3e-4)
+    ap.add_argument("--lora_rank", type=int, default=2)
+    ap.add_argument("--lora_alpha", type=float, default=8.0)
+    ap.add_argument("--lora_targets", default="c_attn,c_fc")
+    ap.add_argument("--lora_epochs", type=int, default=6)
+    ap.add_argument("--lora_lr", type=float, default=3e-3)
+    args = ap.parse_args(argv)
+    runs = args.runs.split(",")
+    data = spam.resolve_spam_data(args.data)
+    info = machine_info()
+    print(machine_line(info), flush=True)
+    out = {"machine": info, "note": "2-core machine shared with other jobs: times may be slowed by contention",
+           "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if "scratch" in runs:
+            cfg = ClassifyConfig(init_from="scratch", out_dir=str(work / "scratch"), data=str(data),
+                                 epochs=args.scratch_epochs, batch_size=16, lr=args.scratch_lr, trainable="all",
+                                 dropout=args.scratch_dropout, seed=args.seed,
+                                 sizes=dict(n_layer=args.scratch_layers, n_head=4, n_embd=args.scratch_embd,
+                                            block_size=128))
+            out["runs"].append(_run("scratch (GPT-2 BPE, all trainable)", cfg))
+        if "pretrained" in runs or "lora" in runs:
+            lm, out["pretrain"] = pretrain(work, data, args)
+            pre_s = out["pretrain"]["wall_s"]
+            if "pretrained" in runs:
+                cfg = ClassifyConfig(init_from=str(lm), out_dir=str(work / "ft"), data=str(data), epochs=args.ft_epochs,
+                                     batch_size=16, lr=args.ft_lr, trainable="all", dropout=0.1, seed=args.seed)
+                out["runs"].append(_run("LM-pretrained on train texts, all trainable", cfg, pre_s))
+            if "lora" in runs:
+                cfg = ClassifyConfig(init_from=str(lm), out_dir=str(work / "lora"), data=str(data),
+                                     epochs=args.lora_epochs, batch_size=16, lr=args.lora_lr, dropout=0.1,
+                                     seed=args.seed, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
+                                     lora_targets=args.lora_targets)
+                out["runs"].append(_run(f"LM-pretrained + LoRA r={args.lora_rank} ({args.lora_targets}) + head",
+                                        cfg, pre_s))
+        if "rss" in runs:
+            out["rss"] = peak_rss(work, data)
+    if args.json:
+        write_json_atomic(args.json, out)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,249 @@
+"""Classification fine-tuning (gpt/finetune): the spam split, padding and the last real token, frozen
+layers, a short run that learns, the two CLI commands, the GPT-2 and LoRA paths, and bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import tinytensor as tt
+from gpt import GPT, GPTConfig
+from gpt.checkpoint import load_checkpoint
+from gpt.cli import main
+from gpt.finetune import spam
+from gpt.finetune.classify import (Classifier, ClassifyConfig, GPTClassifier, confusion_report,
+                                   finetune_classifier, load_classifier, set_trainable)
+from gpt.lora import load_adapters
+from tinytensor.errors import ConfigError, FileFormatError
+from tokenizer import BPETokenizer
+
+CFG = GPTConfig(block_size=32, vocab_size=50, n_layer=3, n_head=2, n_embd=16)
+
+HAM = ["see you at six", "ok lar joking", "are we still on for dinner", "call me when you get home",
+       "i will be late sorry", "what time is the game", "love you mum", "sure thing", "on my way now"]
+SPAM = ["WINNER claim your 1000 prize now call 09061701461", "FREE entry txt WIN to 87121",
+        "URGENT you have won a cash award call 08712300220", "Txt STOP to end, 150p/msg claim now",
+        "Congratulations! FREE ringtone reply WIN to 85069"]
+
+
+def _synthetic_rows(n_ham=60, n_spam=40, seed=0) -> list[spam.Example]:
+    """ham: two ordinary phrases; spam: a spam phrase and an ordinary one (so words alone overlap)."""
+    rng = np.random.default_rng(seed)
+    rows = [spam.Example(f"{HAM[rng.integers(len(HAM))]} {HAM[rng.integers(len(HAM))]}", 0) for _ in range(n_ham)]
+    rows += [spam.Example(f"{SPAM[rng.integers(len(SPAM))]} {HAM[rng.integers(len(HAM))]}", 1) for _ in range(n_spam)]
+    return rows
+
+
+def _write_tsv(path, rows) -> str:
+    path.write_text("".join(f"{spam.LABELS[r.label]}\t{r.text}\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def byte_tok(tmp_path):
+    """A byte-level tokenizer (256 ids, no merges): any text, no download."""
+    tok = BPETokenizer(pattern="gpt2").train("", vocab_size=256)
+    return str(tok.save(tmp_path / "bytes.json"))
+
+
+# ---------------------------------------------------------------------------------------------- data
+def test_book_split_on_the_real_file(spam_tsv):
+    rows = spam.read_spam_tsv(spam_tsv)
+    assert len(rows) == 5574 and sum(r.label for r in rows) == 747
+    s = spam.book_split(rows)
+    assert [len(s[k]) for k in ("train", "val", "test")] == [1045, 149, 300]
+    everything = s["train"] + s["val"] + s["test"]
+    assert sum(r.label for r in everything) == 747 and len({r.line for r in everything}) == 1494
+    again = spam.book_split(rows)
+    assert [r.line for r in again["test"]] == [r.line for r in s["test"]]        # seeded
+    assert [r.line for r in spam.book_split(rows, seed=1)["test"]] != [r.line for r in s["test"]]
+
+
+def test_read_spam_tsv_errors_name_file_and_line(tmp_path):
+    p = tmp_path / "bad.tsv"
+    p.write_text("ham\tfine\nspam no tab here\n", encoding="utf-8")
+    with pytest.raises(FileFormatError, match=r"bad\.tsv:2: no tab"):
+        spam.read_spam_tsv(p)
+    p.write_text("ham\tfine\n\nphishing\tclick here\n", encoding="utf-8")
+    with pytest.raises(FileFormatError, match=r"bad\.tsv:3: unknown label 'phishing'"):
+        spam.read_spam_tsv(p)
+    p.write_text("", encoding="utf-8")
+    with pytest.raises(FileFormatError, match=r"bad\.tsv holds no label<TAB>text rows"):
+        spam.read_spam_tsv(p)
+    with pytest.raises(FileFormatError, match="no SMS spam file"):
+        spam.resolve_spam_data(tmp_path / "missing.tsv")
+
+
+def test_pad_batch_and_truncation():
+    idx, lengths = spam.pad_batch([np.array([5, 6, 7]), np.array([8])], pad_id=0)
+    assert idx.tolist() == [[5, 6, 7], [8, 0, 0]] and lengths.tolist() == [3, 1]
+    tok = BPETokenizer(pattern="gpt2").train("", vocab_size=256)
+    ids, cut = spam.encode_texts(["abcdef", "ab"], tok, max_len=4)
+    assert [i.tolist() for i in ids] == [[97, 98, 99, 100], [97, 98]] and cut == 1
+
+
+# -------------------------------------------------------------------------------------- the model
+def test_last_real_token_with_right_padding(rng):
+    model = GPTClassifier(GPT(CFG, seed=1), 2, seed=0)
+    model.eval()
+    seqs = [rng.integers(0, 49, size=n) for n in (7, 3, 12)]
+    alone = np.concatenate([model(s[None, :])[0].data for s in seqs])     # [3, 2] each unpadded
+    for pad in (0, 49):   # the pad id is immaterial: causal attention, read before the pads
+        idx, lengths = spam.pad_batch(seqs, pad_id=pad)
+        batched = model(idx, lengths)[0].data
+        np.testing.assert_allclose(batched, alone, rtol=1e-5, atol=1e-6)
+    # reading the last position instead (the book's [:, -1]) would see pads: different logits
+    assert not np.allclose(model(idx)[0].data, alone, atol=1e-3)
+
+
+def test_lengths_are_checked():
+    model = GPTClassifier(GPT(CFG, seed=1), 2)
+    with pytest.raises(tt.ShapeError, match=r"lengths must lie in \[1, T=4\]"):
+        model(np.zeros((2, 4), dtype=np.int64), np.array([4, 5]))
+
+
+@pytest.mark.parametrize("trainable, n_blocks", [("last", 1), ("2", 2), (0, 0), ("all", 3)])
+def test_frozen_parameters_get_no_grad(rng, trainable, n_blocks):
+    model = GPTClassifier(GPT(CFG, seed=1), 2, seed=0)
+    n, total = set_trainable(model, trainable)
+    idx, lengths = spam.pad_batch([rng.integers(0, 49, size=k) for k in (5, 9)], 0)
+    _, loss = model(idx, lengths, np.array([0, 1]))
+    loss.backward()
+    first_trainable = CFG.n_layer - n_blocks
+    for name, p in model.named_parameters():
+        block = int(name.split(".")[3]) if ".h." in name else None
+        should = (trainable == "all" or name.startswith(("head.", "gpt.transformer.ln_f."))
+                  or (block is not None and block >= first_trainable))
+        assert p.requires_grad == should and (p.grad is not None) == should, name
+    assert n == sum(p.size for p in model.parameters() if p.requires_grad)
+    if trainable != "all":
+        # the frozen blocks record no graph: their output does not require grad
+        h0 = model.gpt.transformer.h[0](model.gpt.transformer.wte(idx))
+        assert (first_trainable == 0) == h0.requires_grad
+
+
+def test_bad_trainable():
+    model = GPTClassifier(GPT(CFG, seed=1), 2)
+    for bad in ("4", "-1", "first", True):
+        with pytest.raises(ConfigError, match="trainable must be all, last or a block count"):
+            set_trainable(model, bad)
+
+
+def test_confusion_report():
+    rep = confusion_report(np.array([0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 0]), 2)
+    assert rep["confusion"] == [[1, 1], [1, 2]] and rep["accuracy"] == 0.6
+    assert rep["precision"] == [0.5, 2 / 3] and rep["recall"] == [0.5, 2 / 3]
+
+
+# -------------------------------------------------------------------------------------- training
+def test_short_run_on_a_slice_of_the_real_data_learns(spam_tsv, tmp_path):
+    """400 real messages (200 spam): a 1-block GPT from scratch with GPT-2's BPE, 3 epochs."""
+    rows = spam.read_spam_tsv(spam_tsv)
+    rng = np.random.default_rng(0)
+    ham = [r for r in rows if r.label == 0]
+    sp = [r for r in rows if r.label == 1]
+    part = [ham[i] for i in rng.permutation(len(ham))[:200]] + [sp[i] for i in rng.permutation(len(sp))[:200]]
+    cfg = ClassifyConfig(init_from="scratch", out_dir=str(tmp_path / "run"), epochs=3, batch_size=16, lr=2e-3,
+                         trainable="all", tokenizer="gpt2", max_len=64,
+                         sizes=dict(n_layer=1, n_head=2, n_embd=32, block_size=64))
+    res = finetune_classifier(cfg, progress=False, quiet=True, rows=part)
+    assert res.test["n"] == 80
+    assert res.test["accuracy"] >= 0.85, res.log   # 73/80 = 0.9125 when written (best val: epoch 2); chance 0.5
+    assert res.log[-1]["train_loss"] < res.log[0]["train_loss"]
+
+
+def test_cli_finetune_then_classify(tmp_path, capsys, byte_tok, monkeypatch):
+    data = _write_tsv(tmp_path / "sms.tsv", _synthetic_rows())
+    out = tmp_path / "out"
+    rc = main(["finetune", "classify", "--data", data, "--init_from", "scratch", "--tokenizer", byte_tok,
+               "--n_layer", "2", "--n_head", "2", "--n_embd", "16", "--block_size", "64", "--epochs", "2",
+               "--batch_size", "8", "--lr", "3e-3", "--trainable", "last", "--out_dir", str(out), "--no_progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "trainable parameters:" in printed and "precision" in printed and "test accuracy" in printed
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy"} <= set(log[0])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.array(metrics["test"]["confusion"]).sum() == metrics["test"]["n"] == 16   # balanced 40 + 40, 20 %
+    assert load_checkpoint(out).state["task"] == "classify"
+
+    assert main(["classify", "--out_dir", str(out), "WINNER claim your prize", "see you at six"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].endswith("\tWINNER claim your prize")
+    label, prob, _ = lines[1].split("\t")
+    assert label in spam.LABELS and 0.5 <= float(prob) <= 1.0
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("one\n\ntwo\n"))
+    assert main(["classify", "--out_dir", str(out)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+    clf = Classifier.load(out)   # the Python API gives what the CLI printed
+    pred = clf("see you at six")
+    assert pred.label == label and abs(pred.probability - float(prob)) < 1e-4
+    assert abs(sum(pred.probabilities.values()) - 1) < 1e-9
+
+
+def test_gpt2_folder_start_and_lora(tmp_path, capsys, gpt2_vocab):
+    """A random tiny GPT-2 folder (save_pretrained; GPT-2 BPE from $TINYGPT_DATA/gpt2), fine-tuned with LoRA."""
+    gpt2_dir = tmp_path / "tiny-gpt2"
+    GPT(GPTConfig(block_size=64, vocab_size=50257, n_layer=2, n_head=2, n_embd=16), seed=0).save_pretrained(gpt2_dir)
+    data = _write_tsv(tmp_path / "sms.tsv", _synthetic_rows(40, 20))
+    out = tmp_path / "lora"
+    rc = main(["finetune", "classify", "--data", data, "--init_from", str(gpt2_dir), "--out_dir", str(out),
+               "--epochs", "1", "--lora_rank", "2", "--lora_alpha", "4", "--lora_targets", "c_attn,c_fc",
+               "--lr", "1e-3", "--no_progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "pad id 50256" in printed and "mode lora" in printed
+    # 2 blocks x (c_attn 2·(16+48) + c_fc 2·(16+64)) + head 16·2+2
+    assert "trainable parameters: 610 of" in printed
+    assert (out / "lora" / "adapter_model.safetensors").is_file()
+
+    # adapters alone on top of the GPT-2 folder give the saved (merged) classifier's logits
+    merged, _, _ = load_classifier(out)
+    fresh = GPTClassifier(GPT.from_pretrained(gpt2_dir), 2, seed=99)
+    load_adapters(fresh, out / "lora")
+    fresh.eval()
+    idx = np.array([[464, 3290, 318, 257], [40, 716, 257, 50256]])
+    lengths = np.array([4, 3])
+    np.testing.assert_allclose(fresh(idx, lengths)[0].data, merged(idx, lengths)[0].data, atol=1e-5)
+
+
+def test_cli_bad_inputs(tmp_path, capsys, byte_tok):
+    data = _write_tsv(tmp_path / "sms.tsv", _synthetic_rows())
+    base = ["finetune", "classify", "--data", data, "--init_from", "scratch", "--tokenizer", byte_tok,
+            "--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--out_dir", str(tmp_path / "o"), "--no_progress"]
+    assert main(base + ["--lora_rank", "0"]) == 2
+    assert "lora_rank must be >= 1" in capsys.readouterr().err
+    assert main(base + ["--lora_rank", "17"]) == 2
+    assert "[1, 16] for a Linear with weight [out, in] = [48, 16]" in capsys.readouterr().err
+    assert main(base + ["--lora_rank", "2", "--trainable", "all"]) == 2
+    assert "not both" in capsys.readouterr().err
+    (tmp_path / "bad.tsv").write_text("ham\tok\nspam\n", encoding="utf-8")
+    assert main(base[:3] + [str(tmp_path / "bad.tsv")] + base[4:]) == 2
+    assert "bad.tsv:2: no tab" in capsys.readouterr().err
+    assert main(["classify", "--out_dir", str(tmp_path / "nothing"), "hi"]) == 2
+    capsys.readouterr()
+    ok = base + ["--epochs", "1", "--block_size", "64"]
+    assert main(ok) == 0 and main(ok) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
+    assert main(ok + ["--overwrite"]) == 0
+
+
+def test_start_from_a_tinygpt_train_run(tmp_path, capsys):
+    """A `tinygpt train` checkpoint (char tokenizer of the messages' text) as the body; its tokenizer is used."""
+    rows = _synthetic_rows()
+    text = tmp_path / "msgs.txt"
+    text.write_text("\n".join(r.text for r in rows) + "\n", encoding="utf-8")
+    lm = tmp_path / "lm"
+    assert main(["train", "--preset", "tiny", "--data", str(text), "--out_dir", str(lm), "--max_iters=2",
+                 "--eval_interval=2", "--eval_iters=1", "--block_size=64", "--no_progress"]) == 0
+    out = tmp_path / "clf"
+    assert main(["finetune", "classify", "--data", _write_tsv(tmp_path / "sms.tsv", rows), "--init_from", str(lm),
+                 "--out_dir", str(out), "--epochs", "1", "--lr", "1e-3", "--no_progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "pad id 0" in printed and "mode last" in printed
+    assert load_checkpoint(out).state["base"]["kind"] == "checkpoint"
+    with pytest.raises(ConfigError, match="is a classifier run"):
+        finetune_classifier(ClassifyConfig(init_from=str(out), out_dir=str(tmp_path / "again")), quiet=True, rows=rows)

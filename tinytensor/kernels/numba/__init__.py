@@ -1,0 +1,102 @@
+"""Compiled CPU kernels: the Numba twins of :mod:`tinytensor.kernels.numpy_ref`, one module per family.
+
+Every public function here has the same name, signature, output dtypes and semantics as its
+reference twin; :mod:`tinytensor.backend` swaps one for the other per kernel. Each public function is
+a thin Python wrapper (dtype checks, ``np.ascontiguousarray`` of views, output allocation, the choice
+between a serial and a parallel launch) around one ``@njit`` driver that does the work.
+
+Design
+------
+* **Fusion.** The row kernels (softmax, log-softmax, cross-entropy, layer norm) read each row once
+  or twice, keep the row statistics in registers and write the result once; the NumPy composition
+  makes 4-8 passes through temporaries (and the reference converts to float64 on the way).
+* **Vectorisable inner loops.** LLVM vectorises a loop only if every call in it has a vector form,
+  and without Intel's SVML Numba's ``exp``/``tanh`` are scalar libm calls. For float32 the kernels
+  therefore use polynomial ``exp`` (Cephes ``expf``, relative error < 1e-7) and a rational ``tanh``
+  (Eigen's, absolute error < 4e-7), built from multiplies, adds and one integer bit-cast so that
+  the loops run 8 lanes wide. Float64 inputs use libm (they are for gradient checks, not speed).
+* **Float64 accumulators** for every sum that feeds a normalisation (softmax denominators,
+  layer-norm moments, the loss), as in the reference.
+* **Coarse parallelism.** A ``prange`` launch costs ~10-20 us, as much as a whole row kernel on the
+  baby GPT's shapes. Drivers therefore split the work into ``nchunks`` contiguous chunks (one per
+  thread) (one helper, ``_common._chunked``); the wrappers pick 1 below ``_common._PAR_MIN``
+  elements of work and then call the serial loop body directly (``_common._launch``).
+* **Compile only what runs.** Numba compiles each function lazily, per argument types, at its first
+  call (or loads it from the disk cache): nothing compiles at import, a float32 run never compiles
+  the float64 variants, and a ``parallel=True`` driver (dearer to compile than its body) only when a
+  call is large enough to use it. While a compile runs, stderr says so (``_compile_notice``).
+* **fastmath** only with ``{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}`` (reassociation is what
+  lets LLVM vectorise reductions): never ``nnan``/``ninf``, so NaN and inf still propagate.
+* **GEMM** (``matmul``): Goto/BLIS blocking (``NC`` columns x ``KC`` depth blocks, ``prange`` over
+  (batch, row block, column block) tasks), B packed once as B^T, and a 4 x 3 register tile of dot
+  products along K that LLVM vectorises 8 float32 lanes wide. It is a real GEMM but not OpenBLAS:
+  single-threaded on the 2-core EPYC it reaches 55-75 GFLOP/s against OpenBLAS's ~90 (the
+  horizontal sums at the end of each tile cost most at the model's K = 32..128), so ``auto`` keeps
+  matmul on BLAS (see ``benchmarks/kernels.py``).
+* **No BLAS inside ``prange``**: the GEMM is Numba code, so there is no OpenBLAS thread pool
+  competing with Numba's. The one place that calls BLAS from a kernel, the attention of small heads,
+  does it from Python helper threads (``threads.run_parts``) on products too small for OpenBLAS to
+  thread.
+* Everything also runs with ``NUMBA_DISABLE_JIT=1`` as plain Python (slowly), for teaching and
+  debugging: the ``_exp``/``_tanh`` helpers fall back to NumPy's, ``prange`` becomes ``range``.
+
+Modules: ``_compile_notice`` (the stderr notice while a kernel compiles), ``_common`` (flags, the one
+chunked launch ``_chunked`` and ``_launch``, exp/tanh, row max), ``gemm``, ``rows`` (softmax,
+log-softmax, cross-entropy, layer norm), ``pointwise`` (GELU, sum_squares), ``embedding``, ``optimizer``
+(AdamW), ``dropout``, ``attention_tiles`` (fused kernels for larger heads) and ``attention_blas`` (small
+heads, and the public attention wrappers).
+
+Threads and the disk cache of compiled code (``cache=True``) are process-wide policy, set by
+:func:`tinytensor.runtime.configure` before this package is imported.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ... import runtime
+from .. import spec
+from . import _common, _compile_notice
+from ._common import _FLOATS
+from .attention_blas import attention, attention_backward
+from .dropout import dropout, dropout_keep
+from .embedding import embedding_backward
+from .gemm import matmul
+from .optimizer import adamw_step
+from .pointwise import gelu, gelu_backward, sum_squares
+from .rows import (cross_entropy, cross_entropy_backward, layer_norm, layer_norm_backward, log_softmax,
+                   log_softmax_backward, softmax, softmax_backward)
+
+__all__ = [*spec.KERNELS, "set_num_threads", "warmup"]
+
+
+def set_num_threads(n: int | None = None) -> int:
+    """Set Numba's thread count (default: :func:`tinytensor.runtime.kernel_threads`); returns it."""
+    if n is None:
+        n = runtime.kernel_threads()
+    if n < 1:
+        raise ValueError(f"thread count must be >= 1, got {n}")
+    n = min(int(n), numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n)
+    return n
+
+
+set_num_threads()
+_compile_notice.install()  # "compiling kernels (first run only, ...)" on stderr while Numba compiles
+
+
+def warmup() -> None:
+    """Compile (or load from the disk cache) every kernel of :data:`spec.KERNELS` for float32 and float64,
+    on the row's small example (n = 4, serial) and a larger one (n = 200) with the size threshold
+    lowered so that it takes the ``prange`` drivers (which a run only compiles when it needs them)."""
+    rng = np.random.default_rng(0)
+    table = globals()
+    par_min = _common._PAR_MIN
+    try:
+        for dt in _FLOATS:
+            for n in (4, 200):
+                _common._PAR_MIN = par_min if n == 4 else 1
+                for k in spec.KERNELS.values():
+                    table[k.name](*k.example(rng, n, dt))
+    finally:
+        _common._PAR_MIN = par_min

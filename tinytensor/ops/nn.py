@@ -1,0 +1,181 @@
+"""Neural-network ops with fused kernels: softmax, log-softmax, cross-entropy, layer norm, GELU,
+embedding, dropout.
+
+Each calls its kernel through :func:`backend.kernels`, never numba directly. The kernels check
+nothing, so the user's arguments (class ids, token ids, probabilities, shapes) are checked here, once.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Function
+from ..backend import kernels
+from ..errors import ShapeError, UsageError
+from .checks import check_class_ids, check_probability, real_number
+from .common import contiguous, last_axis
+
+
+class _RowOp(Function):
+    """Shared plumbing of softmax and log-softmax: their kernels work along the last axis, so ``axis`` is
+    moved there (a view) and the result moved back; backward does the same with the gradient."""
+
+    @classmethod
+    def _forward(cls, ctx, x, axis, kernel, *args):
+        xl, ax = last_axis(x, axis, cls.name)
+        y = kernel(contiguous(xl), *args)
+        ctx.y, ctx.ax, ctx.nd = y, ax, x.ndim
+        return y if ax == x.ndim - 1 else np.moveaxis(y, -1, ax)
+
+    @staticmethod
+    def _backward(ctx, g, kernel):
+        last = ctx.ax == ctx.nd - 1
+        dx = kernel(ctx.y, contiguous(g if last else np.moveaxis(g, ctx.ax, -1)))
+        return (dx if last else np.moveaxis(dx, -1, ctx.ax),)
+
+
+class Softmax(_RowOp):
+    """``exp(x - max) / sum(exp(x - max))`` along ``axis`` (fused kernel; see numpy_ref.softmax).
+
+    With ``causal=True`` (attention scores ``[..., T, S]``, axis -1) future keys get probability 0.
+    """
+    name = "softmax"
+
+    @staticmethod
+    def forward(ctx, x, axis=-1, causal=False):
+        return Softmax._forward(ctx, x, axis, kernels().softmax, causal)
+
+    @staticmethod
+    def backward(ctx, g):
+        return Softmax._backward(ctx, g, kernels().softmax_backward)
+
+
+class LogSoftmax(_RowOp):
+    """``x - logsumexp(x)`` along ``axis`` (fused kernel)."""
+    name = "log_softmax"
+
+    @staticmethod
+    def forward(ctx, x, axis=-1):
+        return LogSoftmax._forward(ctx, x, axis, kernels().log_softmax)
+
+    @staticmethod
+    def backward(ctx, g):
+        return LogSoftmax._backward(ctx, g, kernels().log_softmax_backward)
+
+
+class CrossEntropy(Function):
+    """Mean (or sum, or per-row) negative log-likelihood of integer ``targets`` under ``softmax(logits)``.
+
+    ``logits [..., V]`` and ``targets [...]``. Rows whose target equals ``ignore_index`` count for
+    nothing; ``reduction="mean"`` divides by the number of counted rows (NaN when there are none, as in
+    PyTorch). Fused log-softmax + NLL kernel with float64 accumulation.
+    """
+    name = "cross_entropy"
+
+    @staticmethod
+    def forward(ctx, logits, targets, ignore_index=None, reduction="mean"):
+        if reduction not in ("mean", "sum", "none"):
+            raise UsageError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        if logits.ndim < 1 or targets.shape != logits.shape[:-1]:
+            raise ShapeError(f"cross_entropy: logits {logits.shape} need targets of shape {logits.shape[:-1]}, "
+                             f"got targets of shape {targets.shape}")
+        V = logits.shape[-1]
+        ign = -100 if ignore_index is None else int(ignore_index)
+        check_class_ids("cross_entropy", "targets", targets, V, ign)
+        t = targets.reshape(-1).astype(np.int64)
+        x = contiguous(logits.reshape(-1, V))
+        loss, lse = kernels().cross_entropy(x, t, ign)
+        count = int((t != ign).sum())
+        ctx.x, ctx.t, ctx.lse, ctx.ign, ctx.reduction, ctx.count = x, t, lse, ign, reduction, count
+        ctx.shape = logits.shape
+        if reduction == "none":
+            return loss.reshape(targets.shape).astype(logits.dtype)
+        total = loss.sum()
+        val = total / count if (reduction == "mean" and count) else (np.nan if reduction == "mean" else total)
+        return np.asarray(val, dtype=logits.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        n = ctx.x.shape[0]
+        if ctx.reduction == "none":
+            dloss = g.reshape(-1).astype(np.float64)
+        else:
+            scale = float(g) / ctx.count if ctx.reduction == "mean" and ctx.count else float(g)
+            dloss = np.full(n, scale)
+        dx = kernels().cross_entropy_backward(ctx.x, ctx.t, ctx.lse, dloss, ctx.ign)
+        return (dx.reshape(ctx.shape),)
+
+
+class LayerNorm(Function):
+    """``(x - mean) / sqrt(var + eps) * weight + bias`` over the last axis (fused kernel).
+
+    Inputs are ``x [..., C]``, ``weight [C]`` and optionally ``bias [C]``.
+    """
+    name = "layer_norm"
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None, eps=1e-5):
+        C = x.shape[-1] if x.ndim else 0
+        if x.ndim == 0 or weight.shape != (C,) or (bias is not None and bias.shape != (C,)):
+            raise ShapeError(f"layer_norm: x {x.shape} needs weight and bias of shape ({C},), got "
+                             f"{weight.shape} and {None if bias is None else bias.shape}")
+        x2 = contiguous(x.reshape(-1, C))
+        b = bias if bias is not None else np.zeros(C, dtype=weight.dtype)
+        y, mean, rstd = kernels().layer_norm(x2, weight, b, real_number("layer_norm", "eps", eps))
+        ctx.x2, ctx.w, ctx.mean, ctx.rstd, ctx.shape = x2, weight, mean, rstd, x.shape
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        g2 = contiguous(g.reshape(ctx.x2.shape))
+        dx, dw, db = kernels().layer_norm_backward(g2, ctx.x2, ctx.w, ctx.mean, ctx.rstd)
+        grads = (dx.reshape(ctx.shape), dw)
+        return grads + (db,) if len(ctx.needs_input_grad) == 3 else grads
+
+
+class Gelu(Function):
+    """GELU, tanh approximation (GPT-2): ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
+    name = "gelu"
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.x = contiguous(x)
+        return kernels().gelu(ctx.x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (kernels().gelu_backward(ctx.x, contiguous(g)),)
+
+
+class Embedding(Function):
+    """Row lookup ``weight[ids]``; backward scatter-adds into the rows (repeated ids accumulate)."""
+    name = "embedding"
+
+    @staticmethod
+    def forward(ctx, weight, ids):
+        if weight.ndim != 2:
+            raise ShapeError(f"embedding: weight must be 2-D [num, dim], got shape {weight.shape}")
+        check_class_ids("embedding", "ids", ids, weight.shape[0])
+        ctx.ids, ctx.num = ids, weight.shape[0]
+        return weight[ids]
+
+    @staticmethod
+    def backward(ctx, g):
+        C = g.shape[-1]
+        dw = kernels().embedding_backward(ctx.ids.reshape(-1), contiguous(g.reshape(-1, C)), ctx.num)
+        return (dw,)
+
+
+class Dropout(Function):
+    """Inverted dropout ``x * keep / (1 - p)``; ``keep`` is a hash of ``seed`` and each element's index
+    (``kernels.numpy_ref.dropout_keep``), so nothing but the seed is saved for backward."""
+    name = "dropout"
+
+    @staticmethod
+    def forward(ctx, x, p, seed):
+        p, seed = check_probability("dropout", "p", p), int(seed)
+        ctx.p, ctx.seed = p, seed
+        return kernels().dropout(x, p, seed)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (kernels().dropout(g, ctx.p, ctx.seed),)

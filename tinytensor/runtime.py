@@ -1,0 +1,178 @@
+"""Process-wide policy: threads, malloc, the Numba cache, debug checks, the compile notice. The only module
+that reads os.environ.
+
+:func:`configure` applies it, once, from ``tinytensor/__init__``; every other module asks the functions here.
+Every variable is only a default: what you set in the environment yourself wins.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import sys
+
+from . import memory
+
+_numpy_was_loaded = "numpy" in sys.modules
+_configured = False
+debug = False
+"""``TINYTENSOR_DEBUG=1``: every compiled kernel checks the preconditions of ``kernels.spec`` first."""
+quiet = False
+"""``TINYTENSOR_QUIET=1`` or :func:`set_quiet`: no "compiling kernels" notice on stderr."""
+
+
+def _env_int(name: str, default: int, lo: int, hi: int) -> int:
+    env = os.environ.get(name, "").strip()
+    if not env:
+        return default
+    try:
+        n = int(env)
+    except ValueError:
+        raise ValueError(f"{name}={env!r} is not an integer") from None
+    if not lo <= n <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {n}")
+    return n
+
+
+def local_ranks() -> int:
+    """How many MPI ranks an MPI runner started on this machine (1 outside a runner): MPICH's
+    ``MPI_LOCALNRANKS``, Open MPI's ``OMPI_COMM_WORLD_LOCAL_SIZE``."""
+    for var in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def requested_threads() -> int:
+    """``TINYTENSOR_NUM_THREADS`` as an int (default: all cores, shared out among the MPI ranks of this
+    machine, so ``mpiexec -n 2`` on 2 cores gives each rank 1 thread)."""
+    return _env_int("TINYTENSOR_NUM_THREADS", max(1, (os.cpu_count() or 1) // local_ranks()), 1, 1 << 16)
+
+
+def requested_malloc_mb() -> int:
+    """``TINYTENSOR_MALLOC_THRESHOLD_MB`` as an int (default 256; 0 disables the policy)."""
+    return _env_int("TINYTENSOR_MALLOC_THRESHOLD_MB", 256, 0, 2048)
+
+
+def kernel_threads() -> int:
+    """Threads for the Numba kernels (``TINYTENSOR_NUM_THREADS``, validated on every call)."""
+    return requested_threads()
+
+
+def requested_backend() -> str:
+    """``TINYTENSOR_BACKEND`` (default ``"auto"``), lower-cased."""
+    return os.environ.get("TINYTENSOR_BACKEND", "auto").strip().lower() or "auto"
+
+
+def omp_passive() -> bool:
+    """Do OpenMP workers wait passively (``OMP_WAIT_POLICY=PASSIVE``, the default set here)?"""
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+
+
+def kernel_source_hash() -> str:
+    """A short sha256 of every Numba kernel source file (``tinytensor/kernels/numba/*.py``).
+
+    subtle: Numba's cache checks only the source file of the function it compiled, not the helpers it
+    inlined from other files (``_common.py``, ``simd.py``). Keying the default cache folder by all the
+    kernel sources means an edit or an upgrade of any of them starts a fresh cache instead of loading
+    stale machine code.
+    """
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "numba")
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            h.update(name.encode())
+            with open(os.path.join(folder, name), "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()[:12]
+
+
+def numba_cache_dir() -> str:
+    """``NUMBA_CACHE_DIR`` when you set it, else ``~/.cache/tinytensor/numba/<kernel_source_hash()>``."""
+    return os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "tinytensor", "numba", kernel_source_hash())
+
+
+def set_quiet(flag: bool = True) -> None:
+    """Silence (or, with ``False``, restore) the "compiling kernels (first run only, ...)" notice that
+    tinytensor writes on stderr while Numba compiles a kernel (``kernels.numba._compile_notice``);
+    the same as ``TINYTENSOR_QUIET=1``."""
+    global quiet
+    quiet = bool(flag)
+
+
+def _openblas():
+    """The OpenBLAS NumPy loaded (found in this process's memory map), or None."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {p for p in (line.split()[-1] for line in f)
+                     if "openblas" in os.path.basename(p).lower() and ".so" in p}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
+
+
+def _restart_openblas(n: int) -> bool:
+    """NumPy was imported before tinytensor, so OpenBLAS started its workers with the default spin
+    timeout: re-read the environment and restart the workers with ours (exported OpenBLAS functions:
+    ``openblas_read_env``, ``blas_thread_shutdown_``; the next threaded GEMM starts the new pool)."""
+    lib = _openblas()
+    if lib is None:
+        return False
+    try:
+        read_env, shutdown = lib.openblas_read_env, lib.blas_thread_shutdown_
+        set_threads = next(getattr(lib, s) for s in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                                                     "openblas_set_num_threads") if hasattr(lib, s))
+    except (AttributeError, StopIteration):
+        return False
+    read_env()
+    shutdown()
+    set_threads.argtypes = (ctypes.c_int,)
+    set_threads(n)
+    return True
+
+
+def configure() -> None:
+    """Apply the process-wide policy once (called by ``tinytensor/__init__``; later calls do nothing).
+
+    * **Threads.** ``TINYTENSOR_NUM_THREADS`` (default: all cores, divided by the MPI ranks started on this
+      machine) for both pools, OpenBLAS (matmul) and
+      Numba's OpenMP (the fused kernels). Both pools spin after work; on 2 cores a spinning BLAS worker
+      takes the core the next Numba loop needs. So OpenMP workers wait passively
+      (``OMP_WAIT_POLICY=PASSIVE``) and OpenBLAS workers sleep right after a GEMM
+      (``OPENBLAS_THREAD_TIMEOUT=4``, 2^4 cycles), with ``OPENBLAS_NUM_THREADS`` threads. OpenBLAS reads
+      these when NumPy loads it; if NumPy was imported first, its worker pool is restarted under them, so
+      the thread counts and the speed do not depend on the import order.
+    * **malloc.** ``TINYTENSOR_MALLOC_THRESHOLD_MB`` (default 256, 0 off): see :mod:`tinytensor.memory`.
+    * **Numba cache.** One location: ``NUMBA_CACHE_DIR`` when you set it, else
+      ``~/.cache/tinytensor/numba/<hash of the kernel sources>`` (see :func:`kernel_source_hash`)
+      (never inside the package, whichever directory you run from).
+    * **Debug.** ``TINYTENSOR_DEBUG=1`` makes the backend check each kernel's preconditions
+      (``tinytensor.kernels.spec``) before calling a compiled kernel.
+    * **Quiet.** ``TINYTENSOR_QUIET=1`` (or :func:`set_quiet`) silences the notice on stderr while a
+      kernel compiles (``tinytensor.kernels.numba._compile_notice``).
+    """
+    global _configured, debug, quiet
+    if _configured:
+        return
+    _configured = True
+    n = str(requested_threads())
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", n)
+    os.environ.setdefault("NUMBA_CACHE_DIR", numba_cache_dir())
+    if "numba" in sys.modules:  # numba read its config before us
+        sys.modules["numba"].config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+    if _numpy_was_loaded:
+        _restart_openblas(int(os.environ["OPENBLAS_NUM_THREADS"]))
+    debug = os.environ.get("TINYTENSOR_DEBUG", "").strip() == "1"
+    quiet = os.environ.get("TINYTENSOR_QUIET", "").strip() == "1"
+    mb = requested_malloc_mb()
+    if not ("MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ):
+        memory.configure_malloc(mb)
