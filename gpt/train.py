@@ -37,14 +37,15 @@ from tqdm import tqdm
 import tinytensor as tt
 from tinytensor import optim
 
-from tinytensor.errors import ConfigError
-from tinytensor.fileio import atomic_write_text, read_text
+from tinytensor.errors import ConfigError, FileFormatError, OutputError
+from tinytensor.fileio import atomic_write_text, read_text, remove_stale_temps, writing
 
-from .checkpoint import has_checkpoint, load_checkpoint, load_model, save_checkpoint
+from .checkpoint import holds_run, load_checkpoint, load_model, save_checkpoint
 from .config import TrainConfig, make_config
 from .data import build_tokenizer, make_samplers, prepare_tokens, resolve_text, training_text
 from .hf import load_pretrained_into
 from .model import GPT
+from .model_config import check_memory
 
 __all__ = ["LOG_FILE", "TrainResult", "TrainingStopped", "estimate_loss", "evaluate", "get_lr", "read_log",
            "resume_config", "train"]
@@ -99,6 +100,8 @@ def evaluate(out_dir: str | os.PathLike, data: str | None = None, eval_iters: in
     The batches come from streams seeded with ``seed`` (not the training run's), so repeated calls give
     the same figures.
     """
+    if eval_iters is not None and (isinstance(eval_iters, bool) or not isinstance(eval_iters, int) or eval_iters < 1):
+        raise ConfigError(f"eval_iters must be an int >= 1 (or None for the run's), got {eval_iters!r}")
     model, tok, ckpt = load_model(out_dir)
     cfg = ckpt.state["train_config"]
     text_path = training_text(ckpt.state, data)
@@ -114,6 +117,8 @@ def resume_config(out_dir: str | os.PathLike, overrides: dict | None = None) -> 
         ConfigError: an override of a key that fixes the model, tokenizer or batches.
     """
     state = load_checkpoint(out_dir, verify=False).state
+    if not isinstance(state.get("train_config"), dict):
+        raise FileFormatError(f"{out_dir}: the checkpoint's state.json has no train_config to resume with")
     saved = dict(state["train_config"])
     overrides = dict(overrides or {})
     if "dataset" not in overrides:  # the recorded file, even when $TINYGPT_DATA is not set this time
@@ -153,19 +158,48 @@ class _Interrupt:
 
 
 def _append_log(path: Path, record: dict) -> None:
-    """Append one JSON line and fsync it (the log grows a line per eval; the checkpoint trims it)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one JSON line and fsync it (the log grows a line per eval; the checkpoint trims it).
+
+    The line goes out in one ``write`` to an ``O_APPEND`` descriptor, so a crash leaves the whole line or
+    at worst a torn last line, which :func:`read_log` skips.
+    """
+    line = (json.dumps(record) + "\n").encode("utf-8")
+    with writing(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            while line:
+                line = line[os.write(fd, line):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _parse_log(p: Path) -> tuple[list[dict], str | None]:
+    """``(records, torn last line or None)``; FileFormatError naming the file for a bad line elsewhere."""
+    if not p.is_file():
+        return [], None
+    text = p.read_bytes().decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    records, torn = [], None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or isinstance(rec.get("iter"), bool) or not isinstance(rec.get("iter"), int):
+                raise ValueError("a record is a JSON object with an int 'iter'")
+        except ValueError as e:
+            if n == len(lines):        # the last line, without its newline: a write cut short by a crash
+                torn = line
+                break
+            raise FileFormatError(f"{p}, line {n}: not a log record ({e})") from None
+        records.append(rec)
+    return records, torn
 
 
 def read_log(out_dir: str | os.PathLike) -> list[dict]:
-    """The eval records of ``out_dir/log.jsonl`` (empty if there is none)."""
-    p = Path(out_dir) / LOG_FILE
-    if not p.is_file():
-        return []
-    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The eval records of ``out_dir/log.jsonl`` (empty if there is none); a torn last line is skipped."""
+    return _parse_log(Path(out_dir) / LOG_FILE)[0]
 
 
 # ------------------------------------------------------------------------------------------ set-up
@@ -198,22 +232,33 @@ class _Run:
 
 def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
     """Find the data and the tokenizer, build (or restore) the model, optimizer and samplers, start the log."""
+    started = time.time()
     out_dir = Path(cfg.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"cannot write {out_dir}: it is a file, not a folder; give another out_dir")
     text_path = resolve_text(cfg.dataset)
+    for folder in (out_dir, out_dir / "data"):   # temp files of writes a kill cut short (older than this run)
+        for p in remove_stale_temps(folder, older_than=started):
+            print(f"removed {p}, left by an interrupted write", file=sys.stderr)
     ckpt = None
     if resume:
         ckpt = load_checkpoint(out_dir)
+        bad = [k for k, v in ckpt.model_state.items() if not np.isfinite(v).all()]
+        if bad:
+            raise FileFormatError(f"{ckpt.path / 'model.safetensors'} has non-finite weights ({', '.join(bad[:3])}"
+                                  f"{', ...' if len(bad) > 3 else ''}); it cannot be resumed, start a new run")
         tok = ckpt.tokenizer
     else:
-        if has_checkpoint(out_dir) and not overwrite:
+        if holds_run(out_dir) and not overwrite:
             raise ConfigError(f"{out_dir} already holds a checkpoint; resume it, or start afresh in another "
-                              f"out_dir (or overwrite it)")
+                              f"out_dir (or overwrite it: --overwrite deletes its checkpoint.json and ckpt-* folders)")
         tok = build_tokenizer(cfg.tokenizer, read_text(text_path) if cfg.tokenizer == "char" else None)
     train_ids, val_ids, meta = prepare_tokens(text_path, tok, out_dir / "data")
     if ckpt is not None and ckpt.state.get("data", {}).get("text_sha256") not in (None, meta["text_sha256"]):
         raise ConfigError(f"{text_path} is not the text this run was trained on (sha256 differs); "
                           f"give the original file")
 
+    check_memory(cfg.model_config(tok.vocab_size), copies=4)    # weights, grads, AdamW's two moments
     model = GPT(cfg.model_config(tok.vocab_size), seed=cfg.seed)
     if ckpt is None and cfg.init_from:
         load_pretrained_into(model, cfg.init_from)
@@ -229,11 +274,14 @@ def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
         for name, sampler in samplers.items():
             sampler.set_state(ckpt.state["rng"][name])
         counters.update(ckpt.state["counters"])
-        # keep the log in step with the checkpoint: drop records written after it
-        kept = [r for r in read_log(out_dir) if r["iter"] <= ckpt.iter_num]
+        # keep the log in step with the checkpoint: drop records written after it (and a torn last line)
+        records, torn = _parse_log(log_path)
+        if torn is not None:
+            print(f"{log_path}: ignored a torn last line (a crash while writing it): {torn[:60]!r}",
+                  file=sys.stderr)
+        kept = [r for r in records if r["iter"] <= ckpt.iter_num]
         atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in kept))
     else:
-        out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(log_path, "")
     it = int(counters["iter_num"])
     print(f"model: {model.num_params():,} parameters (without position embeddings); "
@@ -246,8 +294,17 @@ def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
                 elapsed0=float(counters["elapsed_s"]))
 
 
-def _checkpoint(run: _Run) -> Path:
-    """Save the run at its current iteration (model, AdamW, tokenizer, RNG states, counters)."""
+def _non_finite_weights(model: GPT) -> list[str]:
+    return [name for name, p in model.named_parameters() if not np.isfinite(p.data).all()]
+
+
+def _checkpoint(run: _Run) -> Path | None:
+    """Save the run at its current iteration (model, AdamW, tokenizer, RNG states, counters).
+
+    A model with a non-finite weight is not saved (None): it would replace the last good checkpoint.
+    """
+    if _non_finite_weights(run.model):
+        return None
     run.counters.update(iter_num=run.it, elapsed_s=run.elapsed())
     state = {"train_config": dataclasses.asdict(run.cfg),
              "rng": {name: s.get_state() for name, s in run.samplers.items()},
@@ -305,9 +362,15 @@ def _eval(run: _Run, window: dict, bar: tqdm) -> None:
               "skipped_steps": run.counters["skipped_steps"]}
     run.counters.update(last_eval_iter=it, train_loss=losses["train"], val_loss=losses["val"])
     _append_log(run.log_path, record)
-    _checkpoint(run)
+    finite = math.isfinite(losses["train"]) and math.isfinite(losses["val"])
+    saved = _checkpoint(run) if finite else None
     bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
               + (f", {tps:,.0f} tokens/s" if tps else ""), file=sys.stdout)
+    if saved is None:
+        keep = (f"the last good checkpoint (iter {run.last_saved_iter}) is kept" if run.last_saved_iter >= 0
+                else "no checkpoint was written")
+        bar.write(f"iter {it}: {'a non-finite loss' if not finite else 'non-finite weights'}: not checkpointed; "
+                  f"{keep}", file=sys.stderr)
 
 
 # -------------------------------------------------------------------------------------------- loop
@@ -376,9 +439,12 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
                 bar.set_postfix_str(f"loss {last_loss:.4f}, lr {lr:.2e}, {tps:,.0f} tok/s", refresh=False)
     finally:
         bar.close()
-    if interrupted and run.last_saved_iter != run.it:
-        path = _checkpoint(run)
+    path = _checkpoint(run) if interrupted and run.last_saved_iter != run.it else None
+    if path is not None:
         print(f"interrupted at iter {run.it}: checkpoint written to {path}; continue with --resume", flush=True)
+    elif interrupted and run.last_saved_iter != run.it:
+        print(f"interrupted at iter {run.it}: non-finite weights, not checkpointed; the last good checkpoint "
+              f"(iter {run.last_saved_iter}) is in {run.out_dir}", flush=True)
     elif interrupted:
         print(f"interrupted at iter {run.it}; the checkpoint in {run.out_dir} is current; continue with --resume",
               flush=True)

@@ -28,6 +28,7 @@ from tinytensor.fileio import atomic_write_text
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "MAX_ID",
     "Tokenizer",
     "VocabTokenizer",
     "check_ids",
@@ -42,6 +43,8 @@ FORMAT_NAME = "tinygpt-tokenizer"
 FORMAT_VERSION = 1
 
 AllowedSpecial = Literal["all"] | Iterable[str]
+
+MAX_ID = 2**31          # ids in a saved file must be below this (int32 range; the model sizes itself by them)
 
 
 def check_text(text: object, what: str = "text") -> str:
@@ -328,7 +331,17 @@ class Tokenizer:
             raise FileFormatError(f"{path}: unknown tokenizer type {kind!r}; known: {sorted(Tokenizer._registry)}")
         if not issubclass(klass, cls):
             raise FileFormatError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
-        return klass._from_dict(data)
+        special = data.get("special_tokens", {})
+        if not isinstance(special, dict) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < MAX_ID for i in special.values()):
+            raise FileFormatError(f"{path}: special_tokens must map strings to ids in [0, {MAX_ID}), "
+                                  f"got {str(special)[:120]}")
+        try:
+            return klass._from_dict(data)
+        except FileFormatError as e:
+            raise FileFormatError(f"{path}: {e}") from None
+        except UsageError as e:      # a value the tokenizer's constructor refuses (ConfigError, DTypeError)
+            raise FileFormatError(f"{path}: not a valid {kind} tokenizer ({e})") from None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, special_tokens={len(self._special)})"
@@ -393,6 +406,12 @@ class VocabTokenizer(Tokenizer):
 
     @classmethod
     def _from_dict(cls, data: dict[str, Any]) -> VocabTokenizer:
+        tokens = data.get(cls.tokens_key)
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise FileFormatError(f"saved {cls.__name__}: {cls.tokens_key!r} must be a list of str, "
+                                  f"got {str(tokens)[:80]}")
+        if not isinstance(data.get("unk_token"), (str, type(None))):
+            raise FileFormatError(f"saved {cls.__name__}: unk_token must be a str or null")
         special = data.get("special_tokens", {})
         ordered = sorted(special, key=special.__getitem__)
         tok = cls(data[cls.tokens_key], special_tokens=ordered, unk_token=data.get("unk_token"))
