@@ -67,10 +67,18 @@ class Checkpoint:
     def model_config(self) -> GPTConfig:
         return GPTConfig(**self.state["model_config"])
 
+    def load_weights(self, model: GPT) -> None:
+        """Copy this checkpoint's weights into ``model``; FileFormatError if their names or shapes differ."""
+        try:
+            model.load_state_dict(self.model_state, strict=True)
+        except (KeyError, UsageError) as e:
+            raise FileFormatError(f"{self.path / 'model.safetensors'} does not fit the model state.json "
+                                  f"describes: {e}") from None
+
     def build_model(self) -> GPT:
         """A GPT with this checkpoint's config and weights (and its dropout stream, if saved)."""
         model = GPT(self.model_config, seed=0)
-        model.load_state_dict(self.model_state, strict=True)
+        self.load_weights(model)
         rng_state = self.state.get("rng", {}).get("dropout")
         if rng_state is not None:
             model.dropout_rng.bit_generator.state = rng_state
@@ -209,6 +217,11 @@ def _check_state(path: Path, state: dict[str, Any]) -> GPTConfig:
     for key in ("rng", "counters", "train_config", "data"):
         if not isinstance(state.get(key, {}), dict):
             raise FileFormatError(f"{where}: {key!r} must be a JSON object, got {state[key]!r:.200}")
+    for name, rng_state in state.get("rng", {}).items():
+        try:
+            np.random.PCG64().state = rng_state          # what restoring it will do, on a throwaway generator
+        except (ValueError, TypeError, KeyError, OverflowError) as e:
+            raise FileFormatError(f"{where}: rng.{name} is not a PCG64 state ({e})") from None
     cfg = state.get("model_config")
     if not isinstance(cfg, dict):
         raise FileFormatError(f"{where}: model_config must be a JSON object, got {cfg!r:.200}")

@@ -268,7 +268,7 @@ def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
                 "train_loss": None, "val_loss": None, "train_tokens": 0, "train_seconds": 0.0}
     log_path = out_dir / LOG_FILE
     if ckpt is not None:
-        model.load_state_dict(ckpt.model_state, strict=True)
+        ckpt.load_weights(model)
         optimizer.load_state_dict(ckpt.optimizer_state)
         model.dropout_rng.bit_generator.state = ckpt.state["rng"]["dropout"]
         for name, sampler in samplers.items():

@@ -326,7 +326,7 @@ class Tokenizer:
         if data.get("version") != FORMAT_VERSION:
             raise FileFormatError(f"{path}: unsupported tokenizer file version {data.get('version')!r}")
         kind = data.get("type")
-        klass = Tokenizer._registry.get(kind)  # type: ignore[arg-type]
+        klass = Tokenizer._registry.get(kind) if isinstance(kind, str) else None
         if klass is None:
             raise FileFormatError(f"{path}: unknown tokenizer type {kind!r}; known: {sorted(Tokenizer._registry)}")
         if not issubclass(klass, cls):
