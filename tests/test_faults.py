@@ -505,21 +505,24 @@ def test_stale_temp_files_are_cleaned_at_the_start_of_a_run(tmp_path, text_file,
     cfg = small(tmp_path, text_file, max_iters=2, eval_interval=2)
     train(cfg, progress=False)
     run = tmp_path / "run"
-    stale = [run / ".checkpoint.json.k1l2.tmp", run / ".log.jsonl.x9.tmp", run / "data" / ".meta.json.q.tmp"]
+    stale = [run / ".checkpoint.json.k1l2m3n4.tmp", run / ".log.jsonl.x9_aa8zz.tmp",
+             run / "data" / ".meta.json.qqqqqqqq.tmp"]
     for p in stale:
         p.write_text("half")
         os.utime(p, (time.time() - 60, time.time() - 60))
-    (run / ".ckpt-0000004.tmp-abc").mkdir()
-    os.utime(run / ".ckpt-0000004.tmp-abc", (time.time() - 60, time.time() - 60))
-    keep = run / ".hidden-user-file"
+    (run / ".ckpt-0000004.tmp-abc12345").mkdir()
+    os.utime(run / ".ckpt-0000004.tmp-abc12345", (time.time() - 60, time.time() - 60))
+    keep, keep_tmp = run / ".hidden-user-file", run / ".notes.tmp"
     keep.write_text("mine")
+    keep_tmp.write_text("mine too")
+    os.utime(keep_tmp, (time.time() - 60, time.time() - 60))
     train(small(tmp_path, text_file, max_iters=4, eval_interval=2), resume=True, progress=False)
-    assert not any(p.exists() for p in stale) and not (run / ".ckpt-0000004.tmp-abc").exists()
-    assert keep.read_text() == "mine"
+    assert not any(p.exists() for p in stale) and not (run / ".ckpt-0000004.tmp-abc12345").exists()
+    assert keep.read_text() == "mine" and keep_tmp.read_text() == "mine too"
     assert "left by an interrupted write" in capsys.readouterr().err
 
 
 def test_a_temp_file_newer_than_the_run_is_left_alone(tmp_path):
-    young = tmp_path / ".log.jsonl.now.tmp"
+    young = tmp_path / ".log.jsonl.abcd1234.tmp"
     young.write_text("in use")
     assert fileio.remove_stale_temps(tmp_path, older_than=time.time() - 60) == [] and young.exists()

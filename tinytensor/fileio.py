@@ -4,7 +4,10 @@ tinytensor but its error types.
 
 Atomic write: the bytes go to a temporary file in the destination's folder, which is flushed and fsynced,
 given its permission bits, then ``os.replace``d over the destination; finally the folder is fsynced so the
-rename itself survives a crash. A reader sees the old file or the new one, never half of one.
+rename itself survives a crash. A reader sees the old file or the new one, never half of one. A write
+that the system refuses (disk full, read-only, a file where a folder should be) raises
+:class:`~tinytensor.errors.OutputError`, one line naming the path and the reason; what a kill leaves
+behind (the temporary files) is removed by :func:`remove_stale_temps`.
 
 Permissions, one rule for every file written here: a file that replaces an existing one keeps that file's
 permission bits; a new file gets what a plain ``open`` would give, ``0o666`` minus the umask
@@ -21,6 +24,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -98,12 +102,17 @@ def write_synced(path: str | os.PathLike, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+_TEMP_FILE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")      # atomic_open's mkstemp(prefix=".NAME.", suffix=".tmp")
+_TEMP_DIR = re.compile(r"\..+\.tmp-[a-z0-9_]{8}")       # mkdtemp(prefix=".NAME.tmp-"), a checkpoint being built
+
+
 def remove_stale_temps(folder: str | os.PathLike, older_than: float | None = None) -> list[Path]:
     """Delete the temporary files and folders this module's writers leave when killed mid-write.
 
-    They are the ``.NAME.*.tmp`` files of :func:`atomic_open` and the ``.NAME.tmp-*`` folders of a checkpoint
-    being built; only those last modified before ``older_than`` (default: now) go, so a write that is still
-    under way is left alone. Returns what was removed.
+    They are the ``.NAME.XXXXXXXX.tmp`` files of :func:`atomic_open` and the ``.NAME.tmp-XXXXXXXX`` folders of
+    a checkpoint being built (``XXXXXXXX``: :mod:`tempfile`'s 8 random characters); only those last modified
+    before ``older_than`` (default: now) go, so a write that is still under way is left alone. Returns what
+    was removed.
     """
     older_than = time.time() if older_than is None else older_than
     removed = []
@@ -112,8 +121,7 @@ def remove_stale_temps(folder: str | os.PathLike, older_than: float | None = Non
     except (FileNotFoundError, NotADirectoryError):
         return removed
     for p in entries:
-        name = p.name
-        ours = name.startswith(".") and (name.endswith(".tmp") or ".tmp-" in name)
+        ours = _TEMP_FILE.fullmatch(p.name) or _TEMP_DIR.fullmatch(p.name)
         try:
             if not ours or p.is_symlink() or p.stat().st_mtime >= older_than:
                 continue
