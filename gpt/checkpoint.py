@@ -13,6 +13,10 @@ One checkpoint is one folder in ``out_dir``::
 Writing is atomic: the folder is built under a temporary name (each file fsynced), renamed into place,
 and only then does ``checkpoint.json`` (replaced atomically) point at it; older checkpoint folders are
 deleted after that. A crash at any moment leaves the previous checkpoint whole and pointed to.
+
+Reading trusts nothing: ``checkpoint.json`` and ``state.json`` are checked field by field, every file
+against its recorded sha256, and the model config against the shapes in ``model.safetensors`` before any
+model is built; each problem is a FileFormatError naming the file.
 """
 from __future__ import annotations
 

@@ -16,7 +16,10 @@ set ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS`` the same for both runs).
 Robustness: Ctrl-C finishes the current step, writes a checkpoint and returns. A step whose loss or
 gradient norm is not finite is skipped without touching the weights or AdamW's state, counted and
 reported; ``max_bad_steps`` such steps in a row stop the run (:class:`TrainingStopped`) with the last
-good checkpoint left as it was.
+good checkpoint left as it was. An eval whose loss is not finite, or a model with a non-finite weight, is
+never checkpointed: the last good checkpoint stays, and messages name its iteration. A run starts by
+deleting the temporary files a killed write left in ``out_dir``; a torn last line of ``log.jsonl`` is
+skipped and reported.
 """
 from __future__ import annotations
 

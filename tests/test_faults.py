@@ -307,7 +307,8 @@ def test_tokenizer_train_out_under_a_file_is_one_line(tmp_path, text_file, capsy
     assert main(["tokenizer", "train", "--input", str(text_file), "--vocab-size", "260",
                  "--out", str(tmp_path / "f" / "tok.json")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("tinygpt: error: cannot write") and ("[ENOTDIR]" in err or "[EEXIST]" in err)
+    assert err == f"tinygpt: error: cannot write {tmp_path / 'f' / 'tok.json'}: {tmp_path / 'f'} is a file, " \
+                  f"not a folder [EEXIST]" or err.endswith("is a file, not a folder [ENOTDIR]")
 
 
 def test_a_network_error_inside_an_atomic_write_is_not_an_output_error(tmp_path):

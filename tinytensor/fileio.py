@@ -76,6 +76,10 @@ _OUTPUT_ERRNOS = frozenset(getattr(errno, name) for name in
 def output_error(path: str | os.PathLike, e: OSError) -> OutputError:
     """An :class:`OutputError` naming ``path`` and what the OS said (``No space left on device [ENOSPC]``)."""
     code = errno.errorcode.get(e.errno, str(e.errno))
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):       # a file where a folder of the path should be
+        blocker = next((p for p in Path(path).parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            return OutputError(f"cannot write {path}: {blocker} is a file, not a folder [{code}]")
     where = f" ({e.filename})" if e.filename and str(e.filename) != str(path) else ""
     return OutputError(f"cannot write {path}{where}: {os.strerror(e.errno)} [{code}]")
 
