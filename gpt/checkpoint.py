@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -78,6 +79,14 @@ class Checkpoint:
         except (KeyError, UsageError) as e:
             raise FileFormatError(f"{self.path / 'model.safetensors'} does not fit the model state.json "
                                   f"describes: {e}") from None
+
+    def load_optimizer(self, optimizer) -> None:
+        """Restore AdamW's moments, steps and hyperparameters; FileFormatError if they do not fit ``optimizer``."""
+        try:
+            optimizer.load_state_dict(self.optimizer_state)
+        except (KeyError, IndexError, ValueError) as e:
+            raise FileFormatError(f"{self.path / 'optimizer.safetensors'} does not fit the model's optimizer: "
+                                  f"{e}") from None
 
     def build_model(self) -> GPT:
         """A GPT with this checkpoint's config and weights (and its dropout stream, if saved)."""
@@ -218,9 +227,23 @@ def _check_state(path: Path, state: dict[str, Any]) -> GPTConfig:
                                 and all(isinstance(v, int) and not isinstance(v, bool) for v in opt["steps"].values())
                                 and "optimizer.safetensors" in files):
         raise FileFormatError(f"{where}: 'optimizer' must hold 'steps' (int by parameter) and 'param_groups'")
+    for g in (opt or {}).get("param_groups", []):
+        betas = g.get("betas")
+        ok = all(_finite(g.get(k)) and g[k] >= 0 for k in ("lr", "eps", "weight_decay")) \
+            and isinstance(betas, list) and len(betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in betas)
+        if not ok:
+            raise FileFormatError(f"{where}: an optimizer param group needs finite lr, eps, weight_decay >= 0 "
+                                  f"and two betas in [0, 1); got {str(g)[:160]}")
     for key in ("rng", "counters", "train_config", "data"):
         if not isinstance(state.get(key, {}), dict):
             raise FileFormatError(f"{where}: {key!r} must be a JSON object, got {state[key]!r:.200}")
+    counters = state.get("counters", {})
+    if not all(_finite(v) or (k in ("train_loss", "val_loss") and (v is None or isinstance(v, float)))
+               for k, v in counters.items()):
+        raise FileFormatError(f"{where}: counters must be numbers, got {str(counters)[:160]}")
+    data = state.get("data", {})
+    if not all(isinstance(data.get(k), (str, type(None))) for k in ("source", "text_sha256")):
+        raise FileFormatError(f"{where}: data.source and data.text_sha256 must be strings, got {str(data)[:160]}")
     for name, rng_state in state.get("rng", {}).items():
         try:
             np.random.PCG64().state = rng_state          # what restoring it will do, on a throwaway generator
@@ -233,6 +256,10 @@ def _check_state(path: Path, state: dict[str, Any]) -> GPTConfig:
         return GPTConfig(**cfg)
     except (UsageError, TypeError) as e:
         raise FileFormatError(f"{where}: bad model_config ({e})") from None
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:

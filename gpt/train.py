@@ -44,7 +44,7 @@ from tinytensor.errors import ConfigError, FileFormatError, OutputError
 from tinytensor.fileio import atomic_write_text, read_text, remove_stale_temps, writing
 
 from .checkpoint import holds_run, load_checkpoint, load_model, save_checkpoint
-from .config import TrainConfig, make_config
+from .config import TrainConfig, field_types, make_config
 from .data import build_tokenizer, make_samplers, prepare_tokens, resolve_text, training_text
 from .hf import load_pretrained_into
 from .model import GPT
@@ -123,6 +123,11 @@ def resume_config(out_dir: str | os.PathLike, overrides: dict | None = None) -> 
     if not isinstance(state.get("train_config"), dict):
         raise FileFormatError(f"{out_dir}: the checkpoint's state.json has no train_config to resume with")
     saved = dict(state["train_config"])
+    types = field_types()
+    wrong = {k: v for k, v in saved.items() if k in types and not _has_type(v, types[k])}
+    if wrong:
+        raise FileFormatError(f"{out_dir}: the checkpoint's train_config has values of the wrong type: "
+                              f"{str(wrong)[:160]}")
     overrides = dict(overrides or {})
     if "dataset" not in overrides:  # the recorded file, even when $TINYGPT_DATA is not set this time
         saved["dataset"] = str(training_text(state))
@@ -133,6 +138,13 @@ def resume_config(out_dir: str | os.PathLike, overrides: dict | None = None) -> 
     saved.update(overrides)
     saved["out_dir"] = str(out_dir)
     return make_config(None, saved)
+
+
+def _has_type(value, typ: type) -> bool:
+    """Whether a value read from JSON is of a TrainConfig field's type (an int is a float; a bool is neither)."""
+    if typ is bool or isinstance(value, bool):
+        return typ is bool and isinstance(value, bool)
+    return isinstance(value, (int, float) if typ is float else typ)
 
 
 class _Interrupt:
@@ -272,7 +284,7 @@ def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
     log_path = out_dir / LOG_FILE
     if ckpt is not None:
         ckpt.load_weights(model)
-        optimizer.load_state_dict(ckpt.optimizer_state)
+        ckpt.load_optimizer(optimizer)
         model.dropout_rng.bit_generator.state = ckpt.state["rng"]["dropout"]
         for name, sampler in samplers.items():
             sampler.set_state(ckpt.state["rng"][name])

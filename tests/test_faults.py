@@ -392,6 +392,8 @@ def _resha(path):
     ("state-files", r"state\.json: 'files' must map"),
     ("state-optimizer", r"optimizer\.safetensors does not hold the moments"),
     ("pickle-weights", r"model\.safetensors is not a readable safetensors file"),
+    ("state-lr", r"state\.json: an optimizer param group needs finite lr"),
+    ("state-counters", r"state\.json: counters must be numbers"),
 ])
 def test_corrupted_checkpoint_files_name_the_file(tmp_path, case, match):
     path = _ckpt(tmp_path)
@@ -417,6 +419,12 @@ def test_corrupted_checkpoint_files_name_the_file(tmp_path, case, match):
         state_path.write_text(json.dumps(state))
     elif case == "state-optimizer":
         state["optimizer"]["steps"]["99"] = 1
+        state_path.write_text(json.dumps(state))
+    elif case == "state-lr":
+        state["optimizer"]["param_groups"][0]["lr"] = "fast"
+        state_path.write_text(json.dumps(state))
+    elif case == "state-counters":
+        state["counters"] = {"iter_num": [1]}
         state_path.write_text(json.dumps(state))
     elif case == "pickle-weights":
         (path / "model.safetensors").write_bytes(pickle.dumps({"a": [1, 2, 3]}))

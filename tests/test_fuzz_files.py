@@ -20,13 +20,15 @@ from safetensors.numpy import save as st_save
 import tokenizer
 from gpt import hf
 from gpt.checkpoint import load_checkpoint, save_checkpoint
+from gpt.config import make_config
 from gpt.model import GPT, GPTConfig
+from gpt.train import resume_config, train
 from tinytensor.errors import UsageError
 from tinytensor.fileio import sha256_file
 from tokenizer import BPETokenizer, CharTokenizer
 
 OURS = (UsageError, FileNotFoundError)
-FUZZ = settings(max_examples=50, deadline=1000, suppress_health_check=list(HealthCheck), derandomize=True)
+FUZZ = settings(max_examples=100, deadline=1000, suppress_health_check=list(HealthCheck), derandomize=True)
 
 
 @pytest.fixture(autouse=True)
@@ -211,5 +213,31 @@ def test_fuzz_checkpoint_weights(valid_files, tmp_path_factory, data):
         return
     try:
         c.build_model()
+    except OURS:
+        pass
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("trained")
+    text = d / "input.txt"
+    text.write_text("abcdefgh abcdefgh\n" * 40, encoding="utf-8")
+    cfg = make_config(None, dict(out_dir=str(d / "run"), dataset=str(text), n_layer=1, n_head=1, n_embd=8,
+                                 block_size=8, batch_size=2, max_iters=2, lr_decay_iters=2, warmup_iters=0,
+                                 eval_interval=2, eval_iters=1))
+    train(cfg, progress=False)
+    return d / "run"
+
+
+@settings(max_examples=40, deadline=2000, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(data=st.data())
+def test_fuzz_state_json_on_resume(trained_run, tmp_path_factory, data):
+    """A resume reads more of state.json (train config, RNG streams, counters, AdamW's groups)."""
+    run = _copy_run(trained_run, tmp_path_factory.mktemp("resume"))
+    state = next(run.glob("ckpt-*")) / "state.json"
+    state.write_bytes(data.draw(variants(state.read_bytes())))
+    try:
+        cfg = resume_config(run)
+        train(cfg, resume=True, progress=False)
     except OURS:
         pass
