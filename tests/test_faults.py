@@ -2,10 +2,12 @@
 untrusted sizes (issue 16). Every test here failed before its fix; each says which case it covers."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import pickle
+import subprocess
 import time
 import warnings
 
@@ -315,6 +317,41 @@ def test_a_network_error_inside_an_atomic_write_is_not_an_output_error(tmp_path)
     with pytest.raises(ConnectionResetError):
         with fileio.atomic_open(tmp_path / "x"):
             raise ConnectionResetError(errno.ECONNRESET, "reset")
+
+
+@contextlib.contextmanager
+def _tmpfs(where, size: str):
+    """A real small file system (a tmpfs of ``size``) at ``where``; skips the test where it cannot be mounted."""
+    where.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and mount to make a small tmpfs")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_a_real_full_disk_keeps_the_old_checkpoint(tmp_path):
+    with _tmpfs(tmp_path / "mnt", "256k") as mnt:
+        m, opt, tok = _model_and_opt()
+        first = save_checkpoint(mnt / "run", 1, m, opt, tok)
+        big = GPT(GPTConfig(vocab_size=5, block_size=8, n_layer=2, n_head=2, n_embd=64), seed=0)
+        with pytest.raises(OutputError, match=r"No space left on device \[ENOSPC\]"):
+            save_checkpoint(mnt / "run", 2, big, big.configure_optimizers(0.1, 1e-3, (0.9, 0.99)), tok)
+        assert load_checkpoint(mnt / "run").path == first
+        assert sorted(p.name for p in (mnt / "run").iterdir()) == ["checkpoint.json", "ckpt-0000001"]
+
+
+def test_a_real_read_only_out_dir_is_one_line(tmp_path, text_file, capsys):
+    with _tmpfs(tmp_path / "mnt", "1m") as mnt:
+        (mnt / "o").mkdir()
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        assert main(["train", "--preset", "tiny", "--data", str(text_file), "--no_progress",
+                     "--out_dir", str(mnt / "o"), "--max_iters=2"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"tinygpt: error: cannot write {mnt / 'o'}") and err.endswith(
+            "Read-only file system [EROFS]") and len(err.splitlines()) == 1
 
 
 # ------------------------------------------------------------------ kills at every step of a checkpoint write
