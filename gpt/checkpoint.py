@@ -286,7 +286,8 @@ def _check_weights(path: Path, config: GPTConfig, weights: dict[str, np.ndarray]
     differ = {k: (getattr(c, k), v) for k, v in implied.items() if getattr(c, k) != v}
     if differ:
         raise FileFormatError(f"{where} does not match {path / 'model.safetensors'}: "
-                              + ", ".join(f"{k} {a} in state.json vs {b} in the weights" for k, (a, b) in differ.items()))
+                              + ", ".join(f"{k} {a} in state.json vs {b} in the weights"
+                                          for k, (a, b) in differ.items()))
 
 
 def load_checkpoint(out_dir: str | os.PathLike, verify: bool = True) -> Checkpoint:
