@@ -75,34 +75,65 @@ def test_the_collector_reads_blocks_and_no_run():
                                                                 (12, "y = x", True)]
 
 
+def missing_data(text: str) -> str | None:
+    """Why a tutorial cannot run here (a ``needs:`` file absent from ``$TINYGPT_DATA``), or None."""
+    data = os.environ.get("TINYGPT_DATA")
+    for needed in NEEDS.findall(text):
+        if not data or not (Path(data) / needed).is_file():
+            return f"needs TINYGPT_DATA set to a folder with {needed} ({'unset' if not data else f'not in {data}'})"
+    return None
+
+
+def run_blocks(text: str, name: str) -> str | None:
+    """Run the ```python blocks of ``text`` in one namespace; the failure message, or None if all ran."""
+    namespace: dict = {"__name__": "__tutorial__"}
+    registered = set(REGISTRY)
+    try:
+        for b in python_blocks(text):
+            if not b.run:
+                continue
+            # pad with newlines so the traceback's line numbers are the Markdown file's
+            code = compile("\n" * (b.line - 1) + b.code, name, "exec")
+            try:
+                exec(code, namespace)
+            except Exception as e:  # noqa: BLE001 - any failure of a block fails its tutorial
+                tb = "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next))
+                return f"{name}: the block at line {b.line} ({b.first_line!r}) raised {type(e).__name__}: {e}\n{tb}"
+    finally:
+        added = set(REGISTRY) - registered
+        for op in added:  # a registered op without a gradcheck case would fail tests/test_ops.py
+            del REGISTRY[op]
+    if added:
+        return f"{name} registered ops {sorted(added)}: set a tutorial op's name after its class body"
+    return None
+
+
+def test_a_failing_block_names_the_file_and_its_first_line():
+    text = "# t\n```python\nx = 1\n```\n\n```python\n# a comment\ny = x / 0\n```\n"
+    msg = run_blocks(text, "docs/tutorials/99-broken.md")
+    assert msg.startswith("docs/tutorials/99-broken.md: the block at line 7 ('# a comment') raised "
+                          "ZeroDivisionError: division by zero")
+    assert 'File "docs/tutorials/99-broken.md", line 8' in msg        # the Markdown file's line
+    assert run_blocks("```python no-run\n1 / 0\n```\n```python\nz = 2\n```\n", "ok.md") is None
+
+
+def test_an_op_a_tutorial_registers_fails_it_and_is_removed():
+    text = "```python\nfrom tinytensor.autograd import Function\nclass Probe(Function):\n    name = 'tutorial_probe'\n```\n"
+    assert "registered ops ['tutorial_probe']" in run_blocks(text, "probe.md")
+    assert "tutorial_probe" not in REGISTRY
+
+
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.name for p in TUTORIALS])
 def test_tutorial_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     text = path.read_text(encoding="utf-8")
     rel = path.relative_to(TUTORIALS_DIR.parent.parent)
-    for needed in NEEDS.findall(text):
-        data = os.environ.get("TINYGPT_DATA")
-        if not data or not (Path(data) / needed).is_file():
-            pytest.skip(f"{rel} needs TINYGPT_DATA set to a folder with {needed} "
-                        f"({'unset' if not data else f'not in {data}'})")
+    reason = missing_data(text)
+    if reason:
+        pytest.skip(f"{rel} {reason}")
+    assert any(b.run for b in python_blocks(text)), f"{rel} has no ```python block to run"
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": "__tutorial__"}
-    blocks = [b for b in python_blocks(text) if b.run]
-    assert blocks, f"{rel} has no ```python block to run"
-    registered = set(REGISTRY)
     t0 = time.perf_counter()
-    for b in blocks:
-        # pad with newlines so the traceback's line numbers are the Markdown file's
-        code = compile("\n" * (b.line - 1) + b.code, str(rel), "exec")
-        failure = None
-        try:
-            exec(code, namespace)
-        except Exception as e:  # noqa: BLE001 - any failure of a block fails its tutorial
-            tb = "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next))
-            failure = f"{rel}: the block at line {b.line} ({b.first_line!r}) raised {type(e).__name__}: {e}\n{tb}"
-        if failure is not None:  # outside the except: no "during handling" chain in the report
-            pytest.fail(failure, pytrace=False)
-    added = set(REGISTRY) - registered
-    for name in added:  # a registered op without a gradcheck case would fail tests/test_ops.py
-        del REGISTRY[name]
-    assert not added, f"{rel} registered ops {sorted(added)}: set a tutorial op's name after its class"
-    print(f"{rel}: {len(blocks)} blocks in {time.perf_counter() - t0:.1f} s")
+    failure = run_blocks(text, str(rel))
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
+    print(f"{rel}: ran in {time.perf_counter() - t0:.1f} s")
