@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from dataclasses import dataclass
@@ -87,6 +88,10 @@ class TrainConfig(_ModelFields):
     init_from: str = ""                  # fine-tune: a GPT-2 folder (config.json + model.safetensors)
 
     def __post_init__(self):
+        for name in ("learning_rate", "min_lr", "beta1", "beta2", "weight_decay", "grad_clip", "dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
         self.model_config(vocab_size=1)  # the model's fields, by GPTConfig's rules
         for name in ("eval_interval", "eval_iters", "log_interval", "gradient_accumulation_steps", "batch_size",
                      "lr_decay_iters", "max_bad_steps"):

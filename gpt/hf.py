@@ -48,7 +48,7 @@ from tokenizer.gpt2 import gpt2_files
 
 from .data.tokenizers import HF_TOKENIZER_FILES, TINYGPT_TOKENIZER_NAME
 from .hub import resolve_model
-from .model_config import GPTConfig
+from .model_config import GPTConfig, param_count
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -182,26 +182,115 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     out: dict[str, np.ndarray] = {}
-    header = None
+    header = _safetensors_header(path)        # checked before safetensors allocates anything
     try:
         with safe_open(str(path), framework="np") as f:
             for name in f.keys():
                 if f.get_slice(name).get_dtype() == "BF16":
-                    header = header if header is not None else _safetensors_header(path)
                     out[name] = _read_bf16(path, header, name)
                 else:
                     out[name] = f.get_tensor(name)
     except SafetensorError as e:
-        raise PretrainedFormatError(f"{path} is not a readable safetensors file ({e}); is it truncated or "
-                                    f"damaged? Download or save it again") from None
+        raise _unreadable(path, str(e)) from None
     return out
 
 
+def _unreadable(path: Path, why: str) -> PretrainedFormatError:
+    return PretrainedFormatError(f"{path} is not a readable safetensors file ({why}); is it truncated or "
+                                 f"damaged? Download or save it again")
+
+
+MAX_HEADER = 100 * 2**20          # safetensors' own limit on the JSON header
+_SLACK_PARAMS = 2**20             # a config may describe this many parameters more than its weights hold
+_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
+             "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8}
+
+
 def _safetensors_header(path: Path) -> tuple[int, dict]:
-    """``(data start, header dict)``: the format is an 8-byte little-endian header length, then JSON."""
+    """``(data start, header dict)``: the format is an 8-byte little-endian header length, then JSON.
+
+    Checked before anything is allocated: the length fits in the file (and under :data:`MAX_HEADER`), every
+    entry has a known dtype, a shape of ints >= 0 and offsets inside the file whose span is the shape's bytes.
+
+    Raises:
+        PretrainedFormatError: any of that fails.
+    """
+    size = path.stat().st_size
     with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        return 8 + n, json.loads(f.read(n))
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < n <= min(MAX_HEADER, size - 8):
+            raise _unreadable(path, f"header length {n} for a file of {size} bytes")
+        raw = f.read(n)
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise _unreadable(path, f"its header is not JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise _unreadable(path, "its header is not a JSON object")
+    data = size - 8 - n
+    for name, entry in meta.items():
+        if name == "__metadata__":
+            continue
+        ok = isinstance(entry, dict) and entry.get("dtype") in _ITEMSIZE and isinstance(entry.get("shape"), list) \
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in entry["shape"]) \
+            and isinstance(entry.get("data_offsets"), list) and len(entry["data_offsets"]) == 2 \
+            and all(isinstance(o, int) and not isinstance(o, bool) for o in entry["data_offsets"])
+        if ok:
+            begin, end = entry["data_offsets"]
+            ok = 0 <= begin <= end <= data and end - begin == math.prod(entry["shape"]) * _ITEMSIZE[entry["dtype"]]
+        if not ok:
+            raise _unreadable(path, f"header entry {name!r} is not a tensor inside the file: {str(entry)[:120]}")
+    return 8 + n, meta
+
+
+def weight_shapes(model_dir: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in the folder's weights, from the file headers alone (no tensor is read).
+
+    Raises:
+        FileNotFoundError, PretrainedFormatError: as :func:`read_weights`.
+    """
+    d = Path(model_dir)
+    if (d / WEIGHTS_NAME).is_file():
+        files = [d / WEIGHTS_NAME]
+    elif (d / INDEX_NAME).is_file():
+        try:
+            files = [d / s for s in sorted(set(json.loads((d / INDEX_NAME).read_text(encoding="utf-8"))["weight_map"]
+                                               .values()))]
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise PretrainedFormatError(f"{d / INDEX_NAME} is not a safetensors index ({e!r})") from None
+        for f in files:
+            if f.parent != d or not f.is_file():
+                raise PretrainedFormatError(f"{d / INDEX_NAME} names a shard {f.name!r} that is not a file in {d}")
+    else:
+        return read_weights(d)   # raises the FileNotFoundError that says what is there
+    shapes: dict[str, tuple[int, ...]] = {}
+    for f in files:
+        shapes.update((k, tuple(v["shape"])) for k, v in _safetensors_header(f)[1].items() if k != "__metadata__")
+    return shapes
+
+
+def check_config_fits_weights(config: GPTConfig, model_dir: str | os.PathLike, source: str = CONFIG_NAME) -> None:
+    """Refuse a config whose model the weights' headers are far too small for, before it is built.
+
+    A ``config.json`` saying ``n_layer: 10**9`` would otherwise allocate that model first.
+
+    Raises:
+        PretrainedFormatError: a size differs (names it and both values).
+    """
+    shapes = weight_shapes(model_dir)
+    looks = _sizes_from_shapes(shapes)
+    said = {"n_layer": config.n_layer, "n_embd": config.n_embd, "vocab_size": config.vocab_size,
+            "n_positions": config.block_size}
+    differ = {k: (v, looks.get(k)) for k, v in said.items() if looks.get(k) != v}
+    # a small mismatch is built and then reported tensor by tensor (hf_to_state_dict); a model much larger
+    # than the weights it is to hold is refused here, before it is allocated
+    in_file = sum(math.prod(s) for s in shapes.values())
+    if differ and param_count(config) > 4 * in_file + _SLACK_PARAMS:
+        raise PretrainedFormatError(
+            f"{source} does not fit the weights in {model_dir}: " + ", ".join(
+                f"{k} {a} in the config vs {b} in the weights" for k, (a, b) in differ.items())
+            + f" ({param_count(config):,} parameters for {in_file:,} stored values)")
 
 
 def _read_bf16(path: Path, header: tuple[int, dict], name: str) -> np.ndarray:
@@ -342,15 +431,19 @@ def hf_to_state_dict(tensors: dict[str, np.ndarray], model: nn.Module, hf: dict[
 
 def _sizes_in_file(tensors: dict[str, np.ndarray]) -> dict[str, int]:
     """The sizes a weights file implies: layers from the ``h.{i}`` names, the rest from the embeddings."""
+    return _sizes_from_shapes({k: arr.shape for k, arr in tensors.items()})
+
+
+def _sizes_from_shapes(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
     sizes: dict[str, int] = {}
-    layers = [int(m.group(1)) for k in tensors if (m := re.match(r"h\.(\d+)\.", _short(k)))]
+    layers = [int(m.group(1)) for k in shapes if (m := re.match(r"h\.(\d+)\.", _short(k)))]
     if layers:
         sizes["n_layer"] = max(layers) + 1
-    for key, arr in tensors.items():
-        if _short(key) == "wte.weight" and arr.ndim == 2:
-            sizes["vocab_size"], sizes["n_embd"] = arr.shape
-        elif _short(key) == "wpe.weight" and arr.ndim == 2:
-            sizes["n_positions"] = arr.shape[0]
+    for key, shape in shapes.items():
+        if _short(key) == "wte.weight" and len(shape) == 2:
+            sizes["vocab_size"], sizes["n_embd"] = shape
+        elif _short(key) == "wpe.weight" and len(shape) == 2:
+            sizes["n_positions"] = shape[0]
     return sizes
 
 
@@ -453,5 +546,5 @@ def save_pretrained(model: nn.Module, model_dir: str | os.PathLike, tokenizer=No
 
 
 __all__ = ["CONFIG_NAME", "GPT2_EOT_ID", "INDEX_NAME", "TANH_GELUS", "WEIGHTS_NAME", "PretrainedFormatError",
-           "config_from_hf", "hf_config", "hf_to_state_dict", "load_pretrained_into",
-           "read_config", "read_safetensors", "read_weights", "save_pretrained", "state_dict_to_hf"]
+           "check_config_fits_weights", "config_from_hf", "hf_config", "hf_to_state_dict", "load_pretrained_into",
+           "read_config", "read_safetensors", "read_weights", "save_pretrained", "state_dict_to_hf", "weight_shapes"]

@@ -19,13 +19,13 @@ import numpy as np
 import tinytensor as tt
 from tinytensor import functional as F
 from tinytensor import nn, optim
-from tinytensor.errors import ConfigError, DTypeError, ShapeError
+from tinytensor.errors import ConfigError, DTypeError, ShapeError, UsageError
 
 from . import hf, hub
 from .blocks import Block, KVCache
 from .model_config import GPTConfig
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "load_pretrained", "sample_next"]
+__all__ = ["GPT", "GPTConfig", "KVCache", "NonFiniteLogitsError", "load_pretrained", "sample_next"]
 
 
 class GPT(nn.Module):
@@ -156,7 +156,9 @@ class GPT(nn.Module):
         """
         folder = hub.resolve_model(name_or_dir)
         config_dict = hf.read_config(folder)
-        model = cls(hf.config_from_hf(config_dict, dropout, str(folder / hf.CONFIG_NAME)), seed=0)
+        config = hf.config_from_hf(config_dict, dropout, str(folder / hf.CONFIG_NAME))
+        hf.check_config_fits_weights(config, folder, str(folder / hf.CONFIG_NAME))   # before allocating it
+        model = cls(config, seed=0)
         hf.load_pretrained_into(model, folder, hf=config_dict)
         model.eval()
         return model
@@ -251,12 +253,20 @@ def _as_ids(x, what: str) -> np.ndarray:
     return arr
 
 
+class NonFiniteLogitsError(UsageError):
+    """Logits with a NaN or +inf (or a row of only -inf): nothing can be sampled from them."""
+
+
+_REAL = (int, float, np.integer, np.floating)      # a NumPy scalar is as good as a Python number
+
+
 def _check_sampling(temperature, top_k, top_p) -> None:
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+    if isinstance(temperature, bool) or not (isinstance(temperature, _REAL) and math.isfinite(temperature)
+                                             and temperature >= 0):
         raise ConfigError(f"temperature must be a finite number >= 0, got {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
         raise ConfigError(f"top_k must be None or an int >= 1, got {top_k!r}")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0.0 < top_p <= 1.0):
+    if top_p is not None and (isinstance(top_p, bool) or not (isinstance(top_p, _REAL) and 0.0 < top_p <= 1.0)):
         raise ConfigError(f"top_p must be None or in (0, 1], got {top_p!r}")
 
 
@@ -270,14 +280,24 @@ def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None 
     """
     _check_sampling(temperature, top_k, top_p)
     logits = np.asarray(logits, dtype=np.float64)
+    bad = np.isnan(logits) | (logits == np.inf)
+    if bad.any() or not np.isfinite(logits.max(axis=-1)).all():
+        row = int(np.argmax(bad.any(axis=-1) | ~np.isfinite(logits.max(axis=-1))))
+        raise NonFiniteLogitsError(
+            f"the logits of row {row} are not finite ({np.count_nonzero(np.isnan(logits[row]))} NaN, "
+            f"{np.count_nonzero(np.isinf(logits[row]))} inf of {logits.shape[-1]}): the model's weights are "
+            f"probably damaged (NaN/inf); sample from a good checkpoint")
     if temperature == 0:
         return np.argmax(logits, axis=-1).astype(np.int64)
     rng = rng if rng is not None else np.random.default_rng()
-    z = logits / temperature
-    if top_k is not None and top_k < z.shape[-1]:
-        kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]    # [B, 1] k-th largest
-        z = np.where(z < kth, -np.inf, z)
-    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = np.partition(logits, -top_k, axis=-1)[:, -top_k][:, None]    # [B, 1] k-th largest
+        logits = np.where(logits < kth, -np.inf, logits)
+    # subtle: shift before dividing, so a tiny temperature sends the others to -inf (greedy), never
+    # max/T to inf and inf - inf to NaN
+    with np.errstate(over="ignore"):
+        z = (logits - logits.max(axis=-1, keepdims=True)) / temperature   # [B, V], max 0
+    p = np.exp(z)
     p /= p.sum(axis=-1, keepdims=True)                                 # [B, V]
     if top_p is not None and top_p < 1.0:
         order = np.argsort(-p, axis=-1, kind="stable")                 # [B, V] most likely first

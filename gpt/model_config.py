@@ -1,13 +1,14 @@
 """GPTConfig: the shape of a GPT (its own module so that gpt.hf can map configs without importing the model)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from tinytensor.errors import ConfigError, DTypeError
 
-__all__ = ["GPTConfig"]
+__all__ = ["GPTConfig", "available_memory", "check_memory", "param_count"]
 
 
 @dataclass
@@ -42,3 +43,48 @@ class GPTConfig:
             raise ConfigError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if not isinstance(self.bias, (bool, np.bool_)):
             raise DTypeError(f"GPTConfig.bias must be a bool, got {self.bias!r}")
+
+
+def param_count(c: GPTConfig) -> int:
+    """The number of parameters of a GPT of config ``c``, from the shapes alone (nothing allocated).
+
+    Per block: ``ln_1``, ``ln_2`` (C each, +C biases), ``c_attn`` C·3C, ``c_proj`` C·C, ``c_fc`` C·4C,
+    ``mlp.c_proj`` 4C·C (+3C + C + 4C + C + 2C biases); plus ``wte`` V·C (also the output layer), ``wpe`` T·C and
+    ``ln_f``. Python ints: no overflow for any size.
+    """
+    C, bias = int(c.n_embd), bool(c.bias)
+    block = 12 * C * C + 2 * C + (11 * C if bias else 0)
+    return int(c.vocab_size) * C + int(c.block_size) * C + int(c.n_layer) * block + C + (C if bias else 0)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable`` in /proc/meminfo, else the free
+    physical pages), or None if this system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(c: GPTConfig, copies: int = 4, itemsize: int = 4) -> int:
+    """Raise ConfigError if a GPT of config ``c`` cannot fit in memory; returns the bytes it needs.
+
+    Training holds ``copies`` arrays of every parameter (weights, gradients, AdamW's two moments: 4) of
+    ``itemsize`` bytes (float32); activations come on top, so this is a lower bound.
+    """
+    need = param_count(c) * copies * itemsize
+    have = available_memory()
+    if have is not None and need > have:
+        raise ConfigError(
+            f"the model (n_layer={c.n_layer}, n_embd={c.n_embd}, block_size={c.block_size}, vocab_size="
+            f"{c.vocab_size}) has {param_count(c):,} parameters and needs at least {need / 2**30:,.1f} GiB "
+            f"({copies} x {itemsize} bytes each: weights, grads and AdamW's moments), but only "
+            f"{have / 2**30:,.1f} GiB is available; choose a smaller model")
+    return need

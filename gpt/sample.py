@@ -63,9 +63,9 @@ def sample_text(model: GPT, tok, prompt: str, max_new_tokens: int, **kwargs) -> 
 
 
 def _check_counts(max_new_tokens: int, num_samples: int) -> None:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
         raise ConfigError(f"num_samples must be an int >= 1, got {num_samples!r}")
 
 
@@ -86,6 +86,7 @@ def write_samples(model: GPT, tok, prompt: str = "\n", max_new_tokens: int = 200
         stream: where to write (default ``sys.stdout``).
     """
     _check_counts(max_new_tokens, num_samples)
+    encode_prompt(tok, prompt)           # a prompt the tokenizer cannot encode fails before anything is printed
     out = stream if stream is not None else sys.stdout
     rng = np.random.default_rng(seed)
     texts = []

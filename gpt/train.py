@@ -22,7 +22,10 @@ the checkpoints and prints. A checkpoint resumes on any N that divides ``batch_s
 Robustness: Ctrl-C finishes the current step, writes a checkpoint and returns. A step whose loss or
 gradient norm is not finite is skipped without touching the weights or AdamW's state, counted and
 reported; ``max_bad_steps`` such steps in a row stop the run (:class:`TrainingStopped`) with the last
-good checkpoint left as it was.
+good checkpoint left as it was. An eval whose loss is not finite, or a model with a non-finite weight, is
+never checkpointed: the last good checkpoint stays, and messages name its iteration. A run starts by
+deleting the temporary files a killed write left in ``out_dir``; a torn last line of ``log.jsonl`` is
+skipped and reported.
 """
 from __future__ import annotations
 
@@ -43,15 +46,16 @@ from tqdm import tqdm
 import tinytensor as tt
 from tinytensor import optim
 
-from tinytensor.errors import ConfigError
-from tinytensor.fileio import atomic_write_text, read_text
+from tinytensor.errors import ConfigError, FileFormatError, OutputError
+from tinytensor.fileio import atomic_write_text, read_text, remove_stale_temps, writing
 
-from .checkpoint import has_checkpoint, load_checkpoint, load_model, save_checkpoint
-from .config import TrainConfig, make_config
+from .checkpoint import holds_run, load_checkpoint, load_model, save_checkpoint
+from .config import TrainConfig, field_types, make_config
 from .distributed import RankMismatch, World, init as init_world
 from .data import build_tokenizer, make_samplers, prepare_tokens, resolve_text, training_text
 from .hf import load_pretrained_into
 from .model import GPT
+from .model_config import check_memory
 from .windows import make_window_samplers, perplexity
 
 __all__ = ["LOG_FILE", "TrainResult", "TrainingStopped", "estimate_loss", "evaluate", "get_lr", "read_log",
@@ -113,6 +117,8 @@ def evaluate(out_dir: str | os.PathLike, data: str | None = None, eval_iters: in
     The batches come from streams seeded with ``seed`` (not the training run's), so repeated calls give
     the same figures.
     """
+    if eval_iters is not None and (isinstance(eval_iters, bool) or not isinstance(eval_iters, int) or eval_iters < 1):
+        raise ConfigError(f"eval_iters must be an int >= 1 (or None for the run's), got {eval_iters!r}")
     model, tok, ckpt = load_model(out_dir)
     cfg = ckpt.state["train_config"]
     text_path = training_text(ckpt.state, data)
@@ -137,7 +143,14 @@ def resume_config(out_dir: str | os.PathLike, overrides: dict | None = None) -> 
         ConfigError: an override of a key that fixes the model, tokenizer or batches.
     """
     state = load_checkpoint(out_dir, verify=False).state
+    if not isinstance(state.get("train_config"), dict):
+        raise FileFormatError(f"{out_dir}: the checkpoint's state.json has no train_config to resume with")
     saved = dict(state["train_config"])
+    types = field_types()
+    wrong = {k: v for k, v in saved.items() if k in types and not _has_type(v, types[k])}
+    if wrong:
+        raise FileFormatError(f"{out_dir}: the checkpoint's train_config has values of the wrong type: "
+                              f"{str(wrong)[:160]}")
     overrides = dict(overrides or {})
     if "dataset" not in overrides:  # the recorded file, even when $TINYGPT_DATA is not set this time
         saved["dataset"] = str(training_text(state))
@@ -148,6 +161,13 @@ def resume_config(out_dir: str | os.PathLike, overrides: dict | None = None) -> 
     saved.update(overrides)
     saved["out_dir"] = str(out_dir)
     return make_config(None, saved)
+
+
+def _has_type(value, typ: type) -> bool:
+    """Whether a value read from JSON is of a TrainConfig field's type (an int is a float; a bool is neither)."""
+    if typ is bool or isinstance(value, bool):
+        return typ is bool and isinstance(value, bool)
+    return isinstance(value, (int, float) if typ is float else typ)
 
 
 class _Interrupt:
@@ -176,15 +196,48 @@ class _Interrupt:
 
 
 def _append_log(path: Path, record: dict) -> None:
-    """Append one JSON line and fsync it (the log grows a line per eval; the checkpoint trims it)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one JSON line and fsync it (the log grows a line per eval; the checkpoint trims it).
+
+    The line goes out in one ``write`` to an ``O_APPEND`` descriptor, so a crash leaves the whole line or
+    at worst a torn last line, which :func:`read_log` skips.
+    """
+    line = (json.dumps(record) + "\n").encode("utf-8")
+    with writing(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            while line:
+                line = line[os.write(fd, line):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _parse_log(p: Path) -> tuple[list[dict], str | None]:
+    """``(records, torn last line or None)``; FileFormatError naming the file for a bad line elsewhere."""
+    if not p.is_file():
+        return [], None
+    text = p.read_bytes().decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    records, torn = [], None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or isinstance(rec.get("iter"), bool) or not isinstance(rec.get("iter"), int):
+                raise ValueError("a record is a JSON object with an int 'iter'")
+        except ValueError as e:
+            if n == len(lines):        # the last line, without its newline: a write cut short by a crash
+                torn = line
+                break
+            raise FileFormatError(f"{p}, line {n}: not a log record ({e})") from None
+        records.append(rec)
+    return records, torn
 
 
 def read_log(out_dir: str | os.PathLike, kind: str | None = "eval") -> list[dict]:
-    """The records of ``out_dir/log.jsonl`` of one ``kind`` (empty if there is no log).
+    """The records of ``out_dir/log.jsonl`` of one ``kind`` (empty if there is no log); a torn last line
+    is skipped.
 
     Two kinds of record, told apart by their ``"kind"``: ``"eval"`` (iter, train_loss, val_loss, train_ppl,
     val_ppl, lr, elapsed_s, tokens_per_s, skipped_steps; a log written before kinds existed has no kind and
@@ -194,10 +247,7 @@ def read_log(out_dir: str | os.PathLike, kind: str | None = "eval") -> list[dict
     Args:
         kind: ``"eval"`` (the default), ``"train"``, or None for every record in file order.
     """
-    p = Path(out_dir) / LOG_FILE
-    if not p.is_file():
-        return []
-    records = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = _parse_log(Path(out_dir) / LOG_FILE)[0]
     return [r for r in records if kind is None or r.get("kind", "eval") == kind]
 
 
@@ -232,19 +282,29 @@ class _Run:
 
 def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
     """Find the data and the tokenizer, build (or restore) the model, optimizer and samplers, start the log."""
+    started = time.time()
     out_dir = Path(cfg.out_dir)
     world = init_world()
     world.check_batch(cfg.batch_size)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"cannot write {out_dir}: it is a file, not a folder; give another out_dir")
     text_path = resolve_text(cfg.dataset)
+    for folder in (out_dir, out_dir / "data"):   # temp files of writes a kill cut short (older than this run)
+        for p in remove_stale_temps(folder, older_than=started):
+            print(f"removed {p}, left by an interrupted write", file=sys.stderr)
     ckpt = None
     if resume:
         ckpt = load_checkpoint(out_dir)
+        bad = [k for k, v in ckpt.model_state.items() if not np.isfinite(v).all()]
+        if bad:
+            raise FileFormatError(f"{ckpt.path / 'model.safetensors'} has non-finite weights ({', '.join(bad[:3])}"
+                                  f"{', ...' if len(bad) > 3 else ''}); it cannot be resumed, start a new run")
         tok = ckpt.tokenizer
     else:
-        if has_checkpoint(out_dir) and not overwrite:
+        if holds_run(out_dir) and not overwrite:
             raise ConfigError(f"{out_dir} already holds a checkpoint; continue it (--resume), start afresh in "
-                              f"another out_dir, or replace it (--overwrite; from Python: resume=True or "
-                              f"overwrite=True)")
+                              f"another out_dir, or replace it (--overwrite deletes its checkpoint.json and "
+                              f"ckpt-* folders; from Python: resume=True or overwrite=True)")
         tok = build_tokenizer(cfg.tokenizer, read_text(text_path) if cfg.tokenizer == "char" else None)
     if not world.is_main:
         world.barrier()                  # rank 0 writes the token cache first; the others then read it
@@ -255,6 +315,7 @@ def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
         raise ConfigError(f"{text_path} is not the text this run was trained on (sha256 differs); "
                           f"give the original file")
 
+    check_memory(cfg.model_config(tok.vocab_size), copies=4)    # weights, grads, AdamW's two moments
     model = GPT(cfg.model_config(tok.vocab_size), seed=cfg.seed)
     if ckpt is None and cfg.init_from:
         load_pretrained_into(model, cfg.init_from)
@@ -269,20 +330,24 @@ def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
                 "train_loss": None, "val_loss": None, "train_tokens": 0, "train_seconds": 0.0}
     log_path = out_dir / LOG_FILE
     if ckpt is not None:
-        model.load_state_dict(ckpt.model_state, strict=True)
-        optimizer.load_state_dict(ckpt.optimizer_state)
+        ckpt.load_weights(model)
+        ckpt.load_optimizer(optimizer)
         model.dropout_rng.bit_generator.state = ckpt.state["rng"]["dropout"]
         for name, sampler in samplers.items():
             sampler.set_state(ckpt.state["rng"][name])
         counters.update(ckpt.state["counters"])
         if world.is_main:
             # keep the log in step with the checkpoint: drop records written after it (the eval at the
-            # checkpoint's iteration came before it, the training step of that iteration after it)
-            kept = [r for r in read_log(out_dir, kind=None) if r["iter"] < ckpt.iter_num
+            # checkpoint's iteration came before it, the training step of that iteration after it), and a
+            # torn last line
+            records, torn = _parse_log(log_path)
+            if torn is not None:
+                print(f"{log_path}: ignored a torn last line (a crash while writing it): {torn[:60]!r}",
+                      file=sys.stderr)
+            kept = [r for r in records if r["iter"] < ckpt.iter_num
                     or (r["iter"] == ckpt.iter_num and r.get("kind", "eval") == "eval")]
             atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in kept))
     elif world.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(log_path, "")
     it = int(counters["iter_num"])
     if world.rank > 0:  # each rank its own dropout masks (rank 0 keeps the one-process stream)
@@ -330,8 +395,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _checkpoint(run: _Run) -> Path:
-    """Save the run at its current iteration (model, AdamW, tokenizer, RNG states, counters)."""
+def _non_finite_weights(model: GPT) -> list[str]:
+    return [name for name, p in model.named_parameters() if not np.isfinite(p.data).all()]
+
+
+def _checkpoint(run: _Run) -> Path | None:
+    """Save the run at its current iteration (model, AdamW, tokenizer, RNG states, counters).
+
+    A model with a non-finite weight is not saved (None): it would replace the last good checkpoint.
+    """
+    if _non_finite_weights(run.model):
+        return None
     run.counters.update(iter_num=run.it, elapsed_s=run.elapsed())
     state = {"train_config": dataclasses.asdict(run.cfg),
              "rng": {name: s.get_state() for name, s in run.samplers.items()},
@@ -401,11 +475,17 @@ def _eval(run: _Run, window: dict, bar: tqdm) -> None:
     run.counters.update(last_eval_iter=it, train_loss=losses["train"], val_loss=losses["val"])
     if world.is_main:
         _append_log(run.log_path, record)
-    _checkpoint(run)
+    finite = math.isfinite(losses["train"]) and math.isfinite(losses["val"])
+    saved = _checkpoint(run) if finite else None
     if world.is_main:
         bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} "
                   f"(perplexity {record['train_ppl']:.2f} / {record['val_ppl']:.2f})"
                   + (f", {tps:,.0f} tokens/s" if tps else ""), file=sys.stdout)
+        if saved is None:
+            keep = (f"the last good checkpoint (iter {run.last_saved_iter}) is kept" if run.last_saved_iter >= 0
+                    else "no checkpoint was written")
+            bar.write(f"iter {it}: {'a non-finite loss' if not finite else 'non-finite weights'}: not "
+                      f"checkpointed; {keep}", file=sys.stderr)
 
 
 # -------------------------------------------------------------------------------------------- loop
@@ -491,11 +571,15 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
                 bar.set_postfix_str(f"loss {last_loss:.4f}, lr {lr:.2e}, {tps:,.0f} tok/s", refresh=False)
     finally:
         bar.close()
-    if interrupted and run.last_saved_iter != run.it:
-        path = _checkpoint(run)
-        if main:
-            print(f"interrupted at iter {run.it}: checkpoint written to {path}; continue with --resume", flush=True)
-    elif interrupted and main:
+    path = _checkpoint(run) if interrupted and run.last_saved_iter != run.it else None
+    if not main:
+        pass
+    elif path is not None:
+        print(f"interrupted at iter {run.it}: checkpoint written to {path}; continue with --resume", flush=True)
+    elif interrupted and run.last_saved_iter != run.it:
+        print(f"interrupted at iter {run.it}: non-finite weights, not checkpointed; the last good checkpoint "
+              f"(iter {run.last_saved_iter}) is in {run.out_dir}", flush=True)
+    elif interrupted:
         print(f"interrupted at iter {run.it}; the checkpoint in {run.out_dir} is current; continue with --resume",
               flush=True)
     run.world.barrier()   # data parallel: every rank returns after rank 0 has written its last checkpoint

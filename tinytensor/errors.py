@@ -32,4 +32,9 @@ class FileFormatError(UsageError):
     """A file that is missing, unreadable or malformed (names the file and what is wrong)."""
 
 
-__all__ = ["UsageError", "ShapeError", "DTypeError", "ConfigError", "FileFormatError"]
+class OutputError(UsageError):
+    """A file or folder that cannot be written: disk full, read-only, a file where a folder should be (names
+    the path and the operating system's reason)."""
+
+
+__all__ = ["UsageError", "ShapeError", "DTypeError", "ConfigError", "FileFormatError", "OutputError"]

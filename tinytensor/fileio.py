@@ -4,7 +4,10 @@ tinytensor but its error types.
 
 Atomic write: the bytes go to a temporary file in the destination's folder, which is flushed and fsynced,
 given its permission bits, then ``os.replace``d over the destination; finally the folder is fsynced so the
-rename itself survives a crash. A reader sees the old file or the new one, never half of one.
+rename itself survives a crash. A reader sees the old file or the new one, never half of one. A write
+that the system refuses (disk full, read-only, a file where a folder should be) raises
+:class:`~tinytensor.errors.OutputError`, one line naming the path and the reason; what a kill leaves
+behind (the temporary files) is removed by :func:`remove_stale_temps`.
 
 Permissions, one rule for every file written here: a file that replaces an existing one keeps that file's
 permission bits; a new file gets what a plain ``open`` would give, ``0o666`` minus the umask
@@ -17,10 +20,14 @@ The cache folder (downloads: datasets, GPT-2's tokenizer files) is ``$XDG_CACHE_
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
+import re
+import shutil
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +35,11 @@ from typing import IO
 
 import numpy as np
 
-from .errors import FileFormatError
+from .errors import FileFormatError, OutputError
 
 __all__ = ["atomic_open", "atomic_save_npy", "atomic_write_bytes", "atomic_write_text", "cache_dir",
-           "default_mode", "download_file", "fsync_dir", "read_text", "sha256_file"]
+           "default_mode", "download_file", "fsync_dir", "output_error", "read_text", "remove_stale_temps",
+           "sha256_file", "writing", "write_synced"]
 
 CACHE_NAME = "tinygpt"
 
@@ -57,6 +65,78 @@ def _mode_for(path: Path) -> int:
         return path.stat().st_mode & 0o777
     except FileNotFoundError:
         return default_mode()
+
+
+# errors that mean "this destination cannot be written", not a bug: reported as one line (OutputError)
+_OUTPUT_ERRNOS = frozenset(getattr(errno, name) for name in
+                           ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "ENOTDIR", "EEXIST", "EISDIR",
+                            "EFBIG", "EIO", "ENAMETOOLONG", "ELOOP", "EMFILE", "ENFILE") if hasattr(errno, name))
+
+
+def output_error(path: str | os.PathLike, e: OSError) -> OutputError:
+    """An :class:`OutputError` naming ``path`` and what the OS said (``No space left on device [ENOSPC]``)."""
+    code = errno.errorcode.get(e.errno, str(e.errno))
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):       # a file where a folder of the path should be
+        blocker = next((p for p in Path(path).parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            return OutputError(f"cannot write {path}: {blocker} is a file, not a folder [{code}]")
+    where = f" ({e.filename})" if e.filename and str(e.filename) != str(path) else ""
+    return OutputError(f"cannot write {path}{where}: {os.strerror(e.errno)} [{code}]")
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an OSError of a write to ``path`` (disk full, read-only, a file in the way) into an OutputError.
+
+    Only the errnos of :data:`_OUTPUT_ERRNOS`: a network error inside the block (a download's) stays itself.
+    """
+    try:
+        yield
+    except OSError as e:
+        if e.errno in _OUTPUT_ERRNOS:
+            raise output_error(path, e) from e
+        raise
+
+
+def write_synced(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to a new file ``path`` and fsync it (a file of a folder that is renamed into place)."""
+    with writing(path), open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+_TEMP_FILE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")      # atomic_open's mkstemp(prefix=".NAME.", suffix=".tmp")
+_TEMP_DIR = re.compile(r"\..+\.tmp-[a-z0-9_]{8}")       # mkdtemp(prefix=".NAME.tmp-"), a checkpoint being built
+
+
+def remove_stale_temps(folder: str | os.PathLike, older_than: float | None = None) -> list[Path]:
+    """Delete the temporary files and folders this module's writers leave when killed mid-write.
+
+    They are the ``.NAME.XXXXXXXX.tmp`` files of :func:`atomic_open` and the ``.NAME.tmp-XXXXXXXX`` folders of
+    a checkpoint being built (``XXXXXXXX``: :mod:`tempfile`'s 8 random characters); only those last modified
+    before ``older_than`` (default: now) go, so a write that is still under way is left alone. Returns what
+    was removed.
+    """
+    older_than = time.time() if older_than is None else older_than
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for p in entries:
+        ours = _TEMP_FILE.fullmatch(p.name) or _TEMP_DIR.fullmatch(p.name)
+        try:
+            if not ours or p.is_symlink() or p.stat().st_mtime >= older_than:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        except OSError:
+            continue          # gone already, or not ours to delete: leave it
+        removed.append(p)
+    return removed
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -89,16 +169,20 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open writes a whole file: mode 'wb' or 'w', got {mode!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, _mode_for(path))
         text = {} if mode == "wb" else {"encoding": encoding or "utf-8", "newline": "\n"}
-        with os.fdopen(fd, mode, **text) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with writing(path):
+            with os.fdopen(fd, mode, **text) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

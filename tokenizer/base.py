@@ -29,6 +29,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "DisallowedSpecialError",
+    "MAX_ID",
     "Tokenizer",
     "UnknownTokenError",
     "VocabTokenizer",
@@ -44,6 +45,8 @@ FORMAT_NAME = "tinygpt-tokenizer"
 FORMAT_VERSION = 1
 
 AllowedSpecial = Literal["all"] | Iterable[str]
+
+MAX_ID = 2**31          # ids in a saved file must be below this (int32 range; the model sizes itself by them)
 
 
 class DisallowedSpecialError(UsageError):
@@ -348,12 +351,22 @@ class Tokenizer:
         if data.get("version") != FORMAT_VERSION:
             raise FileFormatError(f"{path}: unsupported tokenizer file version {data.get('version')!r}")
         kind = data.get("type")
-        klass = Tokenizer._registry.get(kind)  # type: ignore[arg-type]
+        klass = Tokenizer._registry.get(kind) if isinstance(kind, str) else None
         if klass is None:
             raise FileFormatError(f"{path}: unknown tokenizer type {kind!r}; known: {sorted(Tokenizer._registry)}")
         if not issubclass(klass, cls):
             raise FileFormatError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
-        return klass._from_dict(data)
+        special = data.get("special_tokens", {})
+        if not isinstance(special, dict) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < MAX_ID for i in special.values()):
+            raise FileFormatError(f"{path}: special_tokens must map strings to ids in [0, {MAX_ID}), "
+                                  f"got {str(special)[:120]}")
+        try:
+            return klass._from_dict(data)
+        except FileFormatError as e:
+            raise FileFormatError(f"{path}: {e}") from None
+        except UsageError as e:      # a value the tokenizer's constructor refuses (ConfigError, DTypeError)
+            raise FileFormatError(f"{path}: not a valid {kind} tokenizer ({e})") from None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, special_tokens={len(self._special)})"
@@ -418,6 +431,12 @@ class VocabTokenizer(Tokenizer):
 
     @classmethod
     def _from_dict(cls, data: dict[str, Any]) -> VocabTokenizer:
+        tokens = data.get(cls.tokens_key)
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise FileFormatError(f"saved {cls.__name__}: {cls.tokens_key!r} must be a list of str, "
+                                  f"got {str(tokens)[:80]}")
+        if not isinstance(data.get("unk_token"), (str, type(None))):
+            raise FileFormatError(f"saved {cls.__name__}: unk_token must be a str or null")
         special = data.get("special_tokens", {})
         ordered = sorted(special, key=special.__getitem__)
         tok = cls(data[cls.tokens_key], special_tokens=ordered, unk_token=data.get("unk_token"))

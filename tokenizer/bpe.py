@@ -53,6 +53,7 @@ PATTERNS: dict[str, str] = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN, "cl100k"
 
 # A pair that is not a token ranks after every real token.
 _NO_RANK = sys.maxsize
+MAX_TOKEN_BYTES = 1 << 20   # a saved token longer than this is a damaged (or hostile) file, not a vocabulary
 # Pieces longer than this take the heap path of bpe_merge (O(n log n)); shorter ones the list scan
 # (O(n) per merge), which has less overhead per step.
 _LARGE_PIECE = 24
@@ -448,17 +449,35 @@ class BPETokenizer(Tokenizer):
 
     @classmethod
     def _from_dict(cls, data: dict[str, Any]) -> BPETokenizer:
-        byte_ids = data.get("byte_ids", list(range(256)))
-        if len(byte_ids) != 256 or len(set(byte_ids)) != 256:
+        byte_ids, merge_list = data.get("byte_ids", list(range(256))), data.get("merges")
+        if not isinstance(merge_list, list):
+            raise FileFormatError(f"saved BPE tokenizer: 'merges' must be a list, got {str(merge_list)[:80]}")
+        if not isinstance(data.get("pattern"), str):
+            raise FileFormatError("saved BPE tokenizer: 'pattern' must be a str")
+        # ordinary ids are dense, as training and GPT-2's files make them: 256 bytes, then one per merge
+        n_ids = 256 + len(merge_list)
+
+        def is_id(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n_ids
+
+        if not isinstance(byte_ids, list) or len(byte_ids) != 256 or not all(map(is_id, byte_ids)) \
+                or len(set(byte_ids)) != 256:
             raise FileFormatError("saved BPE tokenizer: byte_ids must be 256 distinct ids")
         vocab = {int(i): bytes([x]) for x, i in enumerate(byte_ids)}
         merges = []
-        for m in data["merges"]:
-            if len(m) != 3:
-                raise FileFormatError(f"saved BPE tokenizer: a merge is [left, right, new], got {m!r}")
-            a, b, new = (int(v) for v in m)
+        for m in merge_list:
+            if not isinstance(m, list) or len(m) != 3 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                               for v in m):
+                raise FileFormatError(f"saved BPE tokenizer: a merge is [left, right, new], got {str(m)[:80]}")
+            a, b, new = m
+            if not all(map(is_id, m)):
+                raise FileFormatError(f"saved BPE tokenizer: merge {m!r} uses an id not defined before it "
+                                      f"(the ids of {len(merge_list)} merges are below {n_ids})")
             if a not in vocab or b not in vocab:
                 raise FileFormatError(f"saved BPE tokenizer: merge {m!r} uses an id not defined before it")
+            if len(vocab[a]) + len(vocab[b]) > MAX_TOKEN_BYTES:   # merging a token with itself doubles it
+                raise FileFormatError(f"saved BPE tokenizer: merge {m!r} makes a token longer than "
+                                      f"{MAX_TOKEN_BYTES} bytes")
             joined = vocab[a] + vocab[b]
             if vocab.setdefault(new, joined) != joined:
                 raise FileFormatError(f"saved BPE tokenizer: merge {m!r} gives id {new} two different tokens")

@@ -27,21 +27,19 @@ def add_kind(kinds: argparse._SubParsersAction) -> None:
                    "$TINYGPT_DATA/SMSSpamCollection.tsv, the cache, or UCI's zip downloaded")
     p.add_argument("--init_from", required=True, metavar="DIR|scratch",
                    help="a GPT-2 folder (config.json + model.safetensors), a `tinygpt train` run folder, or scratch")
-    p.add_argument("--out_dir", required=True, metavar="DIR",
-                   help="where log.jsonl, the best-val checkpoint and metrics.json go")
+    p.add_argument("--out_dir", required=True, metavar="DIR", help="where the checkpoint, log.jsonl and metrics.json go")
     p.add_argument("--epochs", type=int, default=5, help="passes over the train split (default 5)")
-    p.add_argument("--batch_size", type=int, default=8, help="texts per batch (default 8)")
+    p.add_argument("--batch_size", type=int, default=8, help="texts per step (default 8)")
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 5e-5; 1e-3 from scratch)")
     p.add_argument("--weight_decay", type=float, default=0.1, help="AdamW weight decay (default 0.1)")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout probability while training (default 0)")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout while fine-tuning (default 0)")
     p.add_argument("--trainable", default=None, metavar="last|all|N",
                    help="what trains: the last N blocks + ln_f + head (default last = 1), or all")
     p.add_argument("--max_len", type=int, default=None, help="cut texts to this many tokens (default: block_size)")
     p.add_argument("--pad_to_max", action="store_true", help="pad every batch to --max_len, not to its longest text")
     p.add_argument("--seed", type=int, default=123, help="split, shuffling and init seed (the book's 123)")
     p.add_argument("--lora_rank", type=int, default=None, help="train LoRA adapters of this rank (and the head) instead")
-    p.add_argument("--lora_alpha", type=float, default=16.0, help="LoRA scale: the update is (alpha / rank) B A "
-                   "(default 16)")
+    p.add_argument("--lora_alpha", type=float, default=16.0, help="LoRA scale: the update is (alpha / rank) B A x (default 16)")
     p.add_argument("--lora_targets", default=",".join(DEFAULT_TARGETS), help="Linear layers to adapt (comma list)")
     p.add_argument("--tokenizer", metavar="PATH|gpt2", help="for scratch or a GPT-2 folder without tokenizer files")
     for name in _SIZES:
