@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from ._common import _FLOATS, _PAR, _chunked, _jit
-from .simd import make_ukernel
+from .simd import load, make_ukernel, store
 
 # Register tile (MR rows, NV vectors of 512 bits): 12 x 32 float32 is 24 zmm accumulators plus two
 # B vectors and one broadcast, of the 32 registers; per k it does 24 FMAs for 2 loads + 12 broadcasts.
@@ -21,73 +21,92 @@ _ukernel = make_ukernel(_GEOMETRY)
 # K block: a B micro-panel (KC x NR) stays in L1 while the A micro-panels of a row block stream past.
 _KC = {np.dtype(np.float32): 256, np.dtype(np.float64): 128}
 _MC = 192  # rows per task at most: the A block (MC x KC) stays in L2 across the task's B panels
+_NC = 256  # columns per task at most: the task's C block and B block stay in L2 next to it
 
 
 @_jit
-def _pack_panels(x, trans, out, R, K, w, kcb, b0, p0, p1):
-    """Panels ``p0..p1`` of the logical ``X [R, K]`` (batch ``b0``) into ``w``-row, k-major blocks.
+def _pack_b(b, tb, bp, N, K, nr, kcb, t0, t1):
+    """B panels ``t0..t1`` of the (batch, NR-column panel) grid into ``bp``: for each K block ``pc``
+    of depth ``kc``, panel ``j0`` is the contiguous ``kc x NR`` block
+    ``bp[bi, pc*Np + j0*kc + p*NR + j] = B[pc + p, j0 + j]``, zero past column ``N`` (``Np`` = N
+    rounded up to NR), so that the micro-kernel reads B with unit stride.
 
-    ``x[b0]`` is ``X`` (``trans`` False) or its transpose ``[K, R]``. For each K block ``pc`` of
-    width ``kc`` and row panel ``r0``: ``out[b0, pc*Rp + r0*kc + p*w + r] = X[r0 + r, pc + p]``, zero
-    past row ``R`` (``Rp`` = R rounded up to ``w``), so every micro-kernel call reads one
-    contiguous ``kc x w`` block.
+    ``b[bi]`` is the flat ``B [K, N]`` (``tb`` False) or the flat ``B^T [N, K]`` (``tb`` True: ``x @ W.T``);
+    either way the source is read along its rows.
     """
-    rp = (R + w - 1) // w * w
-    zero = out.dtype.type(0)
-    for t in range(p0, p1):
-        r0 = t * w
-        rows = min(w, R - r0)
+    npan = (N + nr - 1) // nr
+    np_ = npan * nr
+    zero = bp.dtype.type(0)
+    for bi in range(t0 // npan, (t1 - 1) // npan + 1):
+        src = b[bi]
+        dst = bp[bi]
+        lo = max(t0 - bi * npan, 0) * nr
+        hi = min(min(t1 - bi * npan, npan) * nr, N)
         for pc in range(0, K, kcb):
             kc = min(kcb, K - pc)
-            o = pc * rp + r0 * kc
-            if trans:
-                for p in range(kc):
-                    for r in range(rows):
-                        out[b0, o + p * w + r] = x[b0, pc + p, r0 + r]
-                    for r in range(rows, w):
-                        out[b0, o + p * w + r] = zero
+            if tb:
+                for j in range(lo, hi):
+                    s = j * K + pc
+                    d = pc * np_ + (j - j % nr) * kc + j % nr
+                    for p in range(kc):
+                        store(dst, d + p * nr, load(src, s + p))
             else:
-                for r in range(rows):
-                    for p in range(kc):
-                        out[b0, o + p * w + r] = x[b0, r0 + r, pc + p]
-                for r in range(rows, w):
-                    for p in range(kc):
-                        out[b0, o + p * w + r] = zero
+                for p in range(kc):
+                    s = (pc + p) * N
+                    for j0 in range(lo, hi, nr):
+                        d = pc * np_ + j0 * kc + p * nr - j0
+                        for j in range(j0, min(j0 + nr, hi)):
+                            store(dst, d + j, load(src, s + j))
+            if hi == N:  # zero the padding of the last panel
+                j0 = (N - 1) // nr * nr
+                for p in range(kc):
+                    for j in range(N - j0, nr):
+                        store(dst, pc * np_ + j0 * kc + p * nr + j, zero)
 
 
 @_jit
-def _pack_tasks(a, ta, ap, b, tb, bp, M, N, K, mr, nr, kcb, t0, t1):
-    """Pack tasks ``t0..t1``: per batch, one task per A panel (``mr`` rows), then one per B panel."""
-    na = (M + mr - 1) // mr
-    nb = (N + nr - 1) // nr
-    for t in range(t0, t1):
-        bi = t // (na + nb)
-        r = t % (na + nb)
-        if r < na:
-            _pack_panels(a, ta, ap, M, K, mr, kcb, bi, r, r + 1)
+def _pack_a(ab, ta, abuf, M, K, mr, pc, kc, ic, i_hi):
+    """Rows ``ic..i_hi`` and K block ``pc..pc+kc`` of A into ``abuf`` as MR-row, k-major panels:
+    ``abuf[(i0 - ic)*kc + p*MR + i] = A[i0 + i, pc + p]``, zero past row ``M``. ``ab`` is the flat
+    ``A [M, K]`` (``ta`` False) or the flat ``A^T [K, M]`` (``ta`` True: ``x.T @ dy``)."""
+    zero = abuf.dtype.type(0)
+    for i0 in range(ic, i_hi, mr):
+        rows = min(mr, M - i0)
+        base = (i0 - ic) * kc
+        if ta:
+            for p in range(kc):
+                s = (pc + p) * M + i0
+                for i in range(rows):
+                    store(abuf, base + p * mr + i, load(ab, s + i))
         else:
-            # B's panels are panels of B^T [N, K]: B itself is B^T's transpose
-            _pack_panels(b, not tb, bp, N, K, nr, kcb, bi, r - na, r - na + 1)
+            for i in range(rows):
+                s = (i0 + i) * K + pc
+                for p in range(kc):
+                    store(abuf, base + p * mr + i, load(ab, s + p))
+        for i in range(rows, mr):
+            for p in range(kc):
+                store(abuf, base + p * mr + i, zero)
 
 
 @_jit
-def _compute_tasks(ap, bp, c, M, N, K, mr, nr, kcb, mcb, ncb, t0, t1):
-    """C blocks ``t0..t1`` of the (batch, column block, row block) grid from the packed panels.
+def _compute_tasks(a, ta, bp, c, M, N, K, mr, nr, kcb, mcb, ncb, t0, t1):
+    """C blocks ``t0..t1`` of the (batch, column block, row block) grid.
 
     Loop nest of one block (rows ``ic..``, columns ``jc..``)::
 
         for pc in K blocks (kc <= KC)             # '=' into C on the first, '+=' after
+          pack A[ic:ic+MC, pc:pc+kc] -> A~        # MC x kc, stays in L2 for the whole block
           for j0 in NR-column panels of the block  # B micro-panel [kc x NR] stays in L1 ...
             for i0 in MR-row panels of the block   # ... while the A micro-panels stream from L2
-              ukernel(A~[pc, i0], B~[pc, j0], C[i0:i0+MR, j0:j0+NR])
+              ukernel(A~[i0], B~[pc, j0], C[i0:i0+MR, j0:j0+NR])
 
-    Edge tiles (fewer than MR rows or NR columns left) go through a scratch tile.
+    Edge tiles (fewer than MR rows or NR columns left) go through the scratch ``tile``.
     """
-    mp = (M + mr - 1) // mr * mr
     np_ = (N + nr - 1) // nr * nr
     nic = (M + mcb - 1) // mcb
     njc = (N + ncb - 1) // ncb
     tile = np.empty(mr * nr, dtype=c.dtype)
+    abuf = np.empty(mcb * kcb, dtype=c.dtype)
     for t in range(t0, t1):
         bi = t // (nic * njc)
         r = t % (nic * njc)
@@ -95,39 +114,39 @@ def _compute_tasks(ap, bp, c, M, N, K, mr, nr, kcb, mcb, ncb, t0, t1):
         ic = (r % nic) * mcb
         i_hi = min(ic + mcb, M)
         j_hi = min(jc + ncb, N)
-        ab = ap[bi]
         bb = bp[bi]
         cb = c[bi]
         for pc in range(0, K, kcb):
             kc = min(kcb, K - pc)
             first = pc == 0
+            _pack_a(a[bi], ta, abuf, M, K, mr, pc, kc, ic, i_hi)
             for j0 in range(jc, j_hi, nr):
                 nn = min(nr, N - j0)
                 bo = pc * np_ + j0 * kc
                 for i0 in range(ic, i_hi, mr):
+                    ao = (i0 - ic) * kc
                     mm = min(mr, M - i0)
-                    ao = pc * mp + i0 * kc
                     if mm == mr and nn == nr:
-                        _ukernel(ab, ao, bb, bo, kc, cb, i0 * N + j0, N, first)
-                    else:
-                        _ukernel(ab, ao, bb, bo, kc, tile, 0, nr, True)
-                        for i in range(mm):
-                            co = (i0 + i) * N + j0
-                            for j in range(nn):
-                                if first:
-                                    cb[co + j] = tile[i * nr + j]
-                                else:
-                                    cb[co + j] += tile[i * nr + j]
+                        _ukernel(abuf, ao, 1, mr, bb, bo, kc, cb, i0 * N + j0, N, first)
+                        continue
+                    _ukernel(abuf, ao, 1, mr, bb, bo, kc, tile, 0, nr, True)
+                    for i in range(mm):
+                        co = (i0 + i) * N + j0
+                        for j in range(nn):
+                            if first:
+                                store(cb, co + j, load(tile, i * nr + j))
+                            else:
+                                store(cb, co + j, load(cb, co + j) + load(tile, i * nr + j))
 
 
 @_jit(**_PAR)
-def _gemm(a, ta, b, tb, ap, bp, c, M, N, K, mr, nr, kcb, mcb, ncb, nchunks):
-    """Pack A and B (one task per panel), then compute the C blocks; both over ``nchunks`` chunks."""
+def _gemm(a, ta, b, tb, bp, c, M, N, K, mr, nr, kcb, mcb, ncb, nchunks):
+    """Pack B (one task per panel), then compute the C blocks; both over ``nchunks`` chunks."""
     nbatch = c.shape[0]
-    npack = nbatch * ((M + mr - 1) // mr + (N + nr - 1) // nr)
-    _chunked(_pack_tasks, npack, nchunks, (a, ta, ap, b, tb, bp, M, N, K, mr, nr, kcb))
+    npack = nbatch * ((N + nr - 1) // nr)
+    _chunked(_pack_b, npack, min(nchunks, npack), (b, tb, bp, N, K, nr, kcb))
     ntasks = nbatch * ((M + mcb - 1) // mcb) * ((N + ncb - 1) // ncb)
-    _chunked(_compute_tasks, ntasks, nchunks, (ap, bp, c, M, N, K, mr, nr, kcb, mcb, ncb))
+    _chunked(_compute_tasks, ntasks, nchunks, (a, ta, bp, c, M, N, K, mr, nr, kcb, mcb, ncb))
 
 
 def _operand(x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -145,7 +164,7 @@ def _blocks(M: int, N: int, nbatch: int, mr: int, nr: int, threads: int) -> tupl
     """``(MC, NC)`` of the task grid: row blocks of at most ``_MC`` rows, whole rows of C per task;
     when the batch does not feed every thread, rows (or columns when M is small) are split so the
     task count is a multiple of ``threads``."""
-    ncb = -(-N // nr) * nr
+    ncb = min(-(-N // nr) * nr, _NC)
     panels = -(-M // mr)
     groups = -(-panels * mr // _MC)
     if threads > 1 and nbatch % threads:
@@ -172,10 +191,10 @@ def _gemm_batched(a3: np.ndarray, b3: np.ndarray) -> np.ndarray:
     a, ta = _operand(a3)
     b, tb = _operand(b3)
     kcb = _KC[dt]
-    ap = np.empty((nbatch, -(-M // mr) * mr * K), dtype=dt)
     bp = np.empty((nbatch, -(-N // nr) * nr * K), dtype=dt)
     mcb, ncb = _blocks(M, N, nbatch, mr, nr, threads)
-    _gemm(a, ta, b, tb, ap, bp, c.reshape(nbatch, M * N), M, N, K, mr, nr, kcb, mcb, ncb, threads)
+    _gemm(a.reshape(nbatch, M * K), ta, b.reshape(nbatch, K * N), tb, bp, c.reshape(nbatch, M * N),
+          M, N, K, mr, nr, kcb, mcb, ncb, threads)
     return c
 
 

@@ -5,15 +5,16 @@ here the kernel is emitted directly as LLVM IR on ``<L x float>`` (or ``<L x dou
 inside the Numba stack (no C, no assembly): one loop over ``k`` whose ``MR x NV`` accumulators are SSA
 values (``phi`` nodes), so the register allocator keeps them all in vector registers.
 
-For packed panels ``A~`` (``kc x MR``, k-major: ``a[ao + p*MR + i]``) and ``B~`` (``kc x NR`` with
-``NR = NV*L``: ``b[bo + p*NR + j]``), :func:`make_ukernel` builds
-``ukernel(a, ao, b, bo, kc, c, co, ldc, first)`` on flat arrays::
+For an A panel read with strides, ``A[i, p] = a[ao + i*rsa + p*csa]`` (a row-major A in place:
+``rsa = K, csa = 1``; a transposed view: ``rsa = 1, csa = M``; a packed panel: ``rsa = 1, csa = MR``),
+and a packed B panel ``B~`` (``kc x NR`` with ``NR = NV*L``: ``b[bo + p*NR + j]``), :func:`make_ukernel`
+builds ``ukernel(a, ao, rsa, csa, b, bo, kc, c, co, ldc, first)`` on flat arrays::
 
     acc[i, v] = 0                                  # MR x NV vectors of L lanes, in registers
     for p in range(kc):
         bv[v] = load_vector(b, bo + p*NR + v*L)    # NV vector loads of B~'s row p
         for i in range(MR):
-            s = broadcast(a[ao + p*MR + i])        # one scalar of A~ to all L lanes
+            s = broadcast(a[ao + i*rsa + p*csa])   # one scalar of A to all L lanes
             acc[i, v] = fma(s, bv[v], acc[i, v])   # MR*NV fused multiply-adds per k
     C[co + i*ldc + v*L : +L] (+)= acc[i, v]        # '=' when first, else '+='
 
@@ -37,17 +38,18 @@ from numba.extending import intrinsic
 
 def ukernel_py(geometry: dict):
     """The NumPy reference of :func:`make_ukernel`'s kernel (what runs without the JIT)."""
-    def ukernel(a, ao, b, bo, kc, c, co, ldc, first):
+    def ukernel(a, ao, rsa, csa, b, bo, kc, c, co, ldc, first):
         mr, nv = geometry[a.dtype]
         nr = nv * 64 // a.dtype.itemsize
-        tile = a[ao:ao + kc * mr].reshape(kc, mr).T @ b[bo:bo + kc * nr].reshape(kc, nr)
+        at = np.lib.stride_tricks.as_strided(a[ao:], (mr, kc), (rsa * a.itemsize, csa * a.itemsize))
+        tile = at @ b[bo:bo + kc * nr].reshape(kc, nr)
         for i in range(mr):
             row = c[co + i * ldc:co + i * ldc + nr]
             row[:] = tile[i] if first else row + tile[i]
     return ukernel
 
 
-def make_ukernel(geometry: dict):
+def make_ukernel(geometry: dict, prefetch_c: bool = True):
     """The outer-product micro-kernel of the module docstring as one ``@intrinsic`` for float32 and
     float64. ``geometry`` maps each dtype to ``(MR, NV)``; a vector is one 512-bit register (16 float32
     or 8 float64 lanes), so ``NR = NV * lanes``. The kernel picks its geometry from ``a``'s dtype."""
@@ -56,15 +58,16 @@ def make_ukernel(geometry: dict):
         return ukernel_py(geometry)
 
     @intrinsic
-    def ukernel(typingctx, a, ao, b, bo, kc, c, co, ldc, first):
-        sig = types.void(a, types.intp, b, types.intp, types.intp, c, types.intp, types.intp, types.boolean)
+    def ukernel(typingctx, a, ao, rsa, csa, b, bo, kc, c, co, ldc, first):
+        sig = types.void(a, types.intp, types.intp, types.intp, b, types.intp, types.intp, c, types.intp,
+                         types.intp, types.boolean)
         dtype = np.dtype(a.dtype.name)
-        return sig, _codegen(dtype, *geometry[dtype])
+        return sig, _codegen(dtype, *geometry[dtype], prefetch_c)
 
     return ukernel
 
 
-def _codegen(dtype, mr: int, nv: int):
+def _codegen(dtype, mr: int, nv: int, prefetch_c: bool):
     """LLVM IR builder of the ``MR x (NV*lanes)`` kernel for ``dtype``."""
     lanes = 64 // dtype.itemsize
     nr = nv * lanes
@@ -78,14 +81,25 @@ def _codegen(dtype, mr: int, nv: int):
         return ir.Constant(i64, n)
 
     def codegen(context, builder, signature, args):
-        a_arr, ao, b_arr, bo, kc, c_arr, co, ldc, first = args
+        a_arr, ao, rsa, csa, b_arr, bo, kc, c_arr, co, ldc, first = args
         data = [cgutils.create_struct_proxy(signature.args[n])(context, builder, value=v).data
-                for n, v in ((0, a_arr), (2, b_arr), (5, c_arr))]
+                for n, v in ((0, a_arr), (4, b_arr), (7, c_arr))]
         ap = builder.gep(data[0], [ao])
         bp = builder.gep(data[1], [bo])
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), f"llvm.fma.{suffix}")
         undef = ir.Constant(vec, ir.Undefined)
         splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+
+        # C's tile is only touched after the k loop: ask for its lines now, so that the misses overlap
+        # the FMAs (rw=1: for writing, locality 3: keep in all cache levels)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32]),
+            "llvm.prefetch.p0")
+        for i in range(mr if prefetch_c else 0):
+            row = builder.gep(data[2], [builder.add(co, builder.mul(ldc, const(i)))])
+            for off in range(0, nr, 64 // dtype.itemsize):
+                addr = builder.bitcast(builder.gep(row, [const(off)]), ir.IntType(8).as_pointer())
+                builder.call(prefetch, [addr, ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
 
         # loop header: p and the accumulators are phi nodes (registers across iterations)
         entry = builder.basic_block
@@ -103,15 +117,15 @@ def _codegen(dtype, mr: int, nv: int):
             acc.append(phi)
         builder.cbranch(builder.icmp_signed("<", p, kc), body, done)
 
-        # body: NV vector loads of B~, MR broadcasts of A~, MR*NV FMAs
+        # body: NV vector loads of B~, MR broadcasts of A, MR*NV FMAs
         builder.position_at_end(body)
         brow = builder.gep(bp, [builder.mul(p, const(nr))])
         bv = [builder.load(builder.bitcast(builder.gep(brow, [const(v * lanes)]), vptr), align=dtype.itemsize)
               for v in range(nv)]
-        arow = builder.gep(ap, [builder.mul(p, const(mr))])
+        acol = builder.gep(ap, [builder.mul(p, csa)])
         new = []
         for i in range(mr):
-            s = builder.load(builder.gep(arow, [const(i)]))
+            s = builder.load(builder.gep(acol, [builder.mul(rsa, const(i))]))
             s = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
             new.extend(builder.call(fma, [s, bv[v], acc[i * nv + v]]) for v in range(nv))
         for phi, val in zip(acc, new):
@@ -135,3 +149,35 @@ def _codegen(dtype, mr: int, nv: int):
         return context.get_dummy_value()
 
     return codegen
+
+
+# ------------------------------------------------------------------- unchecked flat element access
+def _load_py(a, i):
+    return a[i]
+
+
+def _store_py(a, i, v):
+    a[i] = v
+
+
+if numba.config.DISABLE_JIT:
+    load, store = _load_py, _store_py
+else:
+    @intrinsic
+    def load(typingctx, a, i):
+        """``a[i]`` for a 1-D array and ``i >= 0``, without Numba's negative-index wrap-around (a
+        ``select`` per access that keeps LLVM from vectorising the packing copies)."""
+        def codegen(context, builder, signature, args):
+            data = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=args[0]).data
+            return builder.load(builder.gep(data, [args[1]]))
+        return a.dtype(a, types.intp), codegen
+
+    @intrinsic
+    def store(typingctx, a, i, v):
+        """``a[i] = v`` for a 1-D array and ``i >= 0``, without the wrap-around (see :func:`load`)."""
+        def codegen(context, builder, signature, args):
+            data = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=args[0]).data
+            val = context.cast(builder, args[2], signature.args[2], signature.args[0].dtype)
+            builder.store(val, builder.gep(data, [args[1]]))
+            return context.get_dummy_value()
+        return types.void(a, types.intp, v), codegen
