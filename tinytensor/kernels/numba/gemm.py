@@ -20,55 +20,41 @@ _NR = {np.dtype(np.float32): 32, np.dtype(np.float64): 16}
 _ukernel = make_ukernel(_GEOMETRY)
 # K block: a B micro-panel (KC x NR) stays in L1 while the A micro-panels of a row block stream past.
 _KC = {np.dtype(np.float32): 256, np.dtype(np.float64): 128}
-_MC = 192  # rows per task at most: the A block (MC x KC) stays in L2 across the task's B panels
-_NC = 256  # columns per task at most: the task's C block and B block stay in L2 next to it
+_MC = 192  # rows of the packed A block (MC x KC in L2, reused by every B panel of the NC block)
+_NC = 1024  # columns of the packed B block (KC x NC), bounds the per-thread buffer
 
 
 @_jit
-def _pack_b(b, tb, bp, N, K, nr, kcb, t0, t1):
-    """B panels ``t0..t1`` of the (batch, NR-column panel) grid into ``bp``: for each K block ``pc``
-    of depth ``kc``, panel ``j0`` is the contiguous ``kc x NR`` block
-    ``bp[bi, pc*Np + j0*kc + p*NR + j] = B[pc + p, j0 + j]``, zero past column ``N`` (``Np`` = N
-    rounded up to NR), so that the micro-kernel reads B with unit stride.
-
-    ``b[bi]`` is the flat ``B [K, N]`` (``tb`` False) or the flat ``B^T [N, K]`` (``tb`` True: ``x @ W.T``);
-    either way the source is read along its rows.
-    """
-    npan = (N + nr - 1) // nr
-    np_ = npan * nr
-    zero = bp.dtype.type(0)
-    for bi in range(t0 // npan, (t1 - 1) // npan + 1):
-        src = b[bi]
-        dst = bp[bi]
-        lo = max(t0 - bi * npan, 0) * nr
-        hi = min(min(t1 - bi * npan, npan) * nr, N)
-        for pc in range(0, K, kcb):
-            kc = min(kcb, K - pc)
-            if tb:
-                for j in range(lo, hi):
-                    s = j * K + pc
-                    d = pc * np_ + (j - j % nr) * kc + j % nr
-                    for p in range(kc):
-                        store(dst, d + p * nr, load(src, s + p))
-            else:
-                for p in range(kc):
-                    s = (pc + p) * N
-                    for j0 in range(lo, hi, nr):
-                        d = pc * np_ + j0 * kc + p * nr - j0
-                        for j in range(j0, min(j0 + nr, hi)):
-                            store(dst, d + j, load(src, s + j))
-            if hi == N:  # zero the padding of the last panel
-                j0 = (N - 1) // nr * nr
-                for p in range(kc):
-                    for j in range(N - j0, nr):
-                        store(dst, pc * np_ + j0 * kc + p * nr + j, zero)
+def _pack_b(bb, tb, bbuf, N, K, nr, pc, kc, jc, j_hi):
+    """Columns ``jc..j_hi`` and K block ``pc..pc+kc`` of B into NR-column, k-major panels:
+    ``bbuf[(j0 - jc)*kc + p*NR + j] = B[pc + p, j0 + j]``, zero past column ``N``, so that the
+    micro-kernel reads B with unit stride. ``bb`` is the flat ``B [K, N]`` (``tb`` False) or the flat
+    ``B^T [N, K]`` (``tb`` True: ``x @ W.T``); either way the source is read along its rows."""
+    if tb:
+        for j in range(jc, j_hi):
+            s = j * K + pc
+            d = (j - jc) // nr * nr * kc + (j - jc) % nr
+            for p in range(kc):
+                store(bbuf, d + p * nr, load(bb, s + p))
+    else:
+        for p in range(kc):
+            s = (pc + p) * N
+            for j0 in range(jc, j_hi, nr):
+                d = (j0 - jc) * kc + p * nr - j0
+                for j in range(j0, min(j0 + nr, j_hi)):
+                    store(bbuf, d + j, load(bb, s + j))
+    j0 = jc + (j_hi - jc - 1) // nr * nr  # the last panel, partial only at the matrix edge
+    zero = bbuf.dtype.type(0)
+    for p in range(kc):
+        for j in range(j_hi - j0, nr):
+            store(bbuf, (j0 - jc) * kc + p * nr + j, zero)
 
 
 @_jit
 def _pack_a(ab, ta, abuf, M, K, mr, pc, kc, ic, i_hi):
-    """Rows ``ic..i_hi`` and K block ``pc..pc+kc`` of A into ``abuf`` as MR-row, k-major panels:
+    """Rows ``ic..i_hi`` and K block ``pc..pc+kc`` of A into MR-row, k-major panels:
     ``abuf[(i0 - ic)*kc + p*MR + i] = A[i0 + i, pc + p]``, zero past row ``M``. ``ab`` is the flat
-    ``A [M, K]`` (``ta`` False) or the flat ``A^T [K, M]`` (``ta`` True: ``x.T @ dy``)."""
+    ``A [M, K]`` (``ta`` False) or the flat ``A^T [K, M]`` (``ta`` True: ``dy.T @ x``)."""
     zero = abuf.dtype.type(0)
     for i0 in range(ic, i_hi, mr):
         rows = min(mr, M - i0)
@@ -89,64 +75,67 @@ def _pack_a(ab, ta, abuf, M, K, mr, pc, kc, ic, i_hi):
 
 
 @_jit
-def _compute_tasks(a, ta, bp, c, M, N, K, mr, nr, kcb, mcb, ncb, t0, t1):
-    """C blocks ``t0..t1`` of the (batch, column block, row block) grid.
+def _regions(a, ta, b, tb, c, M, N, K, mr, nr, kcb, mcb, ncb, rh, rw, t0, t1):
+    """Regions ``t0..t1`` of the (batch, row region, column region) grid of C, ``rh x rw`` each.
 
-    Loop nest of one block (rows ``ic..``, columns ``jc..``)::
+    Loop nest of one region (Goto/BLIS order; the packed blocks are private to the thread)::
 
-        for pc in K blocks (kc <= KC)             # '=' into C on the first, '+=' after
-          pack A[ic:ic+MC, pc:pc+kc] -> A~        # MC x kc, stays in L2 for the whole block
-          for j0 in NR-column panels of the block  # B micro-panel [kc x NR] stays in L1 ...
-            for i0 in MR-row panels of the block   # ... while the A micro-panels stream from L2
-              ukernel(A~[i0], B~[pc, j0], C[i0:i0+MR, j0:j0+NR])
+        for jc in NC-column blocks                   # B~ block [kc x NC] stays in L3/L2
+          for pc in K blocks (kc <= KC)              # '=' into C on the first, '+=' after
+            pack B[pc:pc+kc, jc:jc+NC] -> B~
+            for ic in MC-row blocks
+              pack A[ic:ic+MC, pc:pc+kc] -> A~       # MC x kc, stays in L2
+              for j0 in NR-column panels of jc       # B micro-panel [kc x NR] stays in L1 ...
+                for i0 in MR-row panels of ic        # ... while the A micro-panels stream from L2
+                  ukernel(A~[i0], B~[j0], C[i0:i0+MR, j0:j0+NR])
 
     Edge tiles (fewer than MR rows or NR columns left) go through the scratch ``tile``.
     """
-    np_ = (N + nr - 1) // nr * nr
-    nic = (M + mcb - 1) // mcb
-    njc = (N + ncb - 1) // ncb
+    nrr = (M + rh - 1) // rh
+    nrc = (N + rw - 1) // rw
     tile = np.empty(mr * nr, dtype=c.dtype)
     abuf = np.empty(mcb * kcb, dtype=c.dtype)
+    bbuf = np.empty(ncb * kcb, dtype=c.dtype)
     for t in range(t0, t1):
-        bi = t // (nic * njc)
-        r = t % (nic * njc)
-        jc = (r // nic) * ncb
-        ic = (r % nic) * mcb
-        i_hi = min(ic + mcb, M)
-        j_hi = min(jc + ncb, N)
-        bb = bp[bi]
+        bi = t // (nrr * nrc)
+        i_lo = (t % (nrr * nrc)) // nrc * rh
+        j_lo = (t % nrc) * rw
+        i_hi = min(i_lo + rh, M)
+        j_hi = min(j_lo + rw, N)
         cb = c[bi]
-        for pc in range(0, K, kcb):
-            kc = min(kcb, K - pc)
-            first = pc == 0
-            _pack_a(a[bi], ta, abuf, M, K, mr, pc, kc, ic, i_hi)
-            for j0 in range(jc, j_hi, nr):
-                nn = min(nr, N - j0)
-                bo = pc * np_ + j0 * kc
-                for i0 in range(ic, i_hi, mr):
-                    ao = (i0 - ic) * kc
-                    mm = min(mr, M - i0)
-                    if mm == mr and nn == nr:
-                        _ukernel(abuf, ao, 1, mr, bb, bo, kc, cb, i0 * N + j0, N, first)
-                        continue
-                    _ukernel(abuf, ao, 1, mr, bb, bo, kc, tile, 0, nr, True)
-                    for i in range(mm):
-                        co = (i0 + i) * N + j0
-                        for j in range(nn):
-                            if first:
-                                store(cb, co + j, load(tile, i * nr + j))
-                            else:
-                                store(cb, co + j, load(cb, co + j) + load(tile, i * nr + j))
+        for jc in range(j_lo, j_hi, ncb):
+            jc_hi = min(jc + ncb, j_hi)
+            for pc in range(0, K, kcb):
+                kc = min(kcb, K - pc)
+                first = pc == 0
+                _pack_b(b[bi], tb, bbuf, N, K, nr, pc, kc, jc, jc_hi)
+                for ic in range(i_lo, i_hi, mcb):
+                    ic_hi = min(ic + mcb, i_hi)
+                    _pack_a(a[bi], ta, abuf, M, K, mr, pc, kc, ic, ic_hi)
+                    for j0 in range(jc, jc_hi, nr):
+                        nn = min(nr, N - j0)
+                        bo = (j0 - jc) * kc
+                        for i0 in range(ic, ic_hi, mr):
+                            ao = (i0 - ic) * kc
+                            mm = min(mr, M - i0)
+                            if mm == mr and nn == nr:
+                                _ukernel(abuf, ao, 1, mr, bbuf, bo, kc, cb, i0 * N + j0, N, first)
+                                continue
+                            _ukernel(abuf, ao, 1, mr, bbuf, bo, kc, tile, 0, nr, True)
+                            for i in range(mm):
+                                co = (i0 + i) * N + j0
+                                for j in range(nn):
+                                    if first:
+                                        store(cb, co + j, load(tile, i * nr + j))
+                                    else:
+                                        store(cb, co + j, load(cb, co + j) + load(tile, i * nr + j))
 
 
 @_jit(**_PAR)
-def _gemm(a, ta, b, tb, bp, c, M, N, K, mr, nr, kcb, mcb, ncb, nchunks):
-    """Pack B (one task per panel), then compute the C blocks; both over ``nchunks`` chunks."""
-    nbatch = c.shape[0]
-    npack = nbatch * ((N + nr - 1) // nr)
-    _chunked(_pack_b, npack, min(nchunks, npack), (b, tb, bp, N, K, nr, kcb))
-    ntasks = nbatch * ((M + mcb - 1) // mcb) * ((N + ncb - 1) // ncb)
-    _chunked(_compute_tasks, ntasks, nchunks, (a, ta, bp, c, M, N, K, mr, nr, kcb, mcb, ncb))
+def _gemm(a, ta, b, tb, c, M, N, K, mr, nr, kcb, mcb, ncb, rh, rw, nchunks):
+    """All regions of C, in ``nchunks`` contiguous chunks (one ``prange`` launch, no shared buffers)."""
+    nregions = c.shape[0] * ((M + rh - 1) // rh) * ((N + rw - 1) // rw)
+    _chunked(_regions, nregions, nchunks, (a, ta, b, tb, c, M, N, K, mr, nr, kcb, mcb, ncb, rh, rw))
 
 
 def _operand(x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -160,20 +149,17 @@ def _operand(x: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.ascontiguousarray(x), False
 
 
-def _blocks(M: int, N: int, nbatch: int, mr: int, nr: int, threads: int) -> tuple[int, int]:
-    """``(MC, NC)`` of the task grid: row blocks of at most ``_MC`` rows, whole rows of C per task;
-    when the batch does not feed every thread, rows (or columns when M is small) are split so the
-    task count is a multiple of ``threads``."""
-    ncb = min(-(-N // nr) * nr, _NC)
-    panels = -(-M // mr)
-    groups = -(-panels * mr // _MC)
-    if threads > 1 and nbatch % threads:
-        if panels >= threads:
-            groups = -(-groups // threads) * threads
-        else:
-            ncb = -(-(-(-N // nr)) // threads) * nr
-    mcb = -(-panels // min(groups, panels)) * mr
-    return mcb, ncb
+def _split(M: int, N: int, nbatch: int, mr: int, nr: int, threads: int) -> tuple[int, int]:
+    """``(rows, cols)`` of one region of C (one task). Whole matrices when the batch alone feeds every
+    thread; else each matrix is cut into ``threads`` regions along M or N, whichever duplicates less
+    packing: every region packs all of the operand it does not split (B for a row split, A for a column
+    split), so rows are split when B is the smaller (``N <= M``) and there are enough row panels."""
+    if threads == 1 or nbatch % threads == 0:
+        return M, N
+    row_panels, col_panels = -(-M // mr), -(-N // nr)
+    if (N <= M and row_panels >= threads) or col_panels < threads:
+        return -(-row_panels // threads) * mr, N
+    return M, -(-col_panels // threads) * nr
 
 
 def _gemm_batched(a3: np.ndarray, b3: np.ndarray) -> np.ndarray:
@@ -186,15 +172,15 @@ def _gemm_batched(a3: np.ndarray, b3: np.ndarray) -> np.ndarray:
     c = np.empty((nbatch, M, N), dtype=dt)
     mr, nr = _GEOMETRY[dt][0], _NR[dt]
     threads = numba.get_num_threads()
-    parallel = threads > 1 and 2 * nbatch * M * N * K >= 4_000_000
-    threads = threads if parallel else 1
+    if threads > 1 and 2 * nbatch * M * N * K < 4_000_000:
+        threads = 1  # below a few MFLOP the parallel launch costs more than it saves
     a, ta = _operand(a3)
     b, tb = _operand(b3)
-    kcb = _KC[dt]
-    bp = np.empty((nbatch, -(-N // nr) * nr * K), dtype=dt)
-    mcb, ncb = _blocks(M, N, nbatch, mr, nr, threads)
-    _gemm(a.reshape(nbatch, M * K), ta, b.reshape(nbatch, K * N), tb, bp, c.reshape(nbatch, M * N),
-          M, N, K, mr, nr, kcb, mcb, ncb, threads)
+    rh, rw = _split(M, N, nbatch, mr, nr, threads)
+    mcb = min(_MC, -(-rh // mr) * mr)
+    ncb = min(_NC, -(-rw // nr) * nr)
+    _gemm(a.reshape(nbatch, M * K), ta, b.reshape(nbatch, K * N), tb, c.reshape(nbatch, M * N),
+          M, N, K, mr, nr, _KC[dt], mcb, ncb, rh, rw, threads)
     return c
 
 

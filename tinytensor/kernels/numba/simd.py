@@ -49,7 +49,7 @@ def ukernel_py(geometry: dict):
     return ukernel
 
 
-def make_ukernel(geometry: dict, prefetch_c: bool = True):
+def make_ukernel(geometry: dict):
     """The outer-product micro-kernel of the module docstring as one ``@intrinsic`` for float32 and
     float64. ``geometry`` maps each dtype to ``(MR, NV)``; a vector is one 512-bit register (16 float32
     or 8 float64 lanes), so ``NR = NV * lanes``. The kernel picks its geometry from ``a``'s dtype."""
@@ -62,12 +62,12 @@ def make_ukernel(geometry: dict, prefetch_c: bool = True):
         sig = types.void(a, types.intp, types.intp, types.intp, b, types.intp, types.intp, c, types.intp,
                          types.intp, types.boolean)
         dtype = np.dtype(a.dtype.name)
-        return sig, _codegen(dtype, *geometry[dtype], prefetch_c)
+        return sig, _codegen(dtype, *geometry[dtype])
 
     return ukernel
 
 
-def _codegen(dtype, mr: int, nv: int, prefetch_c: bool):
+def _codegen(dtype, mr: int, nv: int):
     """LLVM IR builder of the ``MR x (NV*lanes)`` kernel for ``dtype``."""
     lanes = 64 // dtype.itemsize
     nr = nv * lanes
@@ -89,17 +89,6 @@ def _codegen(dtype, mr: int, nv: int, prefetch_c: bool):
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), f"llvm.fma.{suffix}")
         undef = ir.Constant(vec, ir.Undefined)
         splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-
-        # C's tile is only touched after the k loop: ask for its lines now, so that the misses overlap
-        # the FMAs (rw=1: for writing, locality 3: keep in all cache levels)
-        prefetch = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32]),
-            "llvm.prefetch.p0")
-        for i in range(mr if prefetch_c else 0):
-            row = builder.gep(data[2], [builder.add(co, builder.mul(ldc, const(i)))])
-            for off in range(0, nr, 64 // dtype.itemsize):
-                addr = builder.bitcast(builder.gep(row, [const(off)]), ir.IntType(8).as_pointer())
-                builder.call(prefetch, [addr, ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
 
         # loop header: p and the accumulators are phi nodes (registers across iterations)
         entry = builder.basic_block
