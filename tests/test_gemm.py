@@ -54,9 +54,10 @@ def test_random_shapes_and_layouts(m, k, n, dtype, la, lb, seed):
     check(gemm.matmul(a, b), a, b)
 
 
-# Around the register tile (MR = 12 rows; NR = 32 float32 / 16 float64 columns) and the K block (KC).
+# Around the register tile (MR = 12 rows; NR = 32 float32 / 16 float64 columns, a half-width last panel
+# of NR/2 or fewer) and the K block (KC).
 EDGES = [(11, 7, 31), (12, 256, 32), (13, 257, 33), (24, 255, 64), (25, 513, 65), (1, 300, 1), (1, 1, 100),
-         (100, 1, 1), (12, 1, 16), (36, 129, 17)]
+         (100, 1, 1), (12, 1, 16), (36, 129, 17), (25, 300, 48), (24, 40, 24)]
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

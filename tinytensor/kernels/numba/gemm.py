@@ -35,6 +35,8 @@ from .simd import load, make_ukernel, store
 _GEOMETRY = {np.dtype(np.float32): (12, 2), np.dtype(np.float64): (12, 2)}
 _NR = {np.dtype(np.float32): 32, np.dtype(np.float64): 16}
 _ukernel = make_ukernel(_GEOMETRY)
+# Half width (12 x 16 float32) for a last panel of at most NR/2 columns (the head's N = 65 = 2*32 + 1).
+_ukernel_half = make_ukernel({dt: (mr, nv // 2) for dt, (mr, nv) in _GEOMETRY.items()})
 # K block: a B micro-panel (KC x NR) stays in L1 while the A micro-panels of a row block stream past.
 _KC = {np.dtype(np.float32): 256, np.dtype(np.float64): 128}
 _MC = 192  # rows of the packed A block (MC x KC in L2, reused by every B panel of the NC block)
@@ -42,29 +44,39 @@ _NC = 1024  # columns of the packed B block (KC x NC), bounds the per-thread buf
 
 
 @_jit
-def _pack_b(bb, tb, bbuf, N, K, nr, pc, kc, jc, j_hi):
+def _pack_b(bb, tb, bbuf, N, K, nr, nh, pc, kc, jc, j_hi):
     """Columns ``jc..j_hi`` and K block ``pc..pc+kc`` of B into NR-column, k-major panels:
     ``bbuf[(j0 - jc)*kc + p*NR + j] = B[pc + p, j0 + j]``, zero past column ``N``, so that the
-    micro-kernel reads B with unit stride. ``bb`` is the flat ``B [K, N]`` (``tb`` False) or the flat
-    ``B^T [N, K]`` (``tb`` True: ``x @ W.T``); either way the source is read along its rows."""
+    micro-kernel reads B with unit stride. A last panel of at most ``nh = NR/2`` columns (the matrix
+    edge) is packed ``nh`` wide for the half-width kernel. ``bb`` is the flat ``B [K, N]`` (``tb``
+    False) or the flat ``B^T [N, K]`` (``tb`` True: ``x @ W.T``)."""
+    jl = jc + (j_hi - jc - 1) // nr * nr  # the last panel, partial only at the matrix edge
+    w = nh if j_hi - jl <= nh else nr
+    _pack_b_panels(bb, tb, bbuf, N, K, nr, pc, kc, jc, jl, jc)
+    _pack_b_panels(bb, tb, bbuf, N, K, w, pc, kc, jl, j_hi, jc)
+    zero = bbuf.dtype.type(0)
+    for p in range(kc):
+        for j in range(j_hi - jl, w):
+            store(bbuf, (jl - jc) * kc + p * w + j, zero)
+
+
+@_jit
+def _pack_b_panels(bb, tb, bbuf, N, K, w, pc, kc, j_lo, j_hi, jc):
+    """Columns ``j_lo..j_hi`` of B as ``w``-wide panels (layout of :func:`_pack_b`); the source is read
+    along its rows whatever its layout."""
     if tb:
-        for j in range(jc, j_hi):
+        for j in range(j_lo, j_hi):
             s = j * K + pc
-            d = (j - jc) // nr * nr * kc + (j - jc) % nr
+            d = (j_lo - jc) * kc + (j - j_lo) // w * w * kc + (j - j_lo) % w
             for p in range(kc):
-                store(bbuf, d + p * nr, load(bb, s + p))
+                store(bbuf, d + p * w, load(bb, s + p))
     else:
         for p in range(kc):
             s = (pc + p) * N
-            for j0 in range(jc, j_hi, nr):
-                d = (j0 - jc) * kc + p * nr - j0
-                for j in range(j0, min(j0 + nr, j_hi)):
+            for j0 in range(j_lo, j_hi, w):
+                d = (j0 - jc) * kc + p * w - j0
+                for j in range(j0, min(j0 + w, j_hi)):
                     store(bbuf, d + j, load(bb, s + j))
-    j0 = jc + (j_hi - jc - 1) // nr * nr  # the last panel, partial only at the matrix edge
-    zero = bbuf.dtype.type(0)
-    for p in range(kc):
-        for j in range(j_hi - j0, nr):
-            store(bbuf, (j0 - jc) * kc + p * nr + j, zero)
 
 
 @_jit
@@ -92,7 +104,7 @@ def _pack_a(ab, ta, abuf, M, K, mr, pc, kc, ic, i_hi):
 
 
 @_jit
-def _regions(a, ta, b, tb, c, M, N, K, mr, nr, kcb, mcb, ncb, rh, rw, t0, t1):
+def _regions(a, ta, b, tb, c, M, N, K, mr, nr, nh, kcb, mcb, ncb, rh, rw, t0, t1):
     """Regions ``t0..t1`` of the (batch, row region, column region) grid of C, ``rh x rw`` each.
 
     Loop nest of one region (Goto/BLIS order; the packed blocks are private to the thread)::
@@ -106,7 +118,8 @@ def _regions(a, ta, b, tb, c, M, N, K, mr, nr, kcb, mcb, ncb, rh, rw, t0, t1):
                 for i0 in MR-row panels of ic        # ... while the A micro-panels stream from L2
                   ukernel(A~[i0], B~[j0], C[i0:i0+MR, j0:j0+NR])
 
-    Edge tiles (fewer than MR rows or NR columns left) go through the scratch ``tile``.
+    A last panel of at most NR/2 columns runs the half-width kernel; edge tiles (fewer than MR rows or
+    than the panel's columns left) go through the scratch ``tile``.
     """
     nrr = (M + rh - 1) // rh
     nrc = (N + rw - 1) // rw
@@ -125,12 +138,13 @@ def _regions(a, ta, b, tb, c, M, N, K, mr, nr, kcb, mcb, ncb, rh, rw, t0, t1):
             for pc in range(0, K, kcb):
                 kc = min(kcb, K - pc)
                 first = pc == 0
-                _pack_b(b[bi], tb, bbuf, N, K, nr, pc, kc, jc, jc_hi)
+                _pack_b(b[bi], tb, bbuf, N, K, nr, nh, pc, kc, jc, jc_hi)
                 for ic in range(i_lo, i_hi, mcb):
                     ic_hi = min(ic + mcb, i_hi)
                     _pack_a(a[bi], ta, abuf, M, K, mr, pc, kc, ic, ic_hi)
                     for j0 in range(jc, jc_hi, nr):
                         nn = min(nr, N - j0)
+                        half = nn <= nh
                         bo = (j0 - jc) * kc
                         for i0 in range(ic, ic_hi, mr):
                             ao = (i0 - ic) * kc
@@ -138,7 +152,13 @@ def _regions(a, ta, b, tb, c, M, N, K, mr, nr, kcb, mcb, ncb, rh, rw, t0, t1):
                             if mm == mr and nn == nr:
                                 _ukernel(abuf, ao, 1, mr, bbuf, bo, kc, cb, i0 * N + j0, N, first)
                                 continue
-                            _ukernel(abuf, ao, 1, mr, bbuf, bo, kc, tile, 0, nr, True)
+                            if mm == mr and nn == nh:
+                                _ukernel_half(abuf, ao, 1, mr, bbuf, bo, kc, cb, i0 * N + j0, N, first)
+                                continue
+                            if half:
+                                _ukernel_half(abuf, ao, 1, mr, bbuf, bo, kc, tile, 0, nr, True)
+                            else:
+                                _ukernel(abuf, ao, 1, mr, bbuf, bo, kc, tile, 0, nr, True)
                             for i in range(mm):
                                 co = (i0 + i) * N + j0
                                 for j in range(nn):
@@ -152,7 +172,7 @@ def _regions(a, ta, b, tb, c, M, N, K, mr, nr, kcb, mcb, ncb, rh, rw, t0, t1):
 def _gemm(a, ta, b, tb, c, M, N, K, mr, nr, kcb, mcb, ncb, rh, rw, nchunks):
     """All regions of C, in ``nchunks`` contiguous chunks (one ``prange`` launch, no shared buffers)."""
     nregions = c.shape[0] * ((M + rh - 1) // rh) * ((N + rw - 1) // rw)
-    _chunked(_regions, nregions, nchunks, (a, ta, b, tb, c, M, N, K, mr, nr, kcb, mcb, ncb, rh, rw))
+    _chunked(_regions, nregions, nchunks, (a, ta, b, tb, c, M, N, K, mr, nr, nr // 2, kcb, mcb, ncb, rh, rw))
 
 
 def _operand(x: np.ndarray) -> tuple[np.ndarray, bool]:
