@@ -250,17 +250,18 @@ def _cross_entropy(draw):
     reduction = draw(st.sampled_from(["mean", "sum", "none"]))
     if reduction == "mean" and ignore is not None and not (t != ignore).any():
         reduction = "sum"  # every row ignored: the mean is NaN by definition (tested separately)
+    eps = draw(st.sampled_from([0.0, 0.1, 0.35, 1.0]))   # label smoothing
 
     def ref(x):
         lp = _np_log_softmax(x, -1)
         keep = t != (ignore if ignore is not None else -100)
         picked = np.take_along_axis(lp, np.where(keep, t, 0)[..., None], -1)[..., 0]
-        losses = np.where(keep, -picked, 0.0)
+        losses = np.where(keep, -(1 - eps) * picked - eps * lp.mean(-1), 0.0)
         if reduction == "none":
             return losses
         return losses.sum() / keep.sum() if reduction == "mean" else losses.sum()
 
-    return OpCase(lambda x: F.cross_entropy(x, t, ignore_index=ignore, reduction=reduction),
+    return OpCase(lambda x: F.cross_entropy(x, t, ignore_index=ignore, reduction=reduction, label_smoothing=eps),
                   [draw(arrays(lead + (V,)))], ref)
 
 

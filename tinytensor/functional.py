@@ -26,7 +26,8 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     return ops.LogSoftmax.apply(x, axis=axis)
 
 
-def cross_entropy(logits: Tensor, targets, ignore_index: int | None = None, reduction: str = "mean") -> Tensor:
+def cross_entropy(logits: Tensor, targets, ignore_index: int | None = None, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
     """Negative log-likelihood of integer ``targets [...]`` under ``softmax(logits [..., V])``.
 
     Args:
@@ -34,14 +35,18 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int | None = None, redu
         targets: integer class ids (NumPy array, list or tensor) with ``logits.shape[:-1]``.
         ignore_index: rows with this target contribute nothing (and are not counted by the mean).
         reduction: ``"mean"`` over counted rows, ``"sum"``, or ``"none"`` (per-row losses).
+        label_smoothing: ``eps`` in ``[0, 1]``, PyTorch's definition: the target is ``(1 - eps)`` one-hot
+            plus ``eps / V`` on every class, i.e. per counted row
+            ``loss = (1 - eps) * nll + eps * mean_c(-log softmax(logits)_c)`` (the Transformer paper uses 0.1).
 
     Raises:
-        UsageError: a target outside ``[0, V)`` that is not ``ignore_index``.
+        UsageError: a target outside ``[0, V)`` that is not ``ignore_index``; ``label_smoothing`` out of range.
         ShapeError: ``targets`` not of shape ``logits.shape[:-1]``.
         DTypeError: ``targets`` not integers.
     """
     t = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
-    return ops.CrossEntropy.apply(logits, targets=t, ignore_index=ignore_index, reduction=reduction)
+    return ops.CrossEntropy.apply(logits, targets=t, ignore_index=ignore_index, reduction=reduction,
+                                  label_smoothing=label_smoothing)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
