@@ -7,6 +7,7 @@ readable definitions, and the tests check the fused ops against them.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -169,6 +170,25 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
 def _raw(x):
     """The array inside a Tensor, anything else as is."""
     return x.data if isinstance(x, Tensor) else x
+
+
+def sinusoidal_positions(max_len: int, d_model: int, dtype=np.float32) -> Tensor:
+    """The Transformer paper's positional encoding ``[max_len, d_model]`` (a constant, no gradient).
+
+    ``PE[pos, 2i] = sin(pos / 10000^(2i / d_model))`` and ``PE[pos, 2i + 1] = cos(pos / 10000^(2i / d_model))``
+    (an odd ``d_model`` ends with a sine column). Computed in float64, returned in ``dtype``.
+    """
+    if not (isinstance(max_len, numbers.Integral) and isinstance(d_model, numbers.Integral)) or max_len < 0 \
+            or d_model < 1:
+        raise UsageError(f"sinusoidal_positions: max_len >= 0 and d_model >= 1 must be integers, "
+                         f"got {max_len!r}, {d_model!r}")
+    pos = np.arange(max_len, dtype=np.float64)[:, None]                # [max_len, 1]
+    two_i = np.arange(0, d_model, 2, dtype=np.float64)                 # 2i = 0, 2, 4, ...
+    angle = pos / 10000.0 ** (two_i / d_model)                         # [max_len, ceil(d / 2)]
+    pe = np.empty((max_len, d_model), dtype=np.float64)
+    pe[:, 0::2] = np.sin(angle)
+    pe[:, 1::2] = np.cos(angle[:, : d_model // 2])
+    return Tensor(pe.astype(dtype))
 
 
 # ------------------------------------------------------------------ composed reference definitions
