@@ -354,8 +354,10 @@ class MultiheadAttention(Module):
         k = self._heads(key, self.k_proj, "key")                      # [B, H, S, D]
         v = self._heads(value, self.v_proj, "value")                  # [B, H, S, D]
         B, H, T, D = q.shape
-        if attn_mask is not None and np.ndim(attn_mask) == 3 and B * H > 1 and np.shape(attn_mask)[0] == B * H:
-            attn_mask = attn_mask.reshape(B, H, *np.shape(attn_mask)[1:])  # PyTorch's [B * H, T, S] layout
+        if attn_mask is not None and not isinstance(attn_mask, Tensor):
+            attn_mask = np.asarray(attn_mask)
+        if attn_mask is not None and attn_mask.ndim == 3 and B * H > 1 and attn_mask.shape[0] == B * H:
+            attn_mask = attn_mask.reshape(B, H, *attn_mask.shape[1:])      # PyTorch's [B * H, T, S] layout
         y = F.scaled_dot_product_attention(q, k, v, causal=causal, dropout_p=self.dropout, training=self.training,
                                            rng=self.rng, key_padding_mask=key_padding_mask,
                                            attn_mask=attn_mask)       # [B, H, T, D]
