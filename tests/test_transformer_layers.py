@@ -75,6 +75,9 @@ def test_multihead_attention_shapes_and_errors(rng):
     assert all(np.abs(p.data).max() <= bound for p in (m.q_proj.weight, m.k_proj.weight, m.v_proj.weight))
     x = tt.tensor(rng.standard_normal((2, 5, 6)))
     assert m(x[:, :2], x, x).shape == (2, 2, 6)
+    listed = [[False, True, False, False, False]] * 2           # a list mask, and PyTorch's [B * H, T, S] one
+    np.testing.assert_array_equal(m(x[:, :2], x, x, attn_mask=listed).data,
+                                  m(x[:, :2], x, x, attn_mask=np.array([listed] * 4)).data)
     with pytest.raises(tt.ShapeError, match=r"key must be \[B, n, 6\], got \(2, 5, 4\)"):
         m(x, x[..., :4], x)
     with pytest.raises(tt.ConfigError, match="multiple of n_head"):
