@@ -4,7 +4,8 @@
     model = GPT.from_pretrained(path)
 
 A name that is not an existing folder is looked up in :data:`MODELS`; its files are downloaded once into the
-cache (``$TINYGPT_CACHE``, else ``~/.cache/tinygpt``, under ``hub/<name>``) from the hub's public file
+cache (``tinytensor.fileio.cache_dir("hub", name)``: ``$XDG_CACHE_HOME/tinygpt/hub/<name>``, else
+``~/.cache/tinygpt/hub/<name>``) from the hub's public file
 addresses, ``{endpoint}/{repo}/resolve/main/{file}``, as ``huggingface_hub`` does:
 
 * the endpoint is ``$HF_ENDPOINT`` when set, else ``https://huggingface.co``;
@@ -30,6 +31,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tinytensor.errors import UsageError
+from tinytensor.fileio import cache_dir
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -56,14 +58,6 @@ def endpoint() -> str:
 def offline() -> bool:
     """True when ``HF_HUB_OFFLINE`` is set to a true value (1, true, yes, on)."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def cache_root() -> Path:
-    """``$TINYGPT_CACHE`` or ``$XDG_CACHE_HOME/tinygpt`` or ``~/.cache/tinygpt``."""
-    if os.environ.get("TINYGPT_CACHE"):
-        return Path(os.environ["TINYGPT_CACHE"])
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "tinygpt"
 
 
 def file_url(repo: str, filename: str) -> str:
@@ -189,7 +183,7 @@ def resolve_model(name_or_path: str | os.PathLike, *, progress: bool = True) -> 
     name = str(name_or_path)
     if name not in MODELS:
         raise FileNotFoundError(f"no folder {name!r}, and it is not a model name ({', '.join(MODELS)})")
-    folder = cache_root() / "hub" / name
+    folder = cache_dir("hub", name)
     missing = [f for f in FILES if not (folder / f).is_file()]
     if not missing:
         return folder
@@ -212,4 +206,4 @@ def resolve_model(name_or_path: str | os.PathLike, *, progress: bool = True) -> 
 
 
 __all__ = ["MODELS", "FILES", "HubError", "resolve_model", "download", "endpoint", "offline", "file_url",
-           "git_blob_sha1", "cache_root"]
+           "git_blob_sha1"]

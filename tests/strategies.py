@@ -250,17 +250,18 @@ def _cross_entropy(draw):
     reduction = draw(st.sampled_from(["mean", "sum", "none"]))
     if reduction == "mean" and ignore is not None and not (t != ignore).any():
         reduction = "sum"  # every row ignored: the mean is NaN by definition (tested separately)
+    eps = draw(st.sampled_from([0.0, 0.1, 0.35, 1.0]))   # label smoothing
 
     def ref(x):
         lp = _np_log_softmax(x, -1)
         keep = t != (ignore if ignore is not None else -100)
         picked = np.take_along_axis(lp, np.where(keep, t, 0)[..., None], -1)[..., 0]
-        losses = np.where(keep, -picked, 0.0)
+        losses = np.where(keep, -(1 - eps) * picked - eps * lp.mean(-1), 0.0)
         if reduction == "none":
             return losses
         return losses.sum() / keep.sum() if reduction == "mean" else losses.sum()
 
-    return OpCase(lambda x: F.cross_entropy(x, t, ignore_index=ignore, reduction=reduction),
+    return OpCase(lambda x: F.cross_entropy(x, t, ignore_index=ignore, reduction=reduction, label_smoothing=eps),
                   [draw(arrays(lead + (V,)))], ref)
 
 
@@ -294,12 +295,21 @@ def _embedding(draw):
     return OpCase(lambda w: F.embedding(ids, w), [draw(arrays((V, C)))], lambda w: w[ids])
 
 
-def _np_attention(q, k, v, causal, dropout_p=0.0, seed=0):
+def _np_attention(q, k, v, causal, dropout_p=0.0, seed=0, blocked=None, additive=None):
+    """The attention formula in NumPy; a query with no visible key gives a zero row (the documented result)."""
     s = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+    T, S = s.shape[-2:]
+    hidden = np.zeros((T, S), bool)
     if causal:
-        T, S = s.shape[-2:]
-        s = np.where(np.arange(S)[None, :] > np.arange(T)[:, None] + (S - T), -np.inf, s)
-    p = _np_softmax(s, -1)
+        hidden = np.arange(S)[None, :] > np.arange(T)[:, None] + (S - T)
+    if blocked is not None:
+        hidden = hidden | blocked
+    s = np.where(hidden, -np.inf, s)
+    if additive is not None:
+        s = s + additive
+    empty = np.all(s == -np.inf, axis=-1, keepdims=True)
+    s = np.where(empty, 0.0, s)
+    p = np.where(empty, 0.0, _np_softmax(s, -1))
     if dropout_p:  # the kernels' mask: a hash of (seed, flat index of the probability)
         keep = numpy_ref.dropout_keep(seed, np.arange(p.size, dtype=np.uint64), dropout_p).reshape(p.shape)
         p = p * keep / (1.0 - dropout_p)
@@ -310,7 +320,7 @@ def _np_attention(q, k, v, causal, dropout_p=0.0, seed=0):
 def _attention(draw):
     B, H, D = draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(1, 4))
     S = draw(st.integers(1, 5))
-    T = draw(st.integers(1, S))
+    T = draw(st.integers(1, S + 2))   # T > S: causal queries that see no key (zero rows)
     causal = draw(st.booleans())
     q, k, v = draw(arrays((B, H, T, D))), draw(arrays((B, H, S, D))), draw(arrays((B, H, S, D)))
     if draw(st.booleans()):  # dropout on the weights, with a fixed seed so every call has one mask
@@ -320,6 +330,43 @@ def _attention(draw):
                       [q, k, v], lambda a, b, c: _np_attention(a, b, c, causal, p, seed))
     return OpCase(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, causal=causal, impl="fused"),
                   [q, k, v], lambda a, b, c: _np_attention(a, b, c, causal))
+
+
+@st.composite
+def masked_attention(draw):
+    """``F.scaled_dot_product_attention`` with every combination of masks: causal or not, a key-padding
+    mask or not, an attention mask that is absent, bool or float (a differentiable input, with some
+    -inf entries), broadcast over batch or heads; T and S free (cross-attention); 3-D or 4-D inputs and
+    a value width of its own. Rows with every key masked occur (their result is zeros)."""
+    B, D, Dv = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    T, S = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    lead = (B, draw(st.integers(1, 2))) if draw(st.booleans()) else (B,)
+    causal = draw(st.booleans())
+    rng = np.random.default_rng(draw(seeds))
+    q, k, v = draw(arrays(lead + (T, D))), draw(arrays(lead + (S, D))), draw(arrays(lead + (S, Dv)))
+    kpm = rng.random((B, S)) < 0.4 if draw(st.booleans()) else None
+    kind = draw(st.sampled_from(["none", "bool", "float"]))
+    mshape = draw(st.sampled_from([(T, S), lead[:1] + (1,) * (len(lead) - 1) + (T, S), lead + (T, S)]))
+    blocked = kpm.reshape((B,) + (1,) * len(lead[1:]) + (1, S)) if kpm is not None else None
+    inputs = [q, k, v]
+    if kind == "bool":
+        bm = rng.random(mshape) < 0.3
+        blocked = bm if blocked is None else blocked | bm
+    if kind == "float":
+        fm = rng.standard_normal(mshape)
+        fm[rng.random(mshape) < 0.2] = -np.inf
+        inputs.append(tt.Tensor(fm, requires_grad=True))
+
+        def fn(a, b, c, m):
+            return F.scaled_dot_product_attention(a, b, c, causal=causal, key_padding_mask=kpm, attn_mask=m)
+
+        return OpCase(fn, inputs, lambda a, b, c, m: _np_attention(a, b, c, causal, blocked=blocked, additive=m))
+    am = bm if kind == "bool" else None
+
+    def fn3(a, b, c):
+        return F.scaled_dot_product_attention(a, b, c, causal=causal, key_padding_mask=kpm, attn_mask=am)
+
+    return OpCase(fn3, inputs, lambda a, b, c: _np_attention(a, b, c, causal, blocked=blocked))
 
 
 @st.composite

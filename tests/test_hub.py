@@ -89,9 +89,9 @@ def hub_server(tmp_path, monkeypatch):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-    monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    yield model, tmp_path / "cache" / "hub" / "gpt2"
+    yield model, tmp_path / "cache" / "tinygpt" / "hub" / "gpt2"
     server.shutdown()
     server.server_close()
 
@@ -146,12 +146,12 @@ def test_no_network_gives_one_line_and_leaves_no_empty_folder(tmp_path, monkeypa
     port = s.getsockname()[1]
     s.close()                                 # nothing listens there now
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     with pytest.raises(HubError, match="cannot download") as e:
         resolve_model("gpt2-medium", progress=False)
     assert "\n" not in str(e.value)
-    assert not (tmp_path / "cache" / "hub" / "gpt2-medium").exists()
+    assert not (tmp_path / "cache" / "tinygpt" / "hub" / "gpt2-medium").exists()
 
 
 def test_an_unknown_name_lists_the_names(tmp_path):

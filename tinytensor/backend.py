@@ -27,8 +27,18 @@ BACKENDS = ("numpy", "numba", "auto")
 
 AUTO_FILE = Path(__file__).with_name("kernels") / "auto.json"
 """Written by ``python -m benchmarks.kernels --write-auto``: per kernel, the faster twin on that machine."""
-# Without the file: BLAS for matmul (the Numba GEMM does not reach OpenBLAS), the compiled twin otherwise.
+# Without the file: BLAS for matmul, the compiled twin otherwise.
 AUTO_DEFAULT: dict[str, str] = {"matmul": "numpy"}
+
+
+@functools.lru_cache(maxsize=1)
+def _host_has_avx512() -> bool:
+    """Does this CPU have AVX-512F (as LLVM, which compiles the kernels, sees it)?"""
+    try:
+        import llvmlite.binding as llvm   # numba's code generator; present whenever numba is
+        return bool(llvm.get_host_cpu_features().get("avx512f", False))
+    except Exception:  # no llvmlite, or a platform without the query: be conservative
+        return False
 
 
 def auto_choice() -> dict[str, str]:
@@ -38,7 +48,12 @@ def auto_choice() -> dict[str, str]:
         choice = json.loads(AUTO_FILE.read_text())["choice"]
     except (OSError, ValueError, KeyError, TypeError):
         return dict(AUTO_DEFAULT)
-    return {k: v for k, v in choice.items() if k in spec.KERNELS and v in ("numpy", "numba")}
+    choice = {k: v for k, v in choice.items() if k in spec.KERNELS and v in ("numpy", "numba")}
+    # subtle: the Numba GEMM's micro-kernel is written for 512-bit registers; on a CPU without AVX-512 it
+    # still computes the right result but slower than BLAS, so the measured choice does not carry over
+    if choice.get("matmul") == "numba" and not _host_has_avx512():
+        choice["matmul"] = "numpy"
+    return choice
 
 
 def _load_numba():

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import functional as F
 from .autograd import module_stack
-from .errors import ShapeError
+from .errors import ConfigError, ShapeError
 from .ops.checks import check_probability
 from .tensor import DEFAULT_FLOAT, Tensor, default_rng
 
@@ -274,3 +274,95 @@ class ModuleList(Module):
 
     def __getitem__(self, i: int) -> Module:
         return list(self._modules.values())[i]
+
+
+# ============================================================================ transformer parts
+class SinusoidalPositions(Module):
+    """The Transformer paper's fixed positional encoding, added to ``x [..., T, d_model]``:
+    ``PE[pos, 2i] = sin(pos / 10000^(2i / d_model))``, ``PE[pos, 2i + 1] = cos(pos / 10000^(2i / d_model))``.
+
+    ``self.pe [max_len, d_model]`` is a buffer (``F.sinusoidal_positions``), not a parameter: it has no
+    gradient and is not in the state dict (it is recomputed from the two sizes). ``forward(x)`` returns
+    ``x + PE[:T]`` in ``x``'s dtype.
+    """
+
+    def __init__(self, max_len: int, d_model: int, dtype=DEFAULT_FLOAT):
+        super().__init__()
+        self.max_len, self.d_model = max_len, d_model
+        self.pe = F.sinusoidal_positions(max_len, d_model, dtype)   # [max_len, d_model]
+
+    def forward(self, x: Tensor) -> Tensor:
+        T = x.shape[-2] if x.ndim >= 2 else -1
+        if x.ndim < 2 or x.shape[-1] != self.d_model or T > self.max_len:
+            raise ShapeError(f"SinusoidalPositions({self.max_len}, {self.d_model}): x must be [..., T, "
+                             f"{self.d_model}] with T <= {self.max_len}, got {x.shape}")
+        return x + self.pe.data[:T].astype(x.dtype, copy=False)    # [..., T, d_model]
+
+    def extra_repr(self) -> str:
+        return f"{self.max_len}, {self.d_model}"
+
+
+class MultiheadAttention(Module):
+    """Multi-head attention shaped like ``torch.nn.MultiheadAttention(batch_first=True)``.
+
+    Separate projections ``q_proj``, ``k_proj``, ``v_proj`` (each ``Linear(d_model, d_model)``) so the
+    queries may come from another sequence than the keys and values (cross-attention), then
+    ``n_head`` heads of ``F.scaled_dot_product_attention`` and ``out_proj``. Init as PyTorch: the three
+    input projections Xavier-uniform over their stacked ``[3 d_model, d_model]`` (bound
+    ``sqrt(6 / (4 d_model))``), every bias 0, ``out_proj.weight`` as a ``Linear``'s. PyTorch's
+    ``in_proj_weight`` is ``concat(q_proj.weight, k_proj.weight, v_proj.weight)``.
+
+    ``dropout`` applies to the attention weights while training (``rng`` draws its seeds).
+    """
+
+    def __init__(self, d_model: int, n_head: int, bias: bool = True, dropout: float = 0.0,
+                 rng: np.random.Generator | None = None, dtype=DEFAULT_FLOAT):
+        super().__init__()
+        if n_head < 1 or d_model % n_head:
+            raise ConfigError(f"MultiheadAttention: d_model {d_model} must be a multiple of n_head {n_head} >= 1")
+        g = rng if rng is not None else default_rng()
+        self.d_model, self.n_head = d_model, n_head
+        self.dropout = check_probability("MultiheadAttention", "dropout", dropout)
+        self.rng = g
+        bound = math.sqrt(6.0 / (4 * d_model))            # xavier_uniform_ of the stacked [3C, C] in_proj
+        for name in ("q_proj", "k_proj", "v_proj"):
+            lin = Linear(d_model, d_model, bias=bias, rng=g, dtype=dtype)
+            lin.weight.data[...] = _uniform(g, bound, (d_model, d_model), dtype)
+            setattr(self, name, lin)
+        self.out_proj = Linear(d_model, d_model, bias=bias, rng=g, dtype=dtype)
+        for lin in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
+            if lin.bias is not None:
+                lin.bias.data[...] = 0
+
+    def _heads(self, x: Tensor, proj: Linear, name: str) -> Tensor:
+        """``proj(x)`` for ``x [B, n, C]`` (checked), split into heads ``[B, H, n, C / H]``."""
+        if x.ndim != 3 or x.shape[-1] != self.d_model:
+            raise ShapeError(f"MultiheadAttention: {name} must be [B, n, {self.d_model}], got {x.shape}")
+        B, n, C = x.shape
+        return proj(x).reshape(B, n, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask=None, attn_mask=None,
+                causal: bool = False) -> Tensor:
+        """``query [B, T, C]``, ``key`` and ``value [B, S, C]`` -> ``[B, T, C]``.
+
+        Masks as in ``F.scaled_dot_product_attention`` (True = ignore): ``key_padding_mask [B, S]``;
+        ``attn_mask`` bool or additive float, ``[T, S]``, broadcastable to ``[B, H, T, S]``, or PyTorch's
+        ``[B * H, T, S]``; ``causal`` hides later keys. A query with every key masked gets ``out_proj``'s
+        bias (its attention output is zeros; PyTorch gives NaN).
+        """
+        q = self._heads(query, self.q_proj, "query")                  # [B, H, T, D]
+        k = self._heads(key, self.k_proj, "key")                      # [B, H, S, D]
+        v = self._heads(value, self.v_proj, "value")                  # [B, H, S, D]
+        B, H, T, D = q.shape
+        if attn_mask is not None and not isinstance(attn_mask, Tensor):
+            attn_mask = np.asarray(attn_mask)
+        if attn_mask is not None and attn_mask.ndim == 3 and B * H > 1 and attn_mask.shape[0] == B * H:
+            attn_mask = attn_mask.reshape(B, H, *attn_mask.shape[1:])      # PyTorch's [B * H, T, S] layout
+        y = F.scaled_dot_product_attention(q, k, v, causal=causal, dropout_p=self.dropout, training=self.training,
+                                           rng=self.rng, key_padding_mask=key_padding_mask,
+                                           attn_mask=attn_mask)       # [B, H, T, D]
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, H * D)              # [B, T, C] heads side by side
+        return self.out_proj(y)                                       # [B, T, C]
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, n_head={self.n_head}, dropout={self.dropout}"

@@ -265,8 +265,9 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal:
     if causal:
         s = np.where(_causal_mask(s.shape[-2], s.shape[-1]), -np.inf, s)
     m = s.max(axis=-1, keepdims=True)
-    lse = np.log(np.exp(s - m).sum(axis=-1, keepdims=True)) + m
-    p = np.exp(s - lse)
+    with np.errstate(invalid="ignore"):  # a query with no visible key (T > S): -inf - -inf, NaN as documented
+        lse = np.log(np.exp(s - m).sum(axis=-1, keepdims=True)) + m
+        p = np.exp(s - lse)
     drop = _dropout_scale(p.shape, dropout_p, seed)
     out = np.matmul(p if drop is None else p * drop, v.astype(np.float64))
     return out.astype(q.dtype), lse[..., 0]

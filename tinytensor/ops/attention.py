@@ -21,6 +21,10 @@ class Attention(Function):
     backward kernel recomputes it (flash-attention style). Dropout (``dropout_p > 0``) stores no mask
     either: a hash of ``seed`` and each probability's index decides (``kernels.numpy_ref.dropout_keep``),
     so the backward recomputes the same mask.
+
+    A query that sees no key (causal with ``T > S``: the first ``T - S`` queries) gets a zero output row
+    and zero gradients, as in ``F.scaled_dot_product_attention``'s masked path. (The kernels return NaN
+    there; its lse is set to 0 so that the backward kernels' ``exp(-inf - lse)`` is 0 for those rows.)
     """
     name = "attention"
 
@@ -31,6 +35,10 @@ class Attention(Function):
         dropout_p = check_probability("attention", "dropout_p", dropout_p)
         scale, seed = real_number("attention", "scale", scale), int(seed)
         out, lse = kernels().attention(q, k, v, scale, causal, dropout_p, seed)  # views welcome: no copies
+        blind = q.shape[2] - k.shape[2] if causal else 0    # queries with no visible key
+        if blind > 0:
+            out[:, :, :blind] = 0
+            lse[:, :, :blind] = 0.0
         ctx.q, ctx.k, ctx.v, ctx.lse, ctx.scale, ctx.causal = q, k, v, lse, scale, causal
         ctx.dropout_p, ctx.seed = dropout_p, seed
         return out

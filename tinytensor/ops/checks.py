@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from ..errors import DTypeError, UsageError
+from ..errors import DTypeError, ShapeError, UsageError
 
 
 def real_number(op: str, name: str, value) -> float:
@@ -47,3 +47,43 @@ def check_class_ids(op: str, name: str, ids: np.ndarray, n: int, ignore_index: i
         extra = f" (or {ignore_index}, the ignore_index)" if ignore_index is not None else ""
         raise UsageError(f"{op}: {name} must be in [0, {n}){extra}; got {ids[bad].flat[0]} "
                          f"(min {lo}, max {hi})")
+
+
+def check_attention_shapes(op: str, q: tuple, k: tuple, v: tuple) -> tuple[int, ...]:
+    """q ``[..., T, D]``, k ``[..., S, D]``, v ``[..., S, Dv]`` with broadcastable batch dims; returns the
+    score shape ``batch + (T, S)``, or raises :class:`ShapeError` naming the three shapes."""
+    ok = len(q) >= 2 and len(k) >= 2 and len(v) >= 2 and q[-1] == k[-1] and k[-2] == v[-2]
+    if ok:
+        try:
+            batch = np.broadcast_shapes(q[:-2], k[:-2], v[:-2])
+        except ValueError:
+            ok = False
+    if not ok:
+        raise ShapeError(f"{op}: q {q}, k {k}, v {v} must be [..., T, D], [..., S, D], [..., S, Dv] "
+                         f"with broadcastable batch dims")
+    return tuple(batch) + (q[-2], k[-2])
+
+
+def check_key_padding_mask(op: str, mask: np.ndarray, scores: tuple) -> np.ndarray:
+    """A bool ``[B, S]`` mask (True = ignore that key) for scores ``[B, ..., T, S]``; returned reshaped to
+    ``[B, 1, ..., 1, S]`` so it broadcasts against them. :class:`DTypeError` / :class:`ShapeError` else."""
+    if mask.dtype != np.bool_:
+        raise DTypeError(f"{op}: key_padding_mask must be bool (True = ignore that key), got dtype {mask.dtype}")
+    if len(scores) < 3 or mask.shape != (scores[0], scores[-1]):
+        raise ShapeError(f"{op}: key_padding_mask {mask.shape} must be [B, S] for attention scores {scores} "
+                         f"([B, ..., T, S], at least one batch dim)")
+    return mask.reshape((scores[0],) + (1,) * (len(scores) - 2) + (scores[-1],))
+
+
+def check_attn_mask(op: str, dtype: np.dtype, shape: tuple, scores: tuple) -> None:
+    """A bool (True = ignore) or additive float mask broadcastable to the scores ``[..., T, S]``:
+    :class:`DTypeError` for another dtype, :class:`ShapeError` naming both shapes if it does not broadcast."""
+    if dtype != np.bool_ and not np.issubdtype(dtype, np.floating):
+        raise DTypeError(f"{op}: attn_mask must be bool (True = ignore) or float (added to the scores), "
+                         f"got dtype {dtype}")
+    try:
+        fits = np.broadcast_shapes(shape, scores) == tuple(scores)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ShapeError(f"{op}: attn_mask {shape} does not broadcast to the attention scores {scores} ([..., T, S])")

@@ -68,13 +68,21 @@ class CrossEntropy(Function):
     ``logits [..., V]`` and ``targets [...]``. Rows whose target equals ``ignore_index`` count for
     nothing; ``reduction="mean"`` divides by the number of counted rows (NaN when there are none, as in
     PyTorch). Fused log-softmax + NLL kernel with float64 accumulation.
+
+    Label smoothing ``eps`` (PyTorch's definition) mixes the one-hot target with the uniform
+    distribution over the V classes: per counted row ``loss = (1 - eps) * nll + eps * mean_c(-log p_c)``
+    with ``mean_c(-log p_c) = lse - mean_c(x_c)``, so ``dloss/dx = softmax(x) - (1 - eps) onehot - eps / V``.
+    The smoothing term is composed here around the kernels' NLL and its gradient.
     """
     name = "cross_entropy"
 
     @staticmethod
-    def forward(ctx, logits, targets, ignore_index=None, reduction="mean"):
+    def forward(ctx, logits, targets, ignore_index=None, reduction="mean", label_smoothing=0.0):
         if reduction not in ("mean", "sum", "none"):
             raise UsageError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        eps = real_number("cross_entropy", "label_smoothing", label_smoothing)
+        if not 0.0 <= eps <= 1.0:
+            raise UsageError(f"cross_entropy: label_smoothing must be in [0, 1], got {eps}")
         if logits.ndim < 1 or targets.shape != logits.shape[:-1]:
             raise ShapeError(f"cross_entropy: logits {logits.shape} need targets of shape {logits.shape[:-1]}, "
                              f"got targets of shape {targets.shape}")
@@ -84,8 +92,13 @@ class CrossEntropy(Function):
         t = targets.reshape(-1).astype(np.int64)
         x = contiguous(logits.reshape(-1, V))
         loss, lse = kernels().cross_entropy(x, t, ign)
-        count = int((t != ign).sum())
+        keep = t != ign
+        if eps:  # (1 - eps) * nll + eps * (lse - mean_c x_c) on the counted rows
+            smooth = lse - x.mean(axis=1, dtype=np.float64)
+            loss = np.where(keep, (1.0 - eps) * loss + eps * smooth, 0.0)
+        count = int(keep.sum())
         ctx.x, ctx.t, ctx.lse, ctx.ign, ctx.reduction, ctx.count = x, t, lse, ign, reduction, count
+        ctx.eps, ctx.keep = eps, keep
         ctx.shape = logits.shape
         if reduction == "none":
             return loss.reshape(targets.shape).astype(logits.dtype)
@@ -101,7 +114,14 @@ class CrossEntropy(Function):
         else:
             scale = float(g) / ctx.count if ctx.reduction == "mean" and ctx.count else float(g)
             dloss = np.full(n, scale)
-        dx = kernels().cross_entropy_backward(ctx.x, ctx.t, ctx.lse, dloss, ctx.ign)
+        dx = kernels().cross_entropy_backward(ctx.x, ctx.t, ctx.lse, dloss, ctx.ign)  # (p - onehot) * dloss
+        if ctx.eps:  # + eps * (onehot - 1/V) * dloss on the counted rows
+            V = ctx.x.shape[1]
+            w = np.where(ctx.keep, ctx.eps * dloss, 0.0)
+            rows = np.nonzero(ctx.keep)[0]
+            extra = np.broadcast_to((-w / V)[:, None], ctx.x.shape).copy()
+            extra[rows, ctx.t[rows]] += w[rows]
+            dx = (dx + extra).astype(ctx.x.dtype, copy=False)
         return (dx.reshape(ctx.shape),)
 
 

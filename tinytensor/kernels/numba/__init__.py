@@ -27,12 +27,12 @@ Design
   call is large enough to use it. While a compile runs, stderr says so (``_compile_notice``).
 * **fastmath** only with ``{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}`` (reassociation is what
   lets LLVM vectorise reductions): never ``nnan``/``ninf``, so NaN and inf still propagate.
-* **GEMM** (``matmul``): Goto/BLIS blocking (``NC`` columns x ``KC`` depth blocks, ``prange`` over
-  (batch, row block, column block) tasks), B packed once as B^T, and a 4 x 3 register tile of dot
-  products along K that LLVM vectorises 8 float32 lanes wide. It is a real GEMM but not OpenBLAS:
-  single-threaded on the 2-core EPYC it reaches 55-75 GFLOP/s against OpenBLAS's ~90 (the
-  horizontal sums at the end of each tile cost most at the model's K = 32..128), so ``auto`` keeps
-  matmul on BLAS (see ``benchmarks/kernels.py``).
+* **GEMM** (``matmul``, :mod:`.gemm`): BLIS-style. A is packed into 12-row panels, B into 32-column
+  panels, both read along the source's rows (so ``x @ W.T`` needs no transposed copy); a micro-kernel
+  emitted as LLVM vector IR (:mod:`.simd`) keeps a 12 x 32 float32 tile in 24 512-bit registers and does
+  per k two vector loads, 12 broadcasts and 24 FMAs; ``prange`` over regions of C. ``auto`` routes
+  matmul to it when ``auto.json`` says it measured faster and the CPU has AVX-512 (``backend.auto_choice``);
+  the figures against OpenBLAS are in ``benchmarks/results/gemm*.json`` and ``docs/performance.md``.
 * **No BLAS inside ``prange``**: the GEMM is Numba code, so there is no OpenBLAS thread pool
   competing with Numba's. The one place that calls BLAS from a kernel, the attention of small heads,
   does it from Python helper threads (``threads.run_parts``) on products too small for OpenBLAS to

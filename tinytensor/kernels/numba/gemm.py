@@ -1,196 +1,223 @@
-"""Numba GEMM: Goto/BLIS blocking with a 4 x 3 dot-product register tile (``matmul``)."""
+"""Numba GEMM: BLIS-style packed panels around a 512-bit outer-product micro-kernel (``matmul``).
+
+Design (Goto/BLIS; loop nest in :func:`_regions`):
+
+* **Micro-kernel** (:mod:`.simd`, LLVM vector IR through ``@intrinsic``): an ``MR x NR`` tile of C in
+  zmm registers (12 x 32 float32, 12 x 16 float64); per ``k`` it loads one row of a packed B panel
+  (``NR`` contiguous values, two vector loads), broadcasts ``MR`` values of a packed A panel and does
+  ``MR * NR / lanes`` FMAs. Plain Numba loops cannot express this: LLVM keeps a small accumulator
+  array in memory, and vectorises dot products instead (the previous kernel here: a 4 x 3 tile of dot
+  products, each ending in a horizontal sum).
+* **Packing**: per K block of ``KC``, B's columns into ``kc x NR`` k-major panels and A's rows into
+  ``kc x MR`` k-major panels, zero-padded at the edges, so the kernel reads both with unit stride and
+  no edge cases; both are read along the source's rows whatever its layout (``x @ W.T`` and
+  ``dy.T @ x`` need no transposed copy). The copies use the unchecked :func:`.simd.load` /
+  :func:`.simd.store` (Numba's negative-index wrap-around kept LLVM from vectorising them).
+* **Cache blocking**: a B micro-panel (``KC x NR``) stays in L1 while the A micro-panels of an
+  ``MC x KC`` block stream from L2; the ``KC x NC`` B block is private to the thread.
+* **Threads**: one ``prange`` launch over regions of C (whole matrices when the batch feeds every
+  thread, else each matrix cut into one region per thread along M or N); each region packs its own
+  blocks, so threads share nothing and need no barrier.
+
+Figures (ours against OpenBLAS, per shape, one and two threads) are in ``benchmarks/results/gemm*.json``
+(``python -m benchmarks.gemm``).
+"""
 from __future__ import annotations
 
 import numba
 import numpy as np
 
-from . import _common as c
-from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _nchunks, _parallel, _quiet, _rows
-from .. import numpy_ref
+from ._common import _FLOATS, _PAR, _chunked, _jit
+from .simd import load, make_ukernel, store
 
-
-# Micro-tile: MR rows of A times NR rows of B^T, i.e. an MR x NR block of C as MR*NR dot products
-# along K. LLVM vectorises the K loop (8 float32 lanes) with one register accumulator per dot:
-# 12 ymm accumulators + 4 A loads + 3 B loads per 12 FMAs, which keeps both FMA ports busy.
-# (The BLIS outer-product micro-kernel needs SIMD broadcast code that Numba/LLVM does not emit from
-# scalar Python; measured 4-23 GFLOP/s against 50-81 for this one, single core.)
-_MR, _NR = 4, 3
-_KC = {np.dtype(np.float32): 1024, np.dtype(np.float64): 512}  # K block: A and B micro-panels in L1/L2
-_NC = 96  # columns of B^T per block, kept in L2 while all row tiles of the block stream past it
-
-
-@_jit(inline="always")
-def _micro_4x3(a0, a1, a2, a3, b0, b1, b2, c, oc, ldc, mr, nr, zero):
-    """``C[4 x 3 tile at flat offset oc] += [a0; a1; a2; a3] . [b0; b1; b2]^T`` for k-long row slices.
-
-    Rows past the matrix edge are passed as repeats of the last valid row, so the loop is always
-    the full 4 x 3; only the ``mr x nr`` valid results are stored. The slices start at 0 so that
-    LLVM sees non-negative indices (no wraparound fix-up) and emits contiguous vector loads.
-    """
-    c00 = c01 = c02 = c10 = c11 = c12 = zero
-    c20 = c21 = c22 = c30 = c31 = c32 = zero
-    for p in range(a0.shape[0]):
-        y0 = b0[p]
-        y1 = b1[p]
-        y2 = b2[p]
-        x = a0[p]
-        c00 += x * y0
-        c01 += x * y1
-        c02 += x * y2
-        x = a1[p]
-        c10 += x * y0
-        c11 += x * y1
-        c12 += x * y2
-        x = a2[p]
-        c20 += x * y0
-        c21 += x * y1
-        c22 += x * y2
-        x = a3[p]
-        c30 += x * y0
-        c31 += x * y1
-        c32 += x * y2
-    c[oc] += c00
-    if nr > 1:
-        c[oc + 1] += c01
-    if nr > 2:
-        c[oc + 2] += c02
-    if mr > 1:
-        oc += ldc
-        c[oc] += c10
-        if nr > 1:
-            c[oc + 1] += c11
-        if nr > 2:
-            c[oc + 2] += c12
-    if mr > 2:
-        oc += ldc
-        c[oc] += c20
-        if nr > 1:
-            c[oc + 1] += c21
-        if nr > 2:
-            c[oc + 2] += c22
-    if mr > 3:
-        oc += ldc
-        c[oc] += c30
-        if nr > 1:
-            c[oc + 1] += c31
-        if nr > 2:
-            c[oc + 2] += c32
+# Register tile (MR rows, NV vectors of 512 bits): 12 x 32 float32 is 24 zmm accumulators plus two
+# B vectors and one broadcast, of the 32 registers; per k it does 24 FMAs for 2 loads + 12 broadcasts.
+_GEOMETRY = {np.dtype(np.float32): (12, 2), np.dtype(np.float64): (12, 2)}
+_NR = {np.dtype(np.float32): 32, np.dtype(np.float64): 16}
+_ukernel = make_ukernel(_GEOMETRY)
+# Half width (12 x 16 float32) for a last panel of at most NR/2 columns (the head's N = 65 = 2*32 + 1).
+_ukernel_half = make_ukernel({dt: (mr, nv // 2) for dt, (mr, nv) in _GEOMETRY.items()})
+# K block: a B micro-panel (KC x NR) stays in L1 while the A micro-panels of a row block stream past.
+_KC = {np.dtype(np.float32): 256, np.dtype(np.float64): 128}
+_MC = 192  # rows of the packed A block (MC x KC in L2, reused by every B panel of the NC block)
+_NC = 1024  # columns of the packed B block (KC x NC), bounds the per-thread buffer
 
 
 @_jit
-def _gemm_block(a, bt, c, M, N, K, kcb, ncb, bidx, i_lo, i_hi, j_lo, j_hi):
-    """One task: ``C[b, i_lo:i_hi, j_lo:j_hi] = A[b] @ B[b]`` with A ``[M, K]`` and B^T ``[N, K]`` flat.
-
-    Loop nest (Goto/BLIS order, dot-product micro-kernel)::
-
-        for jc in NC blocks of columns          # B^T block [NC, KC] stays in L2
-          for pc in KC blocks of K
-            for ir in MR-row tiles                # A micro-panel [MR, KC] stays in L1 ...
-              for jr in NR-column tiles of jc     # ... while the B^T micro-panels stream past it
-                micro_4x3(KC)
-    """
-    zero = c.dtype.type(0)
-    ao = bidx * M * K
-    bo = bidx * N * K
-    co = bidx * M * N
-    for jc in range(j_lo, j_hi, ncb):
-        jc_hi = min(jc + ncb, j_hi)
-        for pc in range(0, K, kcb):
-            kc = min(kcb, K - pc)
-            for i0 in range(i_lo, i_hi, _MR):
-                mr = min(_MR, i_hi - i0)
-                last = i0 + mr - 1
-                o = ao + i0 * K + pc
-                a0 = a[o:o + kc]
-                o = ao + min(i0 + 1, last) * K + pc
-                a1 = a[o:o + kc]
-                o = ao + min(i0 + 2, last) * K + pc
-                a2 = a[o:o + kc]
-                o = ao + min(i0 + 3, last) * K + pc
-                a3 = a[o:o + kc]
-                for j0 in range(jc, jc_hi, _NR):
-                    nr = min(_NR, jc_hi - j0)
-                    lastj = j0 + nr - 1
-                    o = bo + j0 * K + pc
-                    b0 = bt[o:o + kc]
-                    o = bo + min(j0 + 1, lastj) * K + pc
-                    b1 = bt[o:o + kc]
-                    o = bo + min(j0 + 2, lastj) * K + pc
-                    b2 = bt[o:o + kc]
-                    _micro_4x3(a0, a1, a2, a3, b0, b1, b2, c, co + i0 * N + j0, N, mr, nr, zero)
+def _pack_b(bb, tb, bbuf, N, K, nr, nh, pc, kc, jc, j_hi):
+    """Columns ``jc..j_hi`` and K block ``pc..pc+kc`` of B into NR-column, k-major panels:
+    ``bbuf[(j0 - jc)*kc + p*NR + j] = B[pc + p, j0 + j]``, zero past column ``N``, so that the
+    micro-kernel reads B with unit stride. A last panel of at most ``nh = NR/2`` columns (the matrix
+    edge) is packed ``nh`` wide for the half-width kernel. ``bb`` is the flat ``B [K, N]`` (``tb``
+    False) or the flat ``B^T [N, K]`` (``tb`` True: ``x @ W.T``)."""
+    jl = jc + (j_hi - jc - 1) // nr * nr  # the last panel, partial only at the matrix edge
+    w = nh if j_hi - jl <= nh else nr
+    _pack_b_panels(bb, tb, bbuf, N, K, nr, pc, kc, jc, jl, jc)
+    _pack_b_panels(bb, tb, bbuf, N, K, w, pc, kc, jl, j_hi, jc)
+    zero = bbuf.dtype.type(0)
+    for p in range(kc):
+        for j in range(j_hi - jl, w):
+            store(bbuf, (jl - jc) * kc + p * w + j, zero)
 
 
 @_jit
-def _gemm_tasks(a, bt, c, M, N, K, mb, nb, kcb, ncb, t0, t1):
-    """Tasks ``t0..t1`` of the (batch, row block, column block) grid, each one :func:`_gemm_block`."""
-    nblocks = (N + nb - 1) // nb
-    per_batch = ((M + mb - 1) // mb) * nblocks
+def _pack_b_panels(bb, tb, bbuf, N, K, w, pc, kc, j_lo, j_hi, jc):
+    """Columns ``j_lo..j_hi`` of B as ``w``-wide panels (layout of :func:`_pack_b`); the source is read
+    along its rows whatever its layout."""
+    if tb:
+        for j in range(j_lo, j_hi):
+            s = j * K + pc
+            d = (j_lo - jc) * kc + (j - j_lo) // w * w * kc + (j - j_lo) % w
+            for p in range(kc):
+                store(bbuf, d + p * w, load(bb, s + p))
+    else:
+        for p in range(kc):
+            s = (pc + p) * N
+            for j0 in range(j_lo, j_hi, w):
+                d = (j0 - jc) * kc + p * w - j0
+                for j in range(j0, min(j0 + w, j_hi)):
+                    store(bbuf, d + j, load(bb, s + j))
+
+
+@_jit
+def _pack_a(ab, ta, abuf, M, K, mr, pc, kc, ic, i_hi):
+    """Rows ``ic..i_hi`` and K block ``pc..pc+kc`` of A into MR-row, k-major panels:
+    ``abuf[(i0 - ic)*kc + p*MR + i] = A[i0 + i, pc + p]``, zero past row ``M``. ``ab`` is the flat
+    ``A [M, K]`` (``ta`` False) or the flat ``A^T [K, M]`` (``ta`` True: ``dy.T @ x``)."""
+    zero = abuf.dtype.type(0)
+    for i0 in range(ic, i_hi, mr):
+        rows = min(mr, M - i0)
+        base = (i0 - ic) * kc
+        if ta:
+            for p in range(kc):
+                s = (pc + p) * M + i0
+                for i in range(rows):
+                    store(abuf, base + p * mr + i, load(ab, s + i))
+        else:
+            for i in range(rows):
+                s = (i0 + i) * K + pc
+                for p in range(kc):
+                    store(abuf, base + p * mr + i, load(ab, s + p))
+        for i in range(rows, mr):
+            for p in range(kc):
+                store(abuf, base + p * mr + i, zero)
+
+
+@_jit
+def _regions(a, ta, b, tb, c, M, N, K, mr, nr, nh, kcb, mcb, ncb, rh, rw, t0, t1):
+    """Regions ``t0..t1`` of the (batch, row region, column region) grid of C, ``rh x rw`` each.
+
+    Loop nest of one region (Goto/BLIS order; the packed blocks are private to the thread)::
+
+        for jc in NC-column blocks                   # B~ block [kc x NC] stays in L3/L2
+          for pc in K blocks (kc <= KC)              # '=' into C on the first, '+=' after
+            pack B[pc:pc+kc, jc:jc+NC] -> B~
+            for ic in MC-row blocks
+              pack A[ic:ic+MC, pc:pc+kc] -> A~       # MC x kc, stays in L2
+              for j0 in NR-column panels of jc       # B micro-panel [kc x NR] stays in L1 ...
+                for i0 in MR-row panels of ic        # ... while the A micro-panels stream from L2
+                  ukernel(A~[i0], B~[j0], C[i0:i0+MR, j0:j0+NR])
+
+    A last panel of at most NR/2 columns runs the half-width kernel; edge tiles (fewer than MR rows or
+    than the panel's columns left) go through the scratch ``tile``.
+    """
+    nrr = (M + rh - 1) // rh
+    nrc = (N + rw - 1) // rw
+    tile = np.empty(mr * nr, dtype=c.dtype)
+    abuf = np.empty(mcb * kcb, dtype=c.dtype)
+    bbuf = np.empty(ncb * kcb, dtype=c.dtype)
     for t in range(t0, t1):
-        bidx = t // per_batch
-        r = t % per_batch
-        i_lo = (r // nblocks) * mb
-        j_lo = (r % nblocks) * nb
-        _gemm_block(a, bt, c, M, N, K, kcb, ncb, bidx, i_lo, min(i_lo + mb, M), j_lo, min(j_lo + nb, N))
+        bi = t // (nrr * nrc)
+        i_lo = (t % (nrr * nrc)) // nrc * rh
+        j_lo = (t % nrc) * rw
+        i_hi = min(i_lo + rh, M)
+        j_hi = min(j_lo + rw, N)
+        cb = c[bi]
+        for jc in range(j_lo, j_hi, ncb):
+            jc_hi = min(jc + ncb, j_hi)
+            for pc in range(0, K, kcb):
+                kc = min(kcb, K - pc)
+                first = pc == 0
+                _pack_b(b[bi], tb, bbuf, N, K, nr, nh, pc, kc, jc, jc_hi)
+                for ic in range(i_lo, i_hi, mcb):
+                    ic_hi = min(ic + mcb, i_hi)
+                    _pack_a(a[bi], ta, abuf, M, K, mr, pc, kc, ic, ic_hi)
+                    for j0 in range(jc, jc_hi, nr):
+                        nn = min(nr, N - j0)
+                        half = nn <= nh
+                        bo = (j0 - jc) * kc
+                        for i0 in range(ic, ic_hi, mr):
+                            ao = (i0 - ic) * kc
+                            mm = min(mr, M - i0)
+                            if mm == mr and nn == nr:
+                                _ukernel(abuf, ao, 1, mr, bbuf, bo, kc, cb, i0 * N + j0, N, first)
+                                continue
+                            if mm == mr and nn == nh:
+                                _ukernel_half(abuf, ao, 1, mr, bbuf, bo, kc, cb, i0 * N + j0, N, first)
+                                continue
+                            if half:
+                                _ukernel_half(abuf, ao, 1, mr, bbuf, bo, kc, tile, 0, nr, True)
+                            else:
+                                _ukernel(abuf, ao, 1, mr, bbuf, bo, kc, tile, 0, nr, True)
+                            for i in range(mm):
+                                co = (i0 + i) * N + j0
+                                for j in range(nn):
+                                    if first:
+                                        store(cb, co + j, load(tile, i * nr + j))
+                                    else:
+                                        store(cb, co + j, load(cb, co + j) + load(tile, i * nr + j))
 
 
 @_jit(**_PAR)
-def _gemm(a, bt, c, nbatch, M, N, K, mb, nb, kcb, ncb, parallel):
-    """Run every (batch, row block, column block) task; ``prange`` over tasks when ``parallel``."""
-    ntasks = nbatch * ((M + mb - 1) // mb) * ((N + nb - 1) // nb)
-    _chunked(_gemm_tasks, ntasks, ntasks if parallel else 1, (a, bt, c, M, N, K, mb, nb, kcb, ncb))
+def _gemm(a, ta, b, tb, c, M, N, K, mr, nr, kcb, mcb, ncb, rh, rw, nchunks):
+    """All regions of C, in ``nchunks`` contiguous chunks (one ``prange`` launch, no shared buffers)."""
+    nregions = c.shape[0] * ((M + rh - 1) // rh) * ((N + rw - 1) // rw)
+    _chunked(_regions, nregions, nchunks, (a, ta, b, tb, c, M, N, K, mr, nr, nr // 2, kcb, mcb, ncb, rh, rw))
 
 
-@_jit
-def _transpose_tiles(b, bt, t0, t1):
-    """Tiles ``t0..t1`` of ``bt[i] = b[i].T``: tile t is 32 rows of K of one batch, in 32 x 32 blocks."""
-    nb, K, N = b.shape
-    kt = (K + 31) // 32
-    for t in range(t0, t1):
-        bi = t // kt
-        k0 = (t % kt) * 32
-        for n0 in range(0, N, 32):
-            for n in range(n0, min(n0 + 32, N)):
-                for k in range(k0, min(k0 + 32, K)):
-                    bt[bi, n, k] = b[bi, k, n]
+def _operand(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``(x3, trans)``: ``x [nb, R, K]`` itself when C-contiguous, else its transpose when that is (no
+    copy for ``w.T`` or ``x.T``), else a C-contiguous copy."""
+    if x.flags.c_contiguous:
+        return x, False
+    xt = np.swapaxes(x, 1, 2)
+    if xt.flags.c_contiguous:
+        return xt, True
+    return np.ascontiguousarray(x), False
 
 
-@_jit(**_PAR)
-def _transpose_pack(b, bt, parallel):
-    """``bt[i] = b[i].T`` for ``b [nb, K, N]`` into ``bt [nb, N, K]``, in 32x32 tiles (both sides stay in L1)."""
-    ntiles = b.shape[0] * ((b.shape[1] + 31) // 32)
-    _chunked(_transpose_tiles, ntiles, ntiles if parallel else 1, (b, bt))
+def _split(M: int, N: int, nbatch: int, mr: int, nr: int, threads: int) -> tuple[int, int]:
+    """``(rows, cols)`` of one region of C (one task). Whole matrices when the batch alone feeds every
+    thread; else each matrix is cut into ``threads`` regions along M or N, whichever duplicates less
+    packing: every region packs all of the operand it does not split (B for a row split, A for a column
+    split), so rows are split when B is the smaller (``N <= M``) and there are enough row panels."""
+    if threads == 1 or nbatch % threads == 0:
+        return M, N
+    row_panels, col_panels = -(-M // mr), -(-N // nr)
+    if (N <= M and row_panels >= threads) or col_panels < threads:
+        return -(-row_panels // threads) * mr, N
+    return M, -(-col_panels // threads) * nr
 
 
 def _gemm_batched(a3: np.ndarray, b3: np.ndarray) -> np.ndarray:
-    """``a3 [nb, M, K] @ b3 [nb, K, N]`` for one float dtype, via packed B^T and the task grid."""
+    """``a3 [nb, M, K] @ b3 [nb, K, N]`` for one float dtype."""
     nbatch, M, K = a3.shape
     N = b3.shape[2]
     dt = a3.dtype
-    c = np.zeros((nbatch, M, N), dtype=dt)
     if nbatch == 0 or M == 0 or N == 0 or K == 0:
-        return c
-    flops = 2 * nbatch * M * N * K
+        return np.zeros((nbatch, M, N), dtype=dt)
+    c = np.empty((nbatch, M, N), dtype=dt)
+    mr, nr = _GEOMETRY[dt][0], _NR[dt]
     threads = numba.get_num_threads()
-    parallel = threads > 1 and flops >= 4_000_000
-    a3 = np.ascontiguousarray(a3)
-    bt_view = np.swapaxes(b3, 1, 2)
-    if bt_view.flags.c_contiguous:
-        bt = bt_view  # B is already the transpose of a contiguous array (x @ W.T, q @ k^T): no packing
-    else:
-        bt = np.empty((nbatch, N, K), dtype=dt)
-        _transpose_pack(np.ascontiguousarray(b3), bt, parallel and _parallel(K * N * nbatch))
-    # Task grid: whole matrices per task when the batch alone feeds every thread, otherwise split the
-    # larger of M and N into about 2 tasks per thread (multiples of the micro-tile).
-    mb, nb = M, N
-    if parallel and nbatch < 2 * threads:
-        parts = -(-2 * threads // nbatch)
-        if M >= N:
-            mb = -(-M // parts)
-            mb = -(-mb // _MR) * _MR
-        else:
-            nb = -(-N // parts)
-            nb = -(-nb // _NR) * _NR
-    _gemm(a3.reshape(-1), bt.reshape(-1), c.reshape(-1), nbatch, M, N, K, mb, nb, _KC[dt], _NC, parallel)
+    if threads > 1 and 2 * nbatch * M * N * K < 4_000_000:
+        threads = 1  # below a few MFLOP the parallel launch costs more than it saves
+    a, ta = _operand(a3)
+    b, tb = _operand(b3)
+    rh, rw = _split(M, N, nbatch, mr, nr, threads)
+    mcb = min(_MC, -(-rh // mr) * mr)
+    ncb = min(_NC, -(-rw // nr) * nr)
+    _gemm(a.reshape(nbatch, M * K), ta, b.reshape(nbatch, K * N), tb, c.reshape(nbatch, M * N),
+          M, N, K, mr, nr, _KC[dt], mcb, ncb, rh, rw, threads)
     return c
 
 
@@ -213,12 +240,11 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     N = b.shape[-1]
     if b.ndim == 2:
         rows = int(np.prod(a.shape[:-1], dtype=np.int64))
-        out = _gemm_batched(a.reshape(1, rows, K), b[None])
+        a2 = a.reshape(rows, K) if a.ndim > 2 else a
+        out = _gemm_batched(a2[None], b[None])
         return out.reshape(a.shape[:-1] + (N,))
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     nbatch = int(np.prod(batch, dtype=np.int64))
     a3 = np.broadcast_to(a, batch + (M, K)).reshape(nbatch, M, K)
     b3 = np.broadcast_to(b, batch + (K, N)).reshape(nbatch, K, N)
     return _gemm_batched(a3, b3).reshape(batch + (M, N))
-
-

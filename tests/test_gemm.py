@@ -1,0 +1,148 @@
+"""The Numba GEMM (tinytensor/kernels/numba/gemm.py, micro-kernel in numba/simd.py) against the reference.
+
+Values are checked against the float64 product with the worst-case bound of a length-K dot product in
+the input dtype, ``(K + 2) * eps * (|A| @ |B|)`` elementwise: any lost, doubled or misplaced term of the
+sum is far outside it.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from tinytensor.kernels import numpy_ref
+from tinytensor.kernels.numba import gemm
+
+ROOT = Path(__file__).resolve().parents[1]
+FLOATS = (np.float32, np.float64)
+
+
+def check(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """``out`` is ``a @ b`` (same dtype, shape and values as the reference, within the rounding bound)."""
+    ref = numpy_ref.matmul(a, b)
+    assert out.dtype == ref.dtype and out.shape == ref.shape
+    exact = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    k = a.shape[-1]
+    bound = (k + 2) * np.finfo(ref.dtype).eps * np.matmul(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64))
+    err = np.abs(out.astype(np.float64) - exact)
+    assert np.all(err <= bound), f"max error {err.max()} (bound there {bound.flat[np.argmax(err - bound)]})"
+
+
+def layout(x: np.ndarray, how: str) -> np.ndarray:
+    """The same values as ``x`` in another memory layout: C, a transposed view (F order), or a strided slice."""
+    if how == "T":
+        return np.ascontiguousarray(np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
+    if how == "strided":
+        big = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
+        big[..., ::2] = x
+        return big[..., ::2]
+    return x
+
+
+@given(m=st.integers(1, 70), k=st.integers(1, 300), n=st.integers(1, 70), dtype=st.sampled_from(FLOATS),
+       la=st.sampled_from(["C", "T", "strided"]), lb=st.sampled_from(["C", "T", "strided"]),
+       seed=st.integers(0, 2**32 - 1))
+def test_random_shapes_and_layouts(m, k, n, dtype, la, lb, seed):
+    rng = np.random.default_rng(seed)
+    a = layout(rng.standard_normal((m, k)).astype(dtype), la)
+    b = layout(rng.standard_normal((k, n)).astype(dtype), lb)
+    check(gemm.matmul(a, b), a, b)
+
+
+# Around the register tile (MR = 12 rows; NR = 32 float32 / 16 float64 columns, a half-width last panel
+# of NR/2 or fewer) and the K block (KC).
+EDGES = [(11, 7, 31), (12, 256, 32), (13, 257, 33), (24, 255, 64), (25, 513, 65), (1, 300, 1), (1, 1, 100),
+         (100, 1, 1), (12, 1, 16), (36, 129, 17), (25, 300, 48), (24, 40, 24)]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("m,k,n", EDGES)
+def test_edge_tiles(dtype, m, k, n, rng):
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    check(gemm.matmul(a, b), a, b)
+
+
+# Big enough for the parallel path (>= 4 MFLOP), with row blocks, column splits (M below 2 panels) and
+# several K blocks; the baby GPT's products, including the transposed weight gradient.
+PARALLEL = [((129, 257, 130), "C", "C"), ((5, 1000, 700), "C", "C"), ((1024, 64, 40), "C", "T"),
+            ((768, 128, 384), "C", "C"), ((768, 512, 128), "C", "C"), ((768, 128, 65), "C", "C"),
+            ((128, 768, 384), "T", "C"), ((200, 600, 300), "strided", "T")]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("mkn,la,lb", PARALLEL)
+def test_parallel_shapes(dtype, mkn, la, lb, rng):
+    m, k, n = mkn
+    a = layout(rng.standard_normal((m, k)).astype(dtype), la)
+    b = layout(rng.standard_normal((k, n)).astype(dtype), lb)
+    check(gemm.matmul(a, b), a, b)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_batched_and_broadcast(dtype, rng):
+    a = rng.standard_normal((3, 37, 50)).astype(dtype)
+    b = rng.standard_normal((3, 50, 45)).astype(dtype)
+    check(gemm.matmul(a, b), a, b)
+    check(gemm.matmul(a, b[1]), a, b[1])  # [B, M, K] @ [K, N] folds into one 2-D GEMM
+    a4 = rng.standard_normal((2, 1, 20, 30)).astype(dtype)
+    check(gemm.matmul(a4, b[:, :30]), a4, b[:, :30])  # batch dims broadcast
+    at = np.swapaxes(rng.standard_normal((3, 50, 37)).astype(dtype), 1, 2)  # batched transposed view
+    check(gemm.matmul(at, b), at, b)
+
+
+def test_empty_and_promotion(rng):
+    assert np.array_equal(gemm.matmul(np.ones((3, 0), np.float32), np.ones((0, 4), np.float32)),
+                          np.zeros((3, 4), np.float32))
+    assert gemm.matmul(np.ones((0, 5)), np.ones((5, 4))).shape == (0, 4)
+    a = rng.standard_normal((9, 8)).astype(np.float32)
+    b = rng.standard_normal((8, 7))
+    out = gemm.matmul(a, b)
+    assert out.dtype == np.float64
+    check(out, a.astype(np.float64), b)
+
+
+def test_nan_and_inf_propagate():
+    a = np.ones((13, 5), np.float32)
+    b = np.ones((5, 33), np.float32)
+    a[2, 3] = np.nan
+    b[1, 30] = np.inf
+    out = gemm.matmul(a, b)
+    assert np.isnan(out[2]).all()
+    assert np.isinf(out[[0, 1, 3, 12], 30]).all() and np.isnan(out[2, 30])
+    assert np.isfinite(np.delete(np.delete(out, 2, 0), 30, 1)).all()
+
+
+def _run(code: str, **env) -> str:
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+_SMALL = ("import numpy as np; from tinytensor.kernels.numba import gemm; r = np.random.default_rng(0); "
+          "a = r.standard_normal((13, 40)).astype(np.float32); b = r.standard_normal((40, 35)).astype(np.float32); "
+          "e = np.abs(gemm.matmul(a, b) - a.astype(np.float64) @ b).max(); ")
+
+
+def test_runs_without_jit():
+    """``NUMBA_DISABLE_JIT=1``: the same drivers run as Python with the NumPy micro-kernel twin."""
+    out = _run(_SMALL + "print(e, gemm.matmul(a.T.copy().T, b[:, ::2]).shape)", NUMBA_DISABLE_JIT="1")
+    err, shape = out.split(maxsplit=1)
+    assert float(err) < 1e-4 and shape.strip() == "(13, 18)"
+
+
+def test_disk_cache_with_intrinsic(tmp_path):
+    """The ``@intrinsic`` micro-kernel compiles into cacheable functions: a second process loads the driver
+    (and with it the inlined kernel) from the disk cache instead of compiling it."""
+    code = _SMALL + "print(e, sum(gemm._gemm.stats.cache_hits.values()), sum(gemm._gemm.stats.cache_misses.values()))"
+    first = _run(code, NUMBA_CACHE_DIR=str(tmp_path)).split()
+    second = _run(code, NUMBA_CACHE_DIR=str(tmp_path)).split()
+    assert float(first[0]) < 1e-4 and float(second[0]) < 1e-4
+    assert int(first[1]) == 0 and int(first[2]) >= 1  # compiled and written
+    assert int(second[1]) >= 1 and int(second[2]) == 0  # loaded, not recompiled
