@@ -20,7 +20,7 @@ from . import hub
 from .data import encode, load_tokenizer
 from .model import GPT
 
-__all__ = ["SAMPLE_SEPARATOR", "encode_prompt", "sample_pretrained", "sample_text", "stream_text",
+__all__ = ["SAMPLE_SEPARATOR", "encode_prompt", "load_pretrained_with_tokenizer", "sample_pretrained", "sample_text", "stream_text",
            "write_samples"]
 
 SAMPLE_SEPARATOR = "\n---------------\n"
@@ -36,16 +36,19 @@ def encode_prompt(tok, prompt: str) -> np.ndarray:
 
 def stream_text(model: GPT, tok, prompt: str, max_new_tokens: int, temperature: float = 1.0,
                 top_k: int | None = None, top_p: float | None = None,
-                seed: int | np.random.Generator | None = None) -> Iterator[str]:
+                seed: int | np.random.Generator | None = None, stop_id: int | None = None) -> Iterator[str]:
     """Yield the continuation of ``prompt`` piece by piece as it is sampled.
 
     Token bytes go through an incremental UTF-8 decoder, so a character split across two BPE tokens is
-    yielded whole once its last byte arrives.
+    yielded whole once its last byte arrives. Sampling ``stop_id`` (e.g. end-of-text) ends the text
+    without yielding it.
     """
     ids = encode_prompt(tok, prompt)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     to_bytes = getattr(tok, "decode_bytes", None)
     for i in model.generate_stream(ids, max_new_tokens, temperature, top_k, top_p, seed):
+        if i == stop_id:
+            break
         piece = decoder.decode(to_bytes([i])) if to_bytes is not None else tok.decode([i])
         if piece:
             yield piece
@@ -102,6 +105,15 @@ def write_samples(model: GPT, tok, prompt: str = "\n", max_new_tokens: int = 200
     return texts
 
 
+def load_pretrained_with_tokenizer(model_dir: str | os.PathLike, tokenizer: str | os.PathLike | None = None
+                                   ) -> tuple[GPT, object]:
+    """GPT-2 by name or folder (in eval mode) and its tokenizer: ``tokenizer`` if given (see
+    :func:`gpt.data.load_tokenizer`), else the folder's ``encoder.json`` + ``vocab.bpe``."""
+    model = GPT.from_pretrained(model_dir)
+    folder = hub.resolve_model(model_dir)
+    return model, load_tokenizer(tokenizer if tokenizer is not None else folder, model.config.vocab_size)
+
+
 def sample_pretrained(model_dir: str | os.PathLike, prompt: str = "\n", max_new_tokens: int = 200,
                       temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
                       seed: int | None = None, num_samples: int = 1,
@@ -118,8 +130,6 @@ def sample_pretrained(model_dir: str | os.PathLike, prompt: str = "\n", max_new_
         The continuations (without the prompt).
     """
     _check_counts(max_new_tokens, num_samples)
-    model = GPT.from_pretrained(model_dir)
-    model_dir = hub.resolve_model(model_dir)
-    tok = load_tokenizer(tokenizer if tokenizer is not None else model_dir, model.config.vocab_size)
+    model, tok = load_pretrained_with_tokenizer(model_dir, tokenizer)
     return write_samples(model, tok, prompt, max_new_tokens, temperature, top_k, top_p, seed, num_samples,
                          stream)

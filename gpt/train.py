@@ -56,16 +56,17 @@ from .data import build_tokenizer, make_samplers, prepare_tokens, resolve_text, 
 from .hf import load_pretrained_into
 from .model import GPT
 from .model_config import check_memory
+from .windows import make_window_samplers, perplexity
 
 __all__ = ["LOG_FILE", "TrainResult", "TrainingStopped", "estimate_loss", "evaluate", "get_lr", "read_log",
-           "resume_config", "train"]
+           "resume_config", "run_samplers", "train"]
 
 LOG_FILE = "log.jsonl"
 ETA_AFTER = 5          # print the ETA line after this many timed steps of a run
 
 # keys that fix the model, the tokenizer or the data: a resumed run cannot change them
 _FIXED_ON_RESUME = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "batch_size",
-                    "gradient_accumulation_steps", "seed")
+                    "gradient_accumulation_steps", "seed", "stride")
 
 
 class TrainingStopped(RuntimeError):
@@ -122,8 +123,17 @@ def evaluate(out_dir: str | os.PathLike, data: str | None = None, eval_iters: in
     cfg = ckpt.state["train_config"]
     text_path = training_text(ckpt.state, data)
     train_ids, val_ids, _ = prepare_tokens(text_path, tok, os.path.join(out_dir, "data"))
-    samplers = make_samplers(train_ids, val_ids, cfg["block_size"], cfg["batch_size"], seed)
+    samplers = run_samplers(train_ids, val_ids, cfg["block_size"], cfg["batch_size"], cfg.get("stride", 0), seed)
     return estimate_loss(model, samplers, eval_iters or cfg["eval_iters"])
+
+
+def run_samplers(train_ids: np.ndarray, val_ids: np.ndarray, block_size: int, batch_size: int, stride: int,
+                 seed: int) -> dict:
+    """A run's samplers: random windows (:func:`gpt.data.make_samplers`) when ``stride`` is 0, else the
+    book's sliding windows ``stride`` apart in seeded epochs (:func:`gpt.windows.make_window_samplers`)."""
+    if stride:
+        return make_window_samplers(train_ids, val_ids, block_size, batch_size, stride, seed)
+    return make_samplers(train_ids, val_ids, block_size, batch_size, seed)
 
 
 def resume_config(out_dir: str | os.PathLike, overrides: dict | None = None) -> TrainConfig:
@@ -229,8 +239,9 @@ def read_log(out_dir: str | os.PathLike, kind: str | None = "eval") -> list[dict
     """The records of ``out_dir/log.jsonl`` of one ``kind`` (empty if there is no log); a torn last line
     is skipped.
 
-    Two kinds of record, told apart by their ``"kind"``: ``"eval"`` (iter, train_loss, val_loss, lr,
-    elapsed_s, tokens_per_s, skipped_steps; a log written before kinds existed holds only these) and
+    Two kinds of record, told apart by their ``"kind"``: ``"eval"`` (iter, train_loss, val_loss, train_ppl,
+    val_ppl, lr, elapsed_s, tokens_per_s, skipped_steps; a log written before kinds existed has no kind and
+    no perplexities) and
     ``"train"`` (iter, loss, lr, elapsed_s: one training step's loss every ``log_interval`` iterations).
 
     Args:
@@ -309,7 +320,12 @@ def _setup(cfg: TrainConfig, resume: bool, overwrite: bool) -> _Run:
     if ckpt is None and cfg.init_from:
         load_pretrained_into(model, cfg.init_from)
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
-    samplers = make_samplers(train_ids, val_ids, cfg.block_size, cfg.batch_size, cfg.seed)
+    samplers = run_samplers(train_ids, val_ids, cfg.block_size, cfg.batch_size, cfg.stride, cfg.seed)
+    # the val windows' last batch may be smaller (the book keeps it); each rank must still get equal rows
+    tail = len(samplers["eval_val"].dataset) % cfg.batch_size if cfg.stride else 0
+    if tail % world.size:
+        raise ConfigError(f"the val split's last batch of {tail} windows does not divide over {world.size} "
+                          f"ranks; pick a stride or batch_size that leaves a multiple of {world.size} windows over")
     counters = {"iter_num": 0, "elapsed_s": 0.0, "skipped_steps": 0, "last_eval_iter": -1,
                 "train_loss": None, "val_loss": None, "train_tokens": 0, "train_seconds": 0.0}
     log_path = out_dir / LOG_FILE
@@ -452,6 +468,7 @@ def _eval(run: _Run, window: dict, bar: tqdm) -> None:
                            f"checkpoint in {run.out_dir} (iter {run.last_saved_iter}) is intact")
     tps = window["tokens"] / window["seconds"] if window["seconds"] else None
     record = {"kind": "eval", "iter": it, "train_loss": losses["train"], "val_loss": losses["val"],
+              "train_ppl": perplexity(losses["train"]), "val_ppl": perplexity(losses["val"]),
               "lr": get_lr(it, cfg), "elapsed_s": round(run.elapsed(), 3),
               "tokens_per_s": round(tps, 1) if tps else None,
               "skipped_steps": run.counters["skipped_steps"]}
@@ -461,7 +478,8 @@ def _eval(run: _Run, window: dict, bar: tqdm) -> None:
     finite = math.isfinite(losses["train"]) and math.isfinite(losses["val"])
     saved = _checkpoint(run) if finite else None
     if world.is_main:
-        bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+        bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} "
+                  f"(perplexity {record['train_ppl']:.2f} / {record['val_ppl']:.2f})"
                   + (f", {tps:,.0f} tokens/s" if tps else ""), file=sys.stdout)
         if saved is None:
             keep = (f"the last good checkpoint (iter {run.last_saved_iter}) is kept" if run.last_saved_iter >= 0

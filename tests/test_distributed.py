@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gpt import train as train_mod
+from gpt.config import make_config
+from gpt.data import build_tokenizer, prepare_tokens
 from gpt.distributed import World, launched_size
 from gpt.train import read_log
 from tinytensor.errors import ConfigError
@@ -127,6 +130,44 @@ def test_train_on_two_ranks_logs_the_one_process_losses_and_resumes_on_another_n
                           capture_output=True, text=True)
     assert rest.returncode == 0, rest.stderr
     np.testing.assert_allclose(_losses(tmp_path, "half"), a, rtol=1e-5, atol=0)
+
+
+def _val_stride(tmp_path: Path, tail_parity: int, max_batches: int = 64) -> int:
+    """A stride whose val windows (tiny preset: block 16, batch 8) fill at most ``max_batches`` batches and
+    leave a last batch of a size with that parity (0: even and not empty, 1: odd)."""
+    text = _text(tmp_path)
+    _, val, _ = prepare_tokens(text, build_tokenizer("char", text.read_text()), tmp_path / "probe")
+    for stride in range(1, 400):
+        n = len(range(0, len(val) - 16, stride))
+        if n <= 8 * max_batches and n % 8 and n % 8 % 2 == tail_parity:
+            return stride
+    raise AssertionError("no such stride")
+
+
+@needs_mpi
+def test_sliding_windows_on_two_ranks_log_the_one_process_losses(tmp_path):
+    # --stride: the book's epoch loader; each rank still takes its rows of every global batch, the val
+    # split's shorter last batch too (6 val batches are read in 3 evals of 2)
+    stride = f"--stride={_val_stride(tmp_path, 0, max_batches=6)}"
+    one = _train(tmp_path, "w1", 1, "--max_iters=20", stride)
+    two = _train(tmp_path, "w2", 2, "--max_iters=20", stride)
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    a, b = _losses(tmp_path, "w1"), _losses(tmp_path, "w2")
+    assert a.shape == b.shape == (3, 2)
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=0)
+    assert a[-1, 0] < a[0, 0]                                  # and it trains
+
+
+def test_a_val_tail_batch_that_does_not_divide_over_the_ranks_is_refused_before_training(tmp_path, monkeypatch):
+    text, stride = _text(tmp_path), _val_stride(tmp_path, 1)
+    two = World()
+    two.size = 2                                           # rank 0 of 2, without MPI
+    monkeypatch.setattr(train_mod, "init_world", lambda: two)
+    cfg = make_config("tiny", {"dataset": str(text), "out_dir": str(tmp_path / "out"), "stride": stride})
+    with pytest.raises(ConfigError, match=r"val split's last batch of \d+ windows does not divide over 2 ranks"):
+        train_mod.train(cfg, progress=False)
+    assert not (tmp_path / "out" / "checkpoint.json").exists()
 
 
 @needs_mpi

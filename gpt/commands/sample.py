@@ -19,12 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     prompt.add_argument("--prompt", default="\n", help="text to continue, or - to read it from standard input "
                         "(default: a newline)")
     prompt.add_argument("--prompt_file", metavar="PATH", help="read the prompt from this UTF-8 file")
-    p.add_argument("--max_new_tokens", type=int, default=500, help="tokens to sample per sample (default 500)")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
-    p.add_argument("--top_k", type=int, default=None, help="sample only from the k most likely tokens (default: all)")
-    p.add_argument("--top_p", type=float, default=None, help="sample only from the most likely tokens whose "
-                   "probabilities add up to p, nucleus sampling (default: all)")
-    p.add_argument("--seed", type=int, default=None, help="same seed, same text (default: random)")
+    add_sampling_args(p)
     p.add_argument("--num_samples", type=int, default=1, help="how many samples, separated by a dashed line")
     p.add_argument("--pretrained", metavar="NAME|DIR", help="sample from GPT-2 by name (gpt2, gpt2-medium, "
                    "gpt2-large, gpt2-xl: downloaded once) or a GPT-2 folder (config.json + model.safetensors) "
@@ -32,6 +27,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", metavar="PATH", help="with --pretrained: a folder with GPT-2's encoder.json + "
                    "vocab.bpe, a saved tokenizer JSON, or gpt2 (default: the model folder's own files)")
     p.set_defaults(func=run)
+
+
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """The sampling knobs of ``sample`` (and ``chat``): length, temperature, top-k, top-p, seed."""
+    p.add_argument("--max_new_tokens", type=int, default=500, help="tokens to sample per sample (default 500)")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
+    p.add_argument("--top_k", type=int, default=None, help="sample only from the k most likely tokens (default: all)")
+    p.add_argument("--top_p", type=float, default=None, help="sample only from the most likely tokens whose "
+                   "probabilities add up to p, nucleus sampling (default: all)")
+    p.add_argument("--seed", type=int, default=None, help="same seed, same text (default: random)")
 
 
 def prompt_of(args: argparse.Namespace) -> str:

@@ -28,6 +28,11 @@ DATASETS: dict[str, RemoteText] = {
         "tinyshakespeare.txt",
         "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
         "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
+    # the short story of Build a Large Language Model (From Scratch), ch. 2 and 5
+    "the-verdict": RemoteText(
+        "the-verdict.txt",
+        "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/01_main-chapter-code/the-verdict.txt",
+        "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"),
 }
 
 
