@@ -45,6 +45,7 @@ class _RunFields:
     eval_interval: int = 250
     eval_iters: int = 20
     log_interval: int = 10               # log.jsonl gets the training loss every log_interval iterations
+    health_interval: int = 0             # > 0: a "health" record every N iterations (gpt.health); 0 off
     # data
     dataset: str = "tinyshakespeare"     # a dataset name or a path to a text file (``--data`` sets it)
     tokenizer: str = "char"              # char | gpt2 | PATH to a saved tokenizer JSON
@@ -97,8 +98,8 @@ class TrainConfig(_ModelFields):
                      "lr_decay_iters", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("stride", "seed", "max_iters", "warmup_iters", "learning_rate", "min_lr", "weight_decay",
-                     "grad_clip"):
+        for name in ("stride", "seed", "health_interval", "max_iters", "warmup_iters", "learning_rate", "min_lr",
+                     "weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("beta1", "beta2"):

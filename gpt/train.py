@@ -49,6 +49,7 @@ from tinytensor import optim
 from tinytensor.errors import ConfigError, FileFormatError, OutputError
 from tinytensor.fileio import atomic_write_text, read_text, remove_stale_temps, writing
 
+from . import health
 from .checkpoint import holds_run, load_checkpoint, load_model, save_checkpoint
 from .config import TrainConfig, field_types, make_config
 from .distributed import RankMismatch, World, init as init_world
@@ -242,10 +243,11 @@ def read_log(out_dir: str | os.PathLike, kind: str | None = "eval") -> list[dict
     Two kinds of record, told apart by their ``"kind"``: ``"eval"`` (iter, train_loss, val_loss, train_ppl,
     val_ppl, lr, elapsed_s, tokens_per_s, skipped_steps; a log written before kinds existed has no kind and
     no perplexities) and
-    ``"train"`` (iter, loss, lr, elapsed_s: one training step's loss every ``log_interval`` iterations).
+    ``"train"`` (iter, loss, lr, elapsed_s: one training step's loss every ``log_interval`` iterations);
+    with ``health_interval`` set, also ``"health"`` (see :mod:`gpt.health`).
 
     Args:
-        kind: ``"eval"`` (the default), ``"train"``, or None for every record in file order.
+        kind: ``"eval"`` (the default), ``"train"``, ``"health"``, or None for every record in file order.
     """
     records = _parse_log(Path(out_dir) / LOG_FILE)[0]
     return [r for r in records if kind is None or r.get("kind", "eval") == kind]
@@ -533,7 +535,13 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
 
                 t0 = time.perf_counter()
                 lr = get_lr(run.it, cfg)
-                step = _train_step(run, lr)
+                if cfg.health_interval and run.it % cfg.health_interval == 0:   # opt-in: see gpt.health
+                    step, health_record = health.measure(run.model, run.optimizer, lambda: _train_step(run, lr),
+                                                         run.it, lr)
+                    if main and health_record is not None:
+                        _append_log(run.log_path, health_record)
+                else:
+                    step = _train_step(run, lr)
                 if step.ok:
                     bad_in_row = 0
                     last_loss = step.loss
