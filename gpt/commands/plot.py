@@ -83,7 +83,7 @@ def draw_health(records: list[dict], path: Path, title: str = "") -> Path:
     for ax in axes.flat:
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
-    ax_u.legend(fontsize=6, ncol=2)
+    ax_u.legend(fontsize=6, ncol=2, loc="upper right")
     ax_s.legend(fontsize=7)
     if title:
         fig.suptitle(title)
