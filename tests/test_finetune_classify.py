@@ -13,7 +13,7 @@ from gpt.checkpoint import load_checkpoint
 from gpt.cli import main
 from gpt.finetune import spam
 from gpt.finetune.classify import (Classifier, ClassifyConfig, GPTClassifier, confusion_report,
-                                   finetune_classifier, load_classifier, set_trainable)
+                                   finetune_classifier, load_classifier, set_trainable, step_lr_at)
 from gpt.lora import load_adapters
 from tinytensor.errors import ConfigError, FileFormatError
 from tokenizer import BPETokenizer
@@ -128,6 +128,20 @@ def test_bad_trainable():
     for bad in ("4", "-1", "first", True):
         with pytest.raises(ConfigError, match="trainable must be all, last or a block count"):
             set_trainable(model, bad)
+
+
+def test_lr_schedules():
+    assert [step_lr_at(s, 1e-3, 10) for s in (0, 5, 9)] == [1e-3] * 3          # constant: the book's
+    lrs = [step_lr_at(s, 1e-3, 10, "cosine", warmup_steps=2) for s in range(10)]
+    assert lrs[0] == pytest.approx(1e-3 / 3) and lrs[1] == pytest.approx(2e-3 / 3)   # linear warmup
+    assert lrs[2] == pytest.approx(1e-3)                                            # the peak after warmup
+    assert lrs[-1] == pytest.approx(1e-4)                                           # lr / 10 at the last step
+    assert all(a > b for a, b in zip(lrs[2:], lrs[3:]))                            # decaying all the way
+    assert step_lr_at(0, 1e-3, 1, "cosine") == pytest.approx(1e-3)                 # one step: no decay yet
+    with pytest.raises(ConfigError, match="lr_schedule must be one of constant, cosine, got 'linear'"):
+        ClassifyConfig(init_from="scratch", out_dir="x", lr_schedule="linear")
+    with pytest.raises(ConfigError, match="warmup_steps must be an int >= 0, got -1"):
+        ClassifyConfig(init_from="scratch", out_dir="x", warmup_steps=-1)
 
 
 def test_confusion_report():

@@ -59,6 +59,7 @@ LOG_FILE = "log.jsonl"
 METRICS_FILE = "metrics.json"
 LORA_DIR = "lora"
 TASK = "classify"
+LR_SCHEDULES = ("constant", "cosine")
 
 
 # ============================================================================================ model
@@ -282,6 +283,8 @@ class ClassifyConfig:
         out_dir: where the log, the best checkpoint and the metrics go.
         epochs, batch_size: passes over the training split; texts per step.
         lr: AdamW's learning rate (None: 5e-5 as the book, 1e-3 from scratch); ``weight_decay`` on ≥2-D weights.
+        lr_schedule: ``constant`` (the book's) or ``cosine``: linear warmup over ``warmup_steps``, then
+            cosine decay to ``lr / 10`` at the last step (:func:`tinytensor.optim.cosine_lr`).
         trainable: ``all``, ``last`` or a block count (None: ``last``; with LoRA only the adapters and head).
         max_len: cut texts to this many tokens (None: the model's block_size; never more).
         pad_to_max: pad every batch to ``max_len`` instead of its own longest text.
@@ -296,6 +299,8 @@ class ClassifyConfig:
     batch_size: int = 8
     lr: float | None = None
     weight_decay: float = 0.1
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     grad_clip: float = 1.0
     dropout: float = 0.0
     trainable: str | None = None
@@ -316,6 +321,10 @@ class ClassifyConfig:
                 raise ConfigError(f"{name} must be an int >= 1, got {v!r}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
         if self.max_len is not None and self.max_len < 1:
             raise ConfigError(f"max_len must be >= 1, got {self.max_len!r}")
         if self.lora_rank is not None and self.trainable is not None:
@@ -335,6 +344,16 @@ class ClassifyResult:
     total: int
     train_seconds: float
     log: list = field(default_factory=list)
+
+
+def step_lr_at(step: int, lr: float, total_steps: int, schedule: str = "constant", warmup_steps: int = 0) -> float:
+    """The learning rate of optimizer step ``step`` (0-based) of ``total_steps``: ``lr`` when ``constant``;
+    for ``cosine``, a linear warmup over ``warmup_steps``, then a cosine from ``lr`` down to ``lr / 10``
+    reached at the last step (a decaying rate settles the small-data fine-tune the constant one keeps
+    knocking about)."""
+    if schedule == "constant":
+        return lr
+    return optim.cosine_lr(step, lr, lr / 10, warmup_steps, max(warmup_steps + 1, total_steps - 1))
 
 
 def build_classifier(cfg: ClassifyConfig) -> tuple[GPTClassifier, Base, dict]:
@@ -398,10 +417,11 @@ def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool 
     steps_per_epoch = len(data["train"]) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"the training split has {len(data['train'])} texts, fewer than batch_size={cfg.batch_size}")
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, unit="step", disable=not progress, file=sys.stderr,
+    total_steps = cfg.epochs * steps_per_epoch
+    bar = tqdm(total=total_steps, unit="step", disable=not progress, file=sys.stderr,
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 5.0)
     best = {"epoch": 0, "accuracy": -1.0, "loss": math.inf}
-    log, skipped, train_s = [], 0, 0.0
+    log, skipped, train_s, step = [], 0, 0.0, 0
     try:
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -413,6 +433,10 @@ def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool 
                 lv = loss.item()
                 loss.backward()
                 norm = optim.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+                step_lr = step_lr_at(step, lr, total_steps, cfg.lr_schedule, cfg.warmup_steps)
+                for group in opt.param_groups:
+                    group["lr"] = step_lr
+                step += 1
                 if math.isfinite(lv) and math.isfinite(norm):
                     opt.step()
                 else:
@@ -426,7 +450,7 @@ def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool 
             train_s += time.perf_counter() - t0
             val = evaluate(model, data["val"], base.pad_id, cfg.eval_batch_size)
             record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                      "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": lr,
+                      "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": step_lr,
                       "train_seconds": round(train_s, 3), "skipped_steps": skipped}
             _append_log(out_dir / LOG_FILE, record)
             log.append(record)

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from ..lora import DEFAULT_TARGETS
-from .classify import Classifier, ClassifyConfig, finetune_classifier
+from .classify import LR_SCHEDULES, Classifier, ClassifyConfig, finetune_classifier
 
 _SIZES = ("n_layer", "n_head", "n_embd", "block_size")
 
@@ -32,6 +32,9 @@ def add_kind(kinds: argparse._SubParsersAction) -> None:
     p.add_argument("--batch_size", type=int, default=8, help="texts per step (default 8)")
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 5e-5; 1e-3 from scratch)")
     p.add_argument("--weight_decay", type=float, default=0.1, help="AdamW weight decay (default 0.1)")
+    p.add_argument("--lr_schedule", choices=LR_SCHEDULES, default="constant",
+                   help="constant (the book's), or cosine: warmup, then decay to lr/10 at the last step")
+    p.add_argument("--warmup_steps", type=int, default=0, help="with --lr_schedule cosine")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout while fine-tuning (default 0)")
     p.add_argument("--trainable", default=None, metavar="last|all|N",
                    help="what trains: the last N blocks + ln_f + head (default last = 1), or all")
@@ -61,6 +64,7 @@ def run_finetune_classify(args: argparse.Namespace) -> int:
     sizes = {k: getattr(args, k) for k in _SIZES if getattr(args, k) is not None}
     cfg = ClassifyConfig(init_from=args.init_from, out_dir=args.out_dir, data=args.data, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                         lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
                          dropout=args.dropout, trainable=args.trainable, max_len=args.max_len,
                          pad_to_max=args.pad_to_max, seed=args.seed, lora_rank=args.lora_rank,
                          lora_alpha=args.lora_alpha, lora_targets=args.lora_targets, sizes=sizes,
