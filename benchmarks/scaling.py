@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from gpt.distributed import find_mpiexec
 
 PRESETS = ("baby", "shakespeare-char")
 
@@ -78,11 +79,6 @@ def _worker(preset: str, steps: int, warmup: int, out: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ driver
-def _mpiexec() -> str | None:
-    beside = Path(sys.executable).with_name("mpiexec")
-    return str(beside) if beside.exists() else shutil.which("mpiexec")
-
-
 def _layout(preset: str, ranks: int, threads: int, steps: int, warmup: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "r.json"
@@ -90,7 +86,7 @@ def _layout(preset: str, ranks: int, threads: int, steps: int, warmup: int) -> d
         cmd = [sys.executable, "-m", "benchmarks.scaling", "--worker", preset, "--steps", str(steps),
                "--warmup", str(warmup), "--out", str(out)]
         if ranks > 1:
-            cmd = [_mpiexec(), "-n", str(ranks)] + cmd
+            cmd = [find_mpiexec(), "-n", str(ranks)] + cmd
         subprocess.run(cmd, check=True, env=env)
         r = json.loads(out.read_text())
     r["threads"] = threads
@@ -111,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         _worker(args.worker, args.steps, args.warmup, args.out)
         return 0
-    if _mpiexec() is None:
+    if find_mpiexec() is None:
         print('benchmarks.scaling needs mpiexec and mpi4py: pip install ".[dist]"', file=sys.stderr)
         return 2
 

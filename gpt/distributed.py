@@ -30,8 +30,10 @@ mpi4py is imported only when the process was started by an MPI runner with more 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import zlib
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -40,6 +42,13 @@ from tinytensor.errors import ConfigError, UsageError
 
 # environment variables by which MPI runners announce the job's size (MPICH/Hydra, Open MPI, Slurm's PMI)
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_SIZE")
+
+
+def find_mpiexec() -> str | None:
+    """The ``mpiexec`` to launch ranks with: the one beside this Python (the mpich wheel puts it in the
+    venv's ``bin``, which need not be on PATH), else the first on PATH, else None."""
+    beside = Path(sys.executable).with_name("mpiexec")
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
 
 
 def launched_size() -> int:
@@ -208,4 +217,5 @@ def abort_if_parallel(code: int) -> None:
         _world.abort(code)
 
 
-__all__ = ["World", "MPIWorld", "RankMismatch", "abort_if_parallel", "init", "world", "launched_size"]
+__all__ = ["World", "MPIWorld", "RankMismatch", "abort_if_parallel", "find_mpiexec", "init", "world",
+           "launched_size"]

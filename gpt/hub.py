@@ -31,7 +31,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tinytensor.errors import UsageError
-from tinytensor.fileio import cache_dir
+from tinytensor.fileio import cache_dir, fsync_dir
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -153,11 +153,7 @@ def download(repo: str, filename: str, folder: Path, *, timeout: float = 60.0, p
         raise HubError(f"{url}: the downloaded file does not match the hub's {kind} {expected}; "
                        f"it was deleted, try again")
     os.replace(part, dest)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(folder)
     return dest
 
 

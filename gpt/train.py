@@ -47,7 +47,7 @@ import tinytensor as tt
 from tinytensor import optim
 
 from tinytensor.errors import ConfigError, FileFormatError, OutputError
-from tinytensor.fileio import atomic_write_text, read_text, remove_stale_temps, writing
+from tinytensor.fileio import append_jsonl, atomic_write_text, read_text, remove_stale_temps
 
 from . import health
 from .checkpoint import holds_run, load_checkpoint, load_model, save_checkpoint
@@ -194,23 +194,6 @@ class _Interrupt:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
         return False
-
-
-def _append_log(path: Path, record: dict) -> None:
-    """Append one JSON line and fsync it (the log grows a line per eval; the checkpoint trims it).
-
-    The line goes out in one ``write`` to an ``O_APPEND`` descriptor, so a crash leaves the whole line or
-    at worst a torn last line, which :func:`read_log` skips.
-    """
-    line = (json.dumps(record) + "\n").encode("utf-8")
-    with writing(path):
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        try:
-            while line:
-                line = line[os.write(fd, line):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _parse_log(p: Path) -> tuple[list[dict], str | None]:
@@ -476,7 +459,7 @@ def _eval(run: _Run, window: dict, bar: tqdm) -> None:
               "skipped_steps": run.counters["skipped_steps"]}
     run.counters.update(last_eval_iter=it, train_loss=losses["train"], val_loss=losses["val"])
     if world.is_main:
-        _append_log(run.log_path, record)
+        append_jsonl(run.log_path, record)
     finite = math.isfinite(losses["train"]) and math.isfinite(losses["val"])
     saved = _checkpoint(run) if finite else None
     if world.is_main:
@@ -539,14 +522,14 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
                     step, health_record = health.measure(run.model, run.optimizer, lambda: _train_step(run, lr),
                                                          run.it, lr)
                     if main and health_record is not None:
-                        _append_log(run.log_path, health_record)
+                        append_jsonl(run.log_path, health_record)
                 else:
                     step = _train_step(run, lr)
                 if step.ok:
                     bad_in_row = 0
                     last_loss = step.loss
                     if main and run.it % cfg.log_interval == 0:
-                        _append_log(run.log_path, {"kind": "train", "iter": run.it, "loss": step.loss, "lr": lr,
+                        append_jsonl(run.log_path, {"kind": "train", "iter": run.it, "loss": step.loss, "lr": lr,
                                                    "elapsed_s": round(run.elapsed(), 3)})
                 else:
                     counters["skipped_steps"] += 1

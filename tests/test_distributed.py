@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from gpt import train as train_mod
 from gpt.config import make_config
 from gpt.data import build_tokenizer, prepare_tokens
-from gpt.distributed import World, launched_size
+from gpt.distributed import World, find_mpiexec, launched_size
 from gpt.train import read_log
 from tinytensor.errors import ConfigError
 
@@ -27,13 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).with_name("dist_worker.py")
 
 
-def _mpiexec() -> str | None:
-    beside = Path(sys.executable).with_name("mpiexec")   # the mpich wheel puts it next to python
-    return str(beside) if beside.exists() else shutil.which("mpiexec")
-
-
 needs_mpi = pytest.mark.skipif(
-    importlib.util.find_spec("mpi4py") is None or _mpiexec() is None,
+    importlib.util.find_spec("mpi4py") is None or find_mpiexec() is None,
     reason='needs the dist extra (mpi4py + mpiexec): pip install ".[dist]"')
 
 
@@ -48,7 +42,7 @@ def _run(tmp_path: Path, ranks: int) -> dict:
     out = tmp_path / f"run{ranks}.json"
     cmd = [sys.executable, str(WORKER), str(out)]
     if ranks > 1:
-        cmd = [_mpiexec(), "-n", str(ranks)] + cmd
+        cmd = [find_mpiexec(), "-n", str(ranks)] + cmd
     subprocess.run(cmd, check=True, env=_env(), timeout=600, cwd=tmp_path)
     return json.loads(out.read_text())
 
@@ -103,7 +97,7 @@ def _train(tmp_path: Path, out: str, ranks: int, *extra: str) -> subprocess.Comp
            "--no_progress", "--out_dir", str(tmp_path / out), "--eval_interval=10", "--eval_iters=2",
            "--lr_decay_iters=20", "--warmup_iters=2", *extra]   # one schedule, whatever max_iters
     if ranks > 1:
-        cmd = [_mpiexec(), "-n", str(ranks)] + cmd
+        cmd = [find_mpiexec(), "-n", str(ranks)] + cmd
     return subprocess.run(cmd, env=_env(), timeout=600, cwd=tmp_path, capture_output=True, text=True)
 
 
@@ -200,7 +194,7 @@ def test_a_killed_rank_ends_the_job_and_leaves_the_checkpoint_intact(tmp_path):
     import time
     from gpt.checkpoint import load_checkpoint
     text = _text(tmp_path)
-    cmd = [_mpiexec(), "-n", "2", sys.executable, "-m", "gpt", "train", "--preset", "tiny", "--data", str(text),
+    cmd = [find_mpiexec(), "-n", "2", sys.executable, "-m", "gpt", "train", "--preset", "tiny", "--data", str(text),
            "--no_progress", "--out_dir", str(tmp_path / "k"), "--eval_interval=5", "--eval_iters=1",
            "--max_iters=100000"]
     proc = subprocess.Popen(cmd, env=_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -23,6 +23,7 @@ import contextlib
 import errno
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -137,6 +138,23 @@ def remove_stale_temps(folder: str | os.PathLike, older_than: float | None = Non
             continue          # gone already, or not ours to delete: leave it
         removed.append(p)
     return removed
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Append ``record`` to ``path`` as one JSON line and fsync it (logs such as ``log.jsonl``).
+
+    The line goes out in one ``write`` to an ``O_APPEND`` descriptor, so a crash leaves the whole line or at
+    worst a torn last line, which a reader can recognise and skip (``gpt.train.read_log`` does).
+    """
+    line = (json.dumps(record) + "\n").encode("utf-8")
+    with writing(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            while line:
+                line = line[os.write(fd, line):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def fsync_dir(path: str | os.PathLike) -> None:

@@ -45,7 +45,7 @@ import tinytensor as tt
 from tinytensor import functional as F
 from tinytensor import nn, optim
 from tinytensor.errors import ConfigError, FileFormatError, ShapeError
-from tinytensor.fileio import atomic_write_bytes
+from tinytensor.fileio import append_jsonl, atomic_write_bytes
 
 from .. import lora
 from ..checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
@@ -452,7 +452,7 @@ def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool 
             record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                       "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": step_lr,
                       "train_seconds": round(train_s, 3), "skipped_steps": skipped}
-            _append_log(out_dir / LOG_FILE, record)
+            append_jsonl(out_dir / LOG_FILE, record)
             log.append(record)
             improved = (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
             bar.write(f"epoch {epoch}: train loss {record['train_loss']:.4f} acc {100 * record['train_accuracy']:.2f} %,"
@@ -494,13 +494,6 @@ def _save(out_dir: Path, step: int, model: GPTClassifier, tok, state: dict) -> N
         lora.save_adapters(model, out_dir / LORA_DIR,
                            extra={"base": state["base"], "base_config": dataclasses.asdict(model.config),
                                   "num_classes": model.num_classes, "labels": state["labels"]})
-
-
-def _append_log(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 # ===================================================================================== inference

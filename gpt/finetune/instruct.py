@@ -31,12 +31,11 @@ import numpy as np
 import tinytensor as tt
 from tinytensor import functional as F
 from tinytensor.errors import ConfigError, FileFormatError, UsageError
-from tinytensor.fileio import atomic_write_text
+from tinytensor.fileio import append_jsonl, atomic_write_text
 
 from ..checkpoint import save_checkpoint
 from ..model import GPT
 from ..sample import stream_text
-from ..train import _append_log
 from ..windows import EpochLoader, perplexity
 from .classify import load_base
 from .instruct_data import (IGNORE_INDEX, InstructionDataset, collate, eos_id, format_entry,
@@ -253,7 +252,7 @@ def finetune_instruct(cfg: InstructConfig, progress=print) -> dict:
         rec = {"step": step, "epoch": epoch, "loss": loss, "train_loss": est["train"], "val_loss": est["val"],
                "train_ppl": perplexity(est["train"]), "val_ppl": perplexity(est["val"]),
                "elapsed_s": round(time.perf_counter() - t0, 3)}
-        _append_log(log_path, rec)
+        append_jsonl(log_path, rec)
         progress(f"epoch {epoch + 1} step {step}: train loss {est['train']:.4f}, val loss {est['val']:.4f}")
 
     t_train = time.perf_counter()
