@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if fmt == "dot":
         atomic_write_text(out, g.to_dot(args.highlight))
     else:
-        g.render(out.with_suffix("." + fmt) if not args.out else out, args.highlight)
+        g.render(out, args.highlight)
     print(g.summary().splitlines()[0])
     print(f"wrote {out}")
     return 0
