@@ -56,7 +56,8 @@ class PretrainConfig:
         lines_frac: the share of training rows drawn from ``lines`` (None: their share of the tokens).
         tokenizer: a saved tokenizer with the four specials (None: learn a BPE of ``vocab_size`` ids from
             the training texts).
-        vocab_size, n_layer, n_head, n_embd, block_size, d_ff, dropout: the model (see BertConfig).
+        vocab_size, n_layer, n_head, n_embd, block_size, d_ff, dropout, norm_first: the model (see
+            BertConfig; norm_first False is BERT's post-LN).
         max_iters, batch_size, lr, min_lr, warmup_iters, weight_decay, grad_clip: AdamW with linear
             warmup and cosine decay to ``min_lr``.
         eval_interval, eval_windows: evaluate (and checkpoint) every so many steps, on at most this many
@@ -75,6 +76,7 @@ class PretrainConfig:
     block_size: int = 64
     d_ff: int = 0
     dropout: float = 0.1
+    norm_first: bool = False
     max_iters: int = 2000
     batch_size: int = 32
     lr: float = 1e-3
@@ -207,7 +209,8 @@ def pretrain(cfg: PretrainConfig, progress: bool = True, quiet: bool = False) ->
     corpus = build_corpus(text, cfg.lines, tok, cfg.block_size)
     sp = corpus.specials
     config = BertConfig(vocab_size=tok.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
-                        n_head=cfg.n_head, n_embd=cfg.n_embd, d_ff=cfg.d_ff, dropout=cfg.dropout, pad_id=sp.pad)
+                        n_head=cfg.n_head, n_embd=cfg.n_embd, d_ff=cfg.d_ff, dropout=cfg.dropout, pad_id=sp.pad,
+                        norm_first=cfg.norm_first)
     model = Bert(config, seed=cfg.seed)
     n_line_tok = sum(len(r) for r in corpus.lines)
     lines_frac = cfg.lines_frac if cfg.lines_frac is not None else n_line_tok / (n_line_tok + len(corpus.train))
