@@ -25,6 +25,7 @@ from pathlib import Path
 
 from benchmarks._util import machine_info, machine_line, write_json_atomic
 from gpt.bert import BertClassifyConfig, PretrainConfig, fill, finetune_bert_classifier, pretrain, train_tokenizer
+from gpt.bert.io import META
 from gpt.bert.pretrain import VAL_FRAC
 from gpt.data import resolve_text
 from gpt.finetune import spam
@@ -50,7 +51,9 @@ def main(argv=None) -> int:
     ap.add_argument("--eval_interval", type=int, default=500)
     ap.add_argument("--ft_lrs", default="1e-4,3e-4")
     ap.add_argument("--ft_epochs", default="6")
+    ap.add_argument("--ft_dropouts", default="0.1")
     ap.add_argument("--ft_batch_size", type=int, default=16)
+    ap.add_argument("--reuse", action="store_true", help="keep WORK/mlm from an earlier run (fine-tune only)")
     ap.add_argument("--seed", type=int, default=1337)
     args = ap.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="bert-tasks-"))
@@ -58,9 +61,49 @@ def main(argv=None) -> int:
     out = {"machine": machine_info(), "threads": os.environ.get("TINYTENSOR_NUM_THREADS"), "args": vars(args)}
     print(machine_line(out["machine"]), f"threads {out['threads']}", flush=True)
 
+    sms_train = [r.text for r in spam.book_split(spam.read_spam_tsv(spam.resolve_spam_data()))["train"]]
+    if args.reuse and (work / "mlm" / META).is_file():
+        prev = json.loads(Path(args.json).read_text(encoding="utf-8")) if Path(args.json).is_file() else {}
+        out["mlm"] = {**prev.get("mlm", {}), "reused": str(work / "mlm")}
+        out["mlm_args"] = prev.get("mlm_args", prev.get("args"))
+    else:
+        out["mlm"] = run_pretraining(work, sms_train, args)
+        out["mlm_args"] = vars(args)
+    write_json_atomic(args.json, out)
+
+    candidates = []
+    grid = [(float(lr), int(ep), float(dr)) for lr in args.ft_lrs.split(",") for ep in args.ft_epochs.split(",")
+            for dr in args.ft_dropouts.split(",")]
+    for lr, epochs, dropout in grid:
+        cfg = BertClassifyConfig(init_from=str(work / "mlm"), epochs=epochs, lr=lr, dropout=dropout,
+                                 out_dir=str(work / f"spam-lr{lr:g}-e{epochs}-d{dropout:g}"),
+                                 batch_size=args.ft_batch_size)
+        t0 = time.perf_counter()
+        r = finetune_bert_classifier(cfg, progress=False, quiet=True)   # quiet: no test report shown
+        candidates.append((r, cfg, time.perf_counter() - t0))
+        print(f"candidate lr {lr:g} epochs {epochs} dropout {dropout:g}: best val {100 * r.val['accuracy']:.2f} % "
+              f"(loss {r.val['loss']:.4f}, epoch {r.best_epoch})", flush=True)
+    best, cfg, wall = max(candidates, key=lambda c: (c[0].val["accuracy"], -c[0].val["loss"]))
+    out["spam"] = {"chosen": {"lr": cfg.lr, "epochs": cfg.epochs, "dropout": cfg.dropout,
+                              "best_epoch": best.best_epoch},
+                   "val_accuracy": best.val["accuracy"], "test_accuracy": best.test["accuracy"],
+                   "test_correct": round(best.test["accuracy"] * best.test["n"]), "test_n": best.test["n"],
+                   "test_confusion": best.test["confusion"], "test_precision": best.test["precision"],
+                   "test_recall": best.test["recall"], "finetune_wall_s": round(wall, 1),
+                   "candidates_val_only": [{"lr": c.lr, "epochs": c.epochs, "dropout": c.dropout,
+                                            "val_accuracy": r.val["accuracy"], "val_loss": r.val["loss"],
+                                            "best_epoch": r.best_epoch}
+                                           for r, c, _ in candidates]}
+    write_json_atomic(args.json, out)
+    print(json.dumps({"mlm": {k: out["mlm"][k] for k in ("val_masked_accuracy", "unigram_baseline")},
+                      "spam": {k: out["spam"][k] for k in ("chosen", "val_accuracy", "test_accuracy")}}, indent=1))
+    return 0
+
+
+def run_pretraining(work: Path, sms_train: list, args) -> dict:
+    """Steps 1 and 2 of the module docstring; the pretraining figures."""
     text_path = resolve_text("tinyshakespeare")
     text = text_path.read_text(encoding="utf-8")
-    sms_train = [r.text for r in spam.book_split(spam.read_spam_tsv(spam.resolve_spam_data()))["train"]]
     t0 = time.perf_counter()
     tok = train_tokenizer(text[:int(len(text) * (1 - VAL_FRAC))] + ("\n" + "\n".join(sms_train)) * args.tok_sms_repeat,
                           args.vocab_size)
@@ -75,34 +118,9 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     res = pretrain(pcfg, progress=False)
     pre_s = time.perf_counter() - t0
-    out["mlm"] = {"val_masked_accuracy": res.accuracy, "unigram_baseline": res.baseline, "val_loss": res.val_loss,
-                  "n_masked": res.n_masked, "tokenizer_seconds": round(tok_s, 1), "pretrain_wall_s": round(pre_s, 1),
-                  "log": res.log, "fill": {p: fill(str(work / "mlm"), p, top_k=3) for p in PROMPTS}}
-    write_json_atomic(args.json, out)
-
-    candidates = []
-    for lr in (float(s) for s in args.ft_lrs.split(",")):
-        for epochs in (int(s) for s in args.ft_epochs.split(",")):
-            cfg = BertClassifyConfig(init_from=str(work / "mlm"), out_dir=str(work / f"spam-lr{lr:g}-e{epochs}"),
-                                     epochs=epochs, lr=lr, batch_size=args.ft_batch_size)
-            t0 = time.perf_counter()
-            r = finetune_bert_classifier(cfg, progress=False, quiet=True)   # quiet: no test report shown
-            candidates.append((r, cfg, time.perf_counter() - t0))
-            print(f"candidate lr {lr:g} epochs {epochs}: best val {100 * r.val['accuracy']:.2f} % "
-                  f"(loss {r.val['loss']:.4f}, epoch {r.best_epoch})", flush=True)
-    best, cfg, wall = max(candidates, key=lambda c: (c[0].val["accuracy"], -c[0].val["loss"]))
-    out["spam"] = {"chosen": {"lr": cfg.lr, "epochs": cfg.epochs, "best_epoch": best.best_epoch},
-                   "val_accuracy": best.val["accuracy"], "test_accuracy": best.test["accuracy"],
-                   "test_correct": round(best.test["accuracy"] * best.test["n"]), "test_n": best.test["n"],
-                   "test_confusion": best.test["confusion"], "test_precision": best.test["precision"],
-                   "test_recall": best.test["recall"], "finetune_wall_s": round(wall, 1),
-                   "candidates_val_only": [{"lr": c.lr, "epochs": c.epochs, "val_accuracy": r.val["accuracy"],
-                                            "val_loss": r.val["loss"], "best_epoch": r.best_epoch}
-                                           for r, c, _ in candidates]}
-    write_json_atomic(args.json, out)
-    print(json.dumps({"mlm": {k: out["mlm"][k] for k in ("val_masked_accuracy", "unigram_baseline")},
-                      "spam": {k: out["spam"][k] for k in ("chosen", "val_accuracy", "test_accuracy")}}, indent=1))
-    return 0
+    return {"val_masked_accuracy": res.accuracy, "unigram_baseline": res.baseline, "val_loss": res.val_loss,
+            "n_masked": res.n_masked, "tokenizer_seconds": round(tok_s, 1), "pretrain_wall_s": round(pre_s, 1),
+            "log": res.log, "fill": {p: fill(str(work / "mlm"), p, top_k=3) for p in PROMPTS}}
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     cfg = PretrainConfig(data="input.txt", out_dir="out-bert", max_iters=2000)
     result = pretrain(cfg)                   # log.jsonl, bert.json + bert.safetensors + tokenizer.json
     result.accuracy, result.baseline         # masked-token accuracy on the val split, and the unigram's
-    fill("out-bert", "To be or not to [MASK]", top_k=5)    # [[("be", 0.41), ...]]
+    fill("out-bert", "To be or not to [MASK]", top_k=5)    # [[(token, probability), ...]] per [MASK]
 
 The data: the text file's tokens, the first 90 % for training and the last 10 % for validation (as
 ``tinygpt train``). Each training row is a random window of ``block_size - 2`` training tokens framed
