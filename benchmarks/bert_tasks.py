@@ -17,6 +17,7 @@ unigram baseline) and SMS spam test accuracy with the [CLS] head.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from benchmarks._util import machine_info, machine_line, write_json_atomic
 from gpt.bert import BertClassifyConfig, PretrainConfig, fill, finetune_bert_classifier, pretrain, train_tokenizer
+from gpt.bert.classify import ensemble_report
 from gpt.bert.io import META
 from gpt.bert.pretrain import VAL_FRAC
 from gpt.data import resolve_text
@@ -53,6 +55,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ft_epochs", default="6")
     ap.add_argument("--ft_dropouts", default="0.1")
     ap.add_argument("--ft_batch_size", type=int, default=16)
+    ap.add_argument("--ensemble_seeds", default="", help="init seeds of an ensemble of the chosen setting (e.g. 1,2,3,4)")
     ap.add_argument("--reuse", action="store_true", help="keep WORK/mlm from an earlier run (fine-tune only)")
     ap.add_argument("--seed", type=int, default=1337)
     args = ap.parse_args(argv)
@@ -66,6 +69,7 @@ def main(argv=None) -> int:
         prev = json.loads(Path(args.json).read_text(encoding="utf-8")) if Path(args.json).is_file() else {}
         out["mlm"] = {**prev.get("mlm", {}), "reused": str(work / "mlm")}
         out["mlm_args"] = prev.get("mlm_args", prev.get("args"))
+        out["previous_spam"] = prev.get("spam")
     else:
         out["mlm"] = run_pretraining(work, sms_train, args)
         out["mlm_args"] = vars(args)
@@ -95,6 +99,20 @@ def main(argv=None) -> int:
                                             "best_epoch": r.best_epoch}
                                            for r, c, _ in candidates]}
     write_json_atomic(args.json, out)
+    if args.ensemble_seeds:   # the chosen run plus one run per init seed; the mean probabilities decide
+        dirs = [cfg.out_dir]
+        for s in args.ensemble_seeds.split(","):
+            c = dataclasses.replace(cfg, init_seed=int(s), out_dir=f"{cfg.out_dir}-init{s}")
+            finetune_bert_classifier(c, progress=False, quiet=True)
+            dirs.append(c.out_dir)
+        val, test = ensemble_report(dirs, "val"), ensemble_report(dirs, "test")
+        out["spam_ensemble"] = {"members": len(dirs), "init_seeds": [cfg.seed] + [int(s) for s in
+                                                                                args.ensemble_seeds.split(",")],
+                                "val_accuracy": val["accuracy"], "test_accuracy": test["accuracy"],
+                                "test_correct": round(test["accuracy"] * test["n"]), "test_n": test["n"],
+                                "test_confusion": test["confusion"]}
+        write_json_atomic(args.json, out)
+        print(f"ensemble of {len(dirs)}: val {100 * val['accuracy']:.2f} %, test {100 * test['accuracy']:.2f} %")
     print(json.dumps({"mlm": {k: out["mlm"][k] for k in ("val_masked_accuracy", "unigram_baseline")},
                       "spam": {k: out["spam"][k] for k in ("chosen", "val_accuracy", "test_accuracy")}}, indent=1))
     return 0

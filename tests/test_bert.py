@@ -12,6 +12,7 @@ import tinytensor as tt
 from gpt.bert import (IGNORE_INDEX, Bert, BertClassifier, BertClassifyConfig, BertConfig, PretrainConfig, SpecialIds,
                       fill, finetune_bert_classifier, frame, load_bert, mask_tokens, pretrain, save_bert,
                       special_ids, train_tokenizer)
+from gpt.bert.classify import ensemble_report
 from gpt.bert.pretrain import unigram_argmax
 from gpt.cli import main
 from gpt.finetune.spam import Example
@@ -222,6 +223,8 @@ def test_classify_fine_tuning_and_predict(tmp_path, capsys):
     assert np.array(res.test["confusion"]).sum() == 16
     metrics = json.loads((tmp_path / "clf" / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] == res.test["accuracy"]
+    alone = ensemble_report([str(tmp_path / "clf")], "test", rows=_rows())     # an ensemble of one is the run
+    assert alone["confusion"] == res.test["confusion"]
     assert main(["bert", "predict", "--out_dir", str(tmp_path / "clf"), "WINNER!! claim your FREE prize now",
                  "see you at six"]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -31,7 +31,7 @@ from tinytensor.fileio import append_jsonl, atomic_write_bytes
 
 from ..data import encode
 from ..finetune import spam
-from ..finetune.classify import ClassifyResult, evaluate, format_report, step_lr_at
+from ..finetune.classify import ClassifyResult, confusion_report, evaluate, format_report, step_lr_at
 from .io import load_bert, read_meta, save_bert
 from .masking import frame, special_ids
 from .model import BertClassifier
@@ -50,7 +50,9 @@ class BertClassifyConfig:
         epochs, batch_size, lr, weight_decay, lr_schedule, warmup_steps, grad_clip: AdamW over every parameter.
         dropout: while fine-tuning (replaces the pretraining config's).
         max_len: ``[CLS] text [SEP]`` cut to this many tokens (None: the model's block_size).
-        seed: the split (the book's 123), shuffling and the head's init.
+        seed: the split (the book's 123), and shuffling and the head's init unless ``init_seed`` is given.
+        init_seed: shuffling and the head's init (None: ``seed``); several runs that differ only here
+            make an ensemble (:func:`ensemble_report`) on the same split.
     """
     init_from: str
     out_dir: str
@@ -65,6 +67,7 @@ class BertClassifyConfig:
     dropout: float = 0.1
     max_len: int | None = None
     seed: int = spam.BOOK_SEED
+    init_seed: int | None = None
     eval_batch_size: int = 64
 
     def __post_init__(self):
@@ -95,7 +98,8 @@ def finetune_bert_classifier(cfg: BertClassifyConfig, progress: bool = True, qui
     if read_meta(cfg.init_from).get("task") != "mlm":
         raise ConfigError(f"{cfg.init_from} is already a classifier; start from a `tinygpt bert pretrain` run")
     bert, tok, _ = load_bert(cfg.init_from, dropout=cfg.dropout)
-    model = BertClassifier(bert, len(spam.LABELS), seed=cfg.seed)
+    init_seed = cfg.seed if cfg.init_seed is None else cfg.init_seed
+    model = BertClassifier(bert, len(spam.LABELS), seed=init_seed)
     max_len = min(cfg.max_len or bert.config.block_size, bert.config.block_size)
     pad = special_ids(tok).pad
     rows = rows if rows is not None else spam.read_spam_tsv(spam.resolve_spam_data(cfg.data))
@@ -114,7 +118,7 @@ def finetune_bert_classifier(cfg: BertClassifyConfig, progress: bool = True, qui
     atomic_write_bytes(out_dir / LOG_FILE, b"")
     state = {"labels": list(spam.LABELS), "max_len": max_len, "base": str(cfg.init_from),
              "classify_config": dataclasses.asdict(cfg)}
-    shuffle = np.random.default_rng([cfg.seed, 1])
+    shuffle = np.random.default_rng([init_seed, 1])
     best = {"epoch": 0, "accuracy": -1.0, "loss": math.inf}
     log, step, train_s = [], 0, 0.0
     for epoch in range(1, cfg.epochs + 1):
@@ -166,6 +170,20 @@ def classify_texts(out_dir, texts: list[str]) -> list[tuple[str, float]]:
     return [(doc["labels"][int(np.argmax(p))], float(np.max(p))) for p in probs]
 
 
+def ensemble_report(out_dirs: list, split: str = "test", data: str | None = None, rows: list | None = None,
+                    seed: int = spam.BOOK_SEED) -> dict:
+    """The report (:func:`gpt.finetune.classify.confusion_report`) of the mean class probabilities of several
+    fine-tuned runs on one split of the book's split with ``seed``; each run frames texts to its own max_len."""
+    rows = rows if rows is not None else spam.read_spam_tsv(spam.resolve_spam_data(data))
+    part = spam.book_split(rows, seed)[split]
+    probs = []
+    for d in out_dirs:
+        model, tok, doc = load_bert(d)
+        probs.append(_probabilities(model, encode_rows(part, tok, doc["max_len"]), special_ids(tok).pad))
+    labels = np.array([r.label for r in part])
+    return confusion_report(labels, np.argmax(np.mean(probs, axis=0), axis=-1), len(spam.LABELS))
+
+
 def _probabilities(model: BertClassifier, enc: spam.Encoded, pad: int) -> np.ndarray:
     rows = []
     with tt.no_grad():
@@ -177,4 +195,4 @@ def _probabilities(model: BertClassifier, enc: spam.Encoded, pad: int) -> np.nda
     return p / p.sum(axis=-1, keepdims=True)
 
 
-__all__ = ["BertClassifyConfig", "finetune_bert_classifier", "encode_rows", "classify_texts"]
+__all__ = ["BertClassifyConfig", "finetune_bert_classifier", "encode_rows", "classify_texts", "ensemble_report"]
