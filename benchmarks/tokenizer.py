@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks._util import machine_info
 from tinytensor.fileio import atomic_write_text
 from tokenizer import GPT4_PATTERN, BPETokenizer, load_gpt2
 
@@ -158,7 +159,8 @@ def _table(result: dict) -> str:
             f"{r['ratio_cold']:>9.2f}x{r['ratio_warm']:>9.2f}x"
         )
     h = result["huge_word"]
-    lines.append(f"one {h['chars']:,}-letter word: ours {h['ours_s']:.2f} s, tiktoken {h['tiktoken_s']:.2f} s")
+    if h is not None:
+        lines.append(f"one {h['chars']:,}-letter word: ours {h['ours_s']:.2f} s, tiktoken {h['tiktoken_s']:.2f} s")
     lines += [
         "",
         "Training on Tiny Shakespeare, GPT-4 split (seconds, median)",
@@ -186,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tokenizer", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per measurement (default 5)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (atomically)")
+    parser.add_argument("--encode-only", action="store_true",
+                        help="only the GPT-2 encoding row (no training, no 4096-token row, no huge word)")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -199,18 +203,18 @@ def main(argv: list[str] | None = None) -> int:
 
     train_rows = []
     trained = None
-    for vocab_size in (512, 4096):
+    for vocab_size in () if args.encode_only else (512, 4096):
         row, tok = bench_train(text, vocab_size, max(1, min(args.rounds, 3)))
         train_rows.append(row)
         trained = tok
         print(f"trained {vocab_size}: ours {row['ours_s']:.2f} s, HF {row['hf_s']:.2f} s", file=sys.stderr)
-    encode_rows = [
-        bench_encode("GPT-2 (50257)", gpt2, text, args.rounds),
-        bench_encode("ours, gpt4 split (4096)", trained, text, args.rounds),
-    ]
+    encode_rows = [bench_encode("GPT-2 (50257)", gpt2, text, args.rounds)]
+    if trained is not None:
+        encode_rows.append(bench_encode("ours, gpt4 split (4096)", trained, text, args.rounds))
     result = {
         "question": "pure-Python BPE vs tiktoken (encode) and HF tokenizers (train) on Tiny Shakespeare",
         "machine": {
+            **machine_info(),
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
@@ -219,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "rounds": args.rounds,
         "encode": encode_rows,
-        "huge_word": bench_huge_word(gpt2),
+        "huge_word": None if args.encode_only else bench_huge_word(gpt2),
         "train": train_rows,
         "targets": {"encode_ratio_min": TARGET_ENCODE_RATIO, "train_ratio_max": TARGET_TRAIN_RATIO},
     }
