@@ -90,7 +90,7 @@ class Checkpoint:
 
     def build_model(self) -> GPT:
         """A GPT with this checkpoint's config and weights (and its dropout stream, if saved)."""
-        model = GPT(self.model_config, seed=0)
+        model = GPT(self.model_config, seed=0, init=False)   # every weight is loaded next
         self.load_weights(model)
         rng_state = self.state.get("rng", {}).get("dropout")
         if rng_state is not None:

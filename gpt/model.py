@@ -35,9 +35,12 @@ class GPT(nn.Module):
         config: the model's shape.
         seed: seeds the weight init and (through a separate stream) dropout. With ``None`` the init
             draws from tinytensor's default generator (``tt.manual_seed``).
+        init: ``False`` skips the random init (``np.empty`` weights) for weights that are loaded next
+            (:meth:`from_pretrained`); such a model refuses to run until :meth:`load_state_dict` has
+            filled every parameter.
     """
 
-    def __init__(self, config: GPTConfig, seed: int | None = None):
+    def __init__(self, config: GPTConfig, seed: int | None = None, *, init: bool = True):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise DTypeError(f"GPT needs a GPTConfig, got {type(config).__name__}")
@@ -50,16 +53,19 @@ class GPT(nn.Module):
         self.dropout_rng = np.random.default_rng(dropout_seq)
 
         self.transformer = nn.Module()
-        self.transformer.wte = nn.Embedding(config.vocab_size, config.n_embd, rng=rng)   # [V, C]
-        self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd, rng=rng)   # [block_size, C]
+        self.transformer.wte = nn.Embedding(config.vocab_size, config.n_embd, rng=rng, init=init)   # [V, C]
+        self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd, rng=rng, init=init)   # [block_size, C]
         self.transformer.drop = nn.Dropout(config.dropout, rng=self.dropout_rng)
-        self.transformer.h = nn.ModuleList(Block(config, rng, self.dropout_rng) for _ in range(config.n_layer))
+        self.transformer.h = nn.ModuleList(Block(config, rng, self.dropout_rng, init) for _ in range(config.n_layer))
         self.transformer.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False, rng=rng)  # [V, C]
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False, rng=rng, init=init)  # [V, C]
         # weight tying: one Parameter, listed once as transformer.wte.weight
         self.lm_head.weight = self.transformer.wte.weight
 
-        self._init_weights(rng)
+        # weights that are about to be loaded need no random draws (most of a load's time otherwise)
+        self._weights_unset = not init
+        if init:
+            self._init_weights(rng)
 
     def _init_weights(self, rng: np.random.Generator) -> None:
         """GPT-2 init: weights N(0, 0.02), biases 0, LayerNorm (1, 0); residual projections N(0, 0.02/√(2·n_layer))."""
@@ -73,6 +79,13 @@ class GPT(nn.Module):
                 p.data[...] = 1.0
             else:                               # Linear weights and embeddings (wte is also lm_head)
                 p.data[...] = rng.normal(0.0, 0.02, size=p.shape)
+
+    def load_state_dict(self, state, strict: bool = True) -> None:
+        """:meth:`tinytensor.nn.Module.load_state_dict`; a model built with ``init=False`` becomes usable
+        once every parameter has been loaded."""
+        super().load_state_dict(state, strict)
+        if all(name in state for name, _ in self.named_parameters()):
+            self._weights_unset = False
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the position embeddings (nanoGPT's convention).
@@ -119,6 +132,9 @@ class GPT(nn.Module):
         A classification head reads these (e.g. at the last real token); ``forward`` applies ``lm_head``.
         Arguments as :meth:`forward`.
         """
+        if self._weights_unset:
+            raise UsageError("this GPT was built with init=False (uninitialised weights) and its weights were "
+                             "never loaded: call load_state_dict with every parameter, or build it with init=True")
         idx = _as_ids(idx, "idx")
         if idx.ndim != 2:
             raise ShapeError(f"GPT.forward: idx must be [B, T], got shape {idx.shape}")
@@ -158,7 +174,7 @@ class GPT(nn.Module):
         config_dict = hf.read_config(folder)
         config = hf.config_from_hf(config_dict, dropout, str(folder / hf.CONFIG_NAME))
         hf.check_config_fits_weights(config, folder, str(folder / hf.CONFIG_NAME))   # before allocating it
-        model = cls(config, seed=0)
+        model = cls(config, seed=0, init=False)   # every weight is loaded next
         hf.load_pretrained_into(model, folder, hf=config_dict)
         model.eval()
         return model
