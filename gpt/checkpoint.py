@@ -286,6 +286,7 @@ def _check_weights(path: Path, config: GPTConfig, weights: dict[str, np.ndarray]
     blocks = pre + "transformer.h."
     implied["n_layer"] = len({k[len(blocks):].split(".")[0] for k in weights if k.startswith(blocks)})
     implied["bias"] = pre + "transformer.ln_f.bias" in weights
+    implied["tie_weights"] = pre + "lm_head.weight" not in weights     # a tied head is stored once, as wte
     differ = {k: (getattr(c, k), v) for k, v in implied.items() if getattr(c, k) != v}
     if differ:
         raise FileFormatError(f"{where} does not match {path / 'model.safetensors'}: "

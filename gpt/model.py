@@ -4,7 +4,8 @@ Read top to bottom: the config, the model with its init, forward, optimizer setu
 the next-token sampler. The blocks it stacks (attention, MLP, pre-LN block) are in :mod:`gpt.blocks`. Parameter names are GPT-2's as nanoGPT spells them
 (``transformer.wte.weight``, ``transformer.h.0.attn.c_attn.weight`` [3C, C], ...), weights in PyTorch's
 ``Linear`` layout ``[out, in]``, so GPT-2 state dicts map one to one. ``lm_head.weight`` is the same
-Parameter as ``transformer.wte.weight`` (weight tying) and is listed once, under the ``wte`` name.
+Parameter as ``transformer.wte.weight`` (weight tying) and is listed once, under the ``wte`` name; with
+``GPTConfig(tie_weights=False)`` (the book's ``GPTModel``) it is a Parameter of its own.
 
 Shapes: B batch, T time (sequence), C channels (n_embd), H heads, D = C / H head size, V vocab,
 S keys seen by attention (T, or more with a KV cache).
@@ -29,7 +30,7 @@ __all__ = ["GPT", "GPTConfig", "KVCache", "NonFiniteLogitsError", "load_pretrain
 
 
 class GPT(nn.Module):
-    """The GPT-2 architecture: embeddings, ``n_layer`` pre-LN blocks, final LayerNorm, tied LM head.
+    """The GPT-2 architecture: embeddings, ``n_layer`` pre-LN blocks, final LayerNorm, LM head (tied to ``wte`` unless ``config.tie_weights`` is False).
 
     Args:
         config: the model's shape.
@@ -59,13 +60,14 @@ class GPT(nn.Module):
         self.transformer.h = nn.ModuleList(Block(config, rng, self.dropout_rng, init) for _ in range(config.n_layer))
         self.transformer.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False, rng=rng, init=init)  # [V, C]
-        # weight tying: one Parameter, listed once as transformer.wte.weight
-        self.lm_head.weight = self.transformer.wte.weight
+        if config.tie_weights:  # weight tying: one Parameter, listed once as transformer.wte.weight
+            self.lm_head.weight = self.transformer.wte.weight
 
         # weights that are about to be loaded need no random draws (most of a load's time otherwise)
         self._weights_unset = not init
-        if init:
+        if init and config.weight_init == "gpt2":
             self._init_weights(rng)
+        # weight_init="torch": keep the draws the modules made (Embedding N(0, 1), Linear ±1/√fan_in)
 
     def _init_weights(self, rng: np.random.Generator) -> None:
         """GPT-2 init: weights N(0, 0.02), biases 0, LayerNorm (1, 0); residual projections N(0, 0.02/√(2·n_layer))."""
@@ -77,7 +79,7 @@ class GPT(nn.Module):
                 p.data[...] = 0.0
             elif "ln_" in name:                 # LayerNorm weights (ln_1, ln_2, ln_f)
                 p.data[...] = 1.0
-            else:                               # Linear weights and embeddings (wte is also lm_head)
+            else:                               # Linear weights and embeddings (wte is also a tied lm_head)
                 p.data[...] = rng.normal(0.0, 0.02, size=p.shape)
 
     def load_state_dict(self, state, strict: bool = True) -> None:
