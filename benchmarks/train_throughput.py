@@ -1,6 +1,6 @@
 """Question: how many training tokens per second does tinytensor do, against PyTorch eager, on this CPU?
 
-    python -m benchmarks.train_throughput --preset baby [--iters 20] [--rounds 5] [--compile] [--json PATH]
+    python -m benchmarks.train_throughput --preset baby [--iters 20] [--rounds 5] [--compile] [--dropout P] [--json PATH]
 
 Same config, same batches (random token ids: speed does not depend on the text), same AdamW, same thread
 count. Each round of each framework runs in a fresh worker process, so each one's peak RSS is its own
@@ -109,9 +109,14 @@ def _torch_worker(cfg: dict, compile: bool = False):
     return step, None, None
 
 
-def worker(kind: str, preset: str) -> None:
+def _config(preset: str, dropout: float | None) -> dict:
+    """The preset's sizes, with its dropout replaced when ``dropout`` is given."""
+    return {**PRESETS[preset], **({} if dropout is None else {"dropout": dropout})}
+
+
+def worker(kind: str, preset: str, dropout: float | None = None) -> None:
     """Line protocol on stdin/stdout: `run N` -> JSON {seconds, loss}; `rss` -> JSON; `profile`; `quit`."""
-    cfg = PRESETS[preset]
+    cfg = _config(preset, dropout)
     if kind == "tinytensor":
         step, profile, _ = _tt_worker(cfg)
     else:
@@ -145,10 +150,11 @@ def worker(kind: str, preset: str) -> None:
 
 
 class _Worker:
-    def __init__(self, kind: str, preset: str):
+    def __init__(self, kind: str, preset: str, dropout: float | None = None):
         self.kind = kind
+        extra = [] if dropout is None else ["--dropout", repr(dropout)]
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.train_throughput", "--worker", kind,
-                                      "--preset", preset], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      "--preset", preset, *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, bufsize=1)
         self._read()
 
@@ -182,15 +188,17 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true", help="also print tinytensor's per-op profile of one step")
     ap.add_argument("--compile", action="store_true", help="also PyTorch with torch.compile (a failure to "
                     "compile is recorded with its reason, not raised)")
+    ap.add_argument("--dropout", type=float, default=None, help="replace the preset's dropout (shakespeare-char: "
+                    "0.2; with 0 PyTorch takes its flash-attention path)")
     ap.add_argument("--worker", choices=["tinytensor", "torch", "torch-compile"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.preset)
+        worker(args.worker, args.preset, args.dropout)
         return 0
 
     from benchmarks._util import machine_info, write_json_atomic
 
-    cfg = PRESETS[args.preset]
+    cfg = _config(args.preset, args.dropout)
     iters = args.iters or (20 if args.preset == "baby" else 3)
     tokens = iters * cfg["batch_size"] * cfg["block_size"]
     kinds = ["tinytensor"]
@@ -212,7 +220,7 @@ def main(argv=None) -> int:
         for k in kinds:
             if k in failed:
                 continue
-            w = _Worker(k, args.preset)
+            w = _Worker(k, args.preset, args.dropout)
             try:
                 res = w.ask("run 1")                # warm-up step: allocator, Numba cache load, torch.compile
                 if "error" not in res:
@@ -231,7 +239,7 @@ def main(argv=None) -> int:
                   f"loss {res['loss']:.3f}", flush=True)
     prof = None
     if args.profile:
-        w = _Worker("tinytensor", args.preset)
+        w = _Worker("tinytensor", args.preset, args.dropout)
         try:
             w.ask("run 2")
             prof = w.ask("profile")["table"]
