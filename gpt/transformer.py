@@ -29,7 +29,7 @@ import numpy as np
 import tinytensor as tt
 import tinytensor.functional as F
 from tinytensor import nn
-from tinytensor.errors import ConfigError, DTypeError, ShapeError
+from tinytensor.errors import ConfigError, DTypeError, ShapeError, UsageError
 
 from .layers import DecoderLayer, EncoderLayer, LayerCache
 
@@ -89,7 +89,7 @@ def _ids(x, name: str, max_len: int, vocab_size: int) -> np.ndarray:
         raise ShapeError(f"Transformer: {name} has length {a.shape[1]}, longer than max_len {max_len}")
     if a.size and (a.min() < 0 or a.max() >= vocab_size):
         bad = a.min() if a.min() < 0 else a.max()
-        raise ShapeError(f"Transformer: {name} holds token id {bad}, outside [0, {vocab_size})")
+        raise UsageError(f"Transformer: {name} holds token id {bad}, outside [0, {vocab_size})")
     return a.astype(np.int64, copy=False)
 
 
@@ -113,7 +113,8 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(c.vocab_size, c.d_model, rng=rng)               # [V, C], shared and tied
         # N(0, C^-1/2): times sqrt(C) the inputs have unit variance, and the tied logits start small
         self.embed.weight.data[...] = rng.normal(0.0, c.d_model ** -0.5, size=self.embed.weight.shape)
-        self.pos = nn.SinusoidalPositions(c.max_len, c.d_model)                    # a buffer [max_len, C]
+        # a buffer [max_len, C], kept in float64 so a model cast to float64 (to_dtype) gets exact positions
+        self.pos = nn.SinusoidalPositions(c.max_len, c.d_model, dtype=np.float64)
         self.drop = nn.Dropout(c.dropout, rng=self.dropout_rng)
         layer_args = (c.d_model, c.n_head, c.d_ff, c.dropout, c.norm_first, c.activation)
         self.encoder = nn.ModuleList(EncoderLayer(*layer_args, rng=rng, dropout_rng=self.dropout_rng)
