@@ -69,6 +69,10 @@ class Task:
     def make(self, rng: np.random.Generator, lengths: tuple[int, int]) -> tuple[str, str]:  # pragma: no cover
         raise NotImplementedError
 
+    def longest(self, lengths: tuple[int, int] | None) -> int:
+        """The most characters a source or target of ``make(rng, lengths)`` can have."""
+        return (lengths or self.default_lengths)[1]
+
     def vocab(self) -> CharVocab:
         return CharVocab(self.chars)
 
@@ -126,6 +130,10 @@ class _Dates(Task):
             chars |= set(m) | set(m.lower())
         chars |= set("stndrh")
         super().__init__("dates", "".join(chars), (1, 1))
+
+    def longest(self, lengths):
+        # day 30 ("30th"), September and a four-digit year are the longest in every format
+        return max(len(f(datetime.date(2099, 9, 30))) for f in _FORMATS)
 
     def make(self, rng, lengths):
         d = _FIRST + datetime.timedelta(days=int(rng.integers(_DAYS)))

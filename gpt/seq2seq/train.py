@@ -5,7 +5,8 @@ exact match on held-out pairs.
     result = train(TrainSettings(task="reverse", out_dir="out-reverse", steps=2000))
     result["exact_match"]            # on 1,000 test pairs, lengths 10-30
 
-Every batch is fresh pairs from the task's train split (seeded by the run seed and the step). Every
+Every batch is fresh pairs from the task's train split (seeded by the run seed and the step; for copy /
+reverse all of one length, drawn per batch). Every
 ``eval_every`` steps the model decodes validation pairs; the best one so far is the checkpoint (chosen on
 validation, never on the test split), and a perfect validation score ``patience`` times in a row ends the
 run early. At the end the checkpoint is reloaded and scored on the test split, also on longer sequences
@@ -84,7 +85,7 @@ def collate(pairs: list[tuple[str, str]], vocab: CharVocab) -> tuple[np.ndarray,
 
 
 def translate(model: Transformer, vocab: CharVocab, texts: list[str], beam: int = 1,
-              batch_size: int = 100) -> list[str]:
+              batch_size: int = 500) -> list[str]:
     """Decode each text (greedy with ``beam=1``, else beam search) in batches of similar lengths."""
     out: list[str] = [""] * len(texts)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -112,6 +113,16 @@ def _lengths(task: Task, lengths):
     return lengths if task.name in ("copy", "reverse") else None
 
 
+def _batch_lengths(task: Task, lengths, rng: np.random.Generator):
+    """copy / reverse: one length per batch, drawn uniformly from the training range, so a batch has no
+    padding (half the work of a batch padded to its longest, and the attention needs no mask)."""
+    if task.name not in ("copy", "reverse"):
+        return lengths
+    lo, hi = lengths or task.default_lengths
+    n = int(rng.integers(lo, hi + 1))
+    return (n, n)
+
+
 def train(settings: TrainSettings) -> dict[str, Any]:
     """Train, keep the best-on-validation checkpoint in ``out_dir``, score it on the test split.
 
@@ -122,6 +133,10 @@ def train(settings: TrainSettings) -> dict[str, Any]:
     task = get_task(s.task)
     vocab = task.vocab()
     config = TransformerConfig(**{"vocab_size": len(vocab), **s.model})
+    longest = max(task.longest(s.train_lengths), task.longest(_lengths(task, s.test_lengths)))
+    if longest + 1 > config.max_len:       # + 1: the BOS before, or the EOS after, the target
+        raise ConfigError(f"max_len {config.max_len} is too short for {s.task}: its sequences have up to {longest} "
+                          f"characters, and the decoder adds a BOS (max_len >= {longest + 1})")
     model = Transformer(config, seed=s.seed)
     opt = model.configure_optimizer()
     out = Path(s.out_dir)
@@ -130,9 +145,11 @@ def train(settings: TrainSettings) -> dict[str, Any]:
     val = task.sample("val", s.eval_size, seed=s.seed, lengths=_lengths(task, s.test_lengths))
     _say(s, f"seq2seq {s.task}: {model.num_parameters():,} parameters, {s.steps} steps of {s.batch_size}")
     best, perfect, t0, tokens, step = -1.0, 0, time.perf_counter(), 0, 0
+    step_rng = np.random.default_rng([s.seed, 7])
     for step in range(1, s.steps + 1):
         model.train()
-        pairs = task.sample("train", s.batch_size, seed=s.seed * 1_000_003 + step, lengths=s.train_lengths)
+        pairs = task.sample("train", s.batch_size, seed=s.seed * 1_000_003 + step,
+                            lengths=_batch_lengths(task, s.train_lengths, step_rng))
         src, tgt_in, targets = collate(pairs, vocab)
         lr = noam_lr(step, config.d_model, s.warmup, s.lr_factor)
         for g in opt.param_groups:
