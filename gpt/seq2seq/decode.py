@@ -13,6 +13,7 @@ Beam search keeps ``beam`` hypotheses per source and ranks finished ones with GN
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,18 @@ class _Stepper:
             self.cache = [c.select(rows) for c in self.cache]
 
 
+@contextmanager
+def _inference(model: Transformer):
+    """Eval mode (no dropout) and no gradients while decoding; the model's mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with tt.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
 def _start(model: Transformer, src, max_new: int | None):
     if max_new is None:
         max_new = model.config.max_len
@@ -83,27 +96,22 @@ def greedy(model: Transformer, src, max_new: int | None = None, use_cache: bool 
     (default ``max_len``).
     """
     c = model.config
-    was_training = model.training
-    model.eval()
-    try:
-        with tt.no_grad():
-            memory, mask, max_new = _start(model, src, max_new)
-            B = memory.shape[0]
-            stepper = _Stepper(model, memory, mask, use_cache)
-            prefix = np.full((B, 1), c.bos_id, dtype=np.int64)                               # [B, 1]
-            logprob = np.zeros(B)
-            done = np.zeros(B, dtype=bool)
-            for _ in range(max_new):
-                lp = stepper.logprobs(prefix)                                                 # [B, V]
-                tok = lp.argmax(axis=-1)                                                      # [B]
-                logprob += np.where(done, 0.0, lp[np.arange(B), tok])
-                tok = np.where(done, c.pad_id, tok)
-                done |= tok == c.eos_id
-                prefix = np.concatenate([prefix, tok[:, None]], axis=1)                       # [B, t + 1]
-                if done.all():
-                    break
-    finally:
-        model.train(was_training)
+    with _inference(model):
+        memory, mask, max_new = _start(model, src, max_new)
+        B = memory.shape[0]
+        stepper = _Stepper(model, memory, mask, use_cache)
+        prefix = np.full((B, 1), c.bos_id, dtype=np.int64)                                   # [B, 1]
+        logprob = np.zeros(B)
+        done = np.zeros(B, dtype=bool)
+        for _ in range(max_new):
+            lp = stepper.logprobs(prefix)                                                     # [B, V]
+            tok = lp.argmax(axis=-1)                                                          # [B]
+            logprob += np.where(done, 0.0, lp[np.arange(B), tok])
+            tok = np.where(done, c.pad_id, tok)
+            done |= tok == c.eos_id
+            prefix = np.concatenate([prefix, tok[:, None]], axis=1)                           # [B, t + 1]
+            if done.all():
+                break
     out = []
     for b in range(B):
         row = prefix[b, 1:].tolist()
@@ -125,53 +133,48 @@ def beam_search(model: Transformer, src, beam: int = 4, alpha: float = 0.6, max_
         raise ConfigError(f"beam_search: beam must be an integer >= 1, got {beam!r}")
     c = model.config
     K = beam
-    was_training = model.training
-    model.eval()
-    try:
-        with tt.no_grad():
-            memory, mask, max_new = _start(model, src, max_new)
-            B = memory.shape[0]
-            rows = np.repeat(np.arange(B), K)                                                 # [B K]
-            stepper = _Stepper(model, tt.Tensor(memory.data[rows]), None if mask is None else mask[rows], use_cache)
-            prefix = np.full((B * K, 1), c.bos_id, dtype=np.int64)                           # [B K, 1]
-            scores = np.full((B, K), -np.inf)
-            scores[:, 0] = 0.0                      # one live hypothesis at first, not K copies of it
-            finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-            done = np.zeros(B, dtype=bool)
-            bound = length_penalty(max_new, alpha)
-            for step in range(max_new):
-                lp = stepper.logprobs(prefix)                                                 # [B K, V]
-                V = lp.shape[1]
-                cand = (scores[:, :, None] + lp.reshape(B, K, V)).reshape(B, K * V)          # [B, K V]
-                top = np.argsort(-cand, axis=1, kind="stable")[:, :2 * K]                    # [B, 2K]
-                keep_rows = np.repeat(np.arange(B) * K, K)                                    # filler: row b's first
-                keep_tok = np.full(B * K, c.pad_id, dtype=np.int64)
-                new_scores = np.full((B, K), -np.inf)
-                for b in np.flatnonzero(~done):
-                    alive = 0
-                    for rank, j in enumerate(top[b]):
-                        s = cand[b, j]
-                        if s == -np.inf or alive == K:
-                            break
-                        k, tok = divmod(int(j), V)
-                        if tok == c.eos_id:
-                            if rank < K:
-                                toks = prefix[b * K + k, 1:].tolist()
-                                finished[b].append(Hypothesis(toks, float(s), float(s / length_penalty(step + 1, alpha))))
-                            continue
-                        keep_rows[b * K + alive], keep_tok[b * K + alive] = b * K + k, tok
-                        new_scores[b, alive] = s
-                        alive += 1
-                    best = max((h.score for h in finished[b]), default=-np.inf)
-                    if len(finished[b]) >= K or alive == 0 or new_scores[b, 0] / bound < best:
-                        done[b] = True
-                if done.all():
-                    break
-                prefix = np.concatenate([prefix[keep_rows], keep_tok[:, None]], axis=1)      # [B K, t + 1]
-                stepper.select(keep_rows)
-                scores = new_scores
-    finally:
-        model.train(was_training)
+    with _inference(model):
+        memory, mask, max_new = _start(model, src, max_new)
+        B = memory.shape[0]
+        rows = np.repeat(np.arange(B), K)                                                 # [B K]
+        stepper = _Stepper(model, tt.Tensor(memory.data[rows]), None if mask is None else mask[rows], use_cache)
+        prefix = np.full((B * K, 1), c.bos_id, dtype=np.int64)                           # [B K, 1]
+        scores = np.full((B, K), -np.inf)
+        scores[:, 0] = 0.0                      # one live hypothesis at first, not K copies of it
+        finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+        done = np.zeros(B, dtype=bool)
+        bound = length_penalty(max_new, alpha)
+        for step in range(max_new):
+            lp = stepper.logprobs(prefix)                                                 # [B K, V]
+            V = lp.shape[1]
+            cand = (scores[:, :, None] + lp.reshape(B, K, V)).reshape(B, K * V)          # [B, K V]
+            top = np.argsort(-cand, axis=1, kind="stable")[:, :2 * K]                    # [B, 2K]
+            keep_rows = np.repeat(np.arange(B) * K, K)                                    # filler: row b's first
+            keep_tok = np.full(B * K, c.pad_id, dtype=np.int64)
+            new_scores = np.full((B, K), -np.inf)
+            for b in np.flatnonzero(~done):
+                alive = 0
+                for rank, j in enumerate(top[b]):
+                    s = cand[b, j]
+                    if s == -np.inf or alive == K:
+                        break
+                    k, tok = divmod(int(j), V)
+                    if tok == c.eos_id:
+                        if rank < K:
+                            toks = prefix[b * K + k, 1:].tolist()
+                            finished[b].append(Hypothesis(toks, float(s), float(s / length_penalty(step + 1, alpha))))
+                        continue
+                    keep_rows[b * K + alive], keep_tok[b * K + alive] = b * K + k, tok
+                    new_scores[b, alive] = s
+                    alive += 1
+                best = max((h.score for h in finished[b]), default=-np.inf)
+                if len(finished[b]) >= K or alive == 0 or new_scores[b, 0] / bound < best:
+                    done[b] = True
+            if done.all():
+                break
+            prefix = np.concatenate([prefix[keep_rows], keep_tok[:, None]], axis=1)      # [B K, t + 1]
+            stepper.select(keep_rows)
+            scores = new_scores
     out = []
     for b in range(B):
         hyps = finished[b]
