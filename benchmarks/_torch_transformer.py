@@ -32,6 +32,7 @@ def build(cfg: dict, seed: int = 0):
         def __init__(self):
             super().__init__()
             self.embed = tnn.Embedding(V, C, dtype=dtype)
+            tnn.init.normal_(self.embed.weight, 0.0, C ** -0.5)      # as ours (copy_from overwrites it anyway)
             self.register_buffer("pe", torch.tensor(pe, dtype=dtype))
             self.drop = tnn.Dropout(p)
             final = (lambda: tnn.LayerNorm(C, dtype=dtype)) if cfg["norm_first"] else (lambda: None)
