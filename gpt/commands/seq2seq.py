@@ -22,17 +22,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t = cmds.add_parser("train", help="train on a task; ends by printing the held-out exact match")
     t.add_argument("--task", required=True, help=f"one of: {', '.join(TASKS)}")
     t.add_argument("--out_dir", required=True, metavar="DIR", help="where the model, log.jsonl and result.json go")
-    t.add_argument("--steps", type=int, default=TrainSettings.steps, help="optimizer steps at most (default %(default)s)")
-    t.add_argument("--batch_size", type=int, default=TrainSettings.batch_size, help="pairs per step (default %(default)s)")
+    t.add_argument("--steps", type=int, default=TrainSettings.steps,
+                   help="optimizer steps at most (default %(default)s)")
+    t.add_argument("--batch_size", type=int, default=TrainSettings.batch_size,
+                   help="pairs per step (default %(default)s)")
     t.add_argument("--lr_factor", type=float, default=TrainSettings.lr_factor, help="the schedule's factor "
                    "(lr = factor d_model^-0.5 min(step^-0.5, step warmup^-1.5); default %(default)s)")
     t.add_argument("--warmup", type=int, default=TrainSettings.warmup, help="warm-up steps (default %(default)s)")
     t.add_argument("--eval_every", type=int, default=TrainSettings.eval_every, help="steps between validation "
                    "evaluations (default %(default)s)")
-    t.add_argument("--eval_size", type=int, default=TrainSettings.eval_size, help="validation pairs (default %(default)s)")
+    t.add_argument("--eval_size", type=int, default=TrainSettings.eval_size,
+                   help="validation pairs (default %(default)s)")
     t.add_argument("--test_size", type=int, default=TrainSettings.test_size, help="test pairs (default %(default)s)")
     t.add_argument("--max_minutes", type=float, default=None, help="stop training after this many minutes")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0,
+                   help="seeds the weights, the training pairs and the evaluation pairs (default 0)")
     t.add_argument("--beam", type=int, default=1, help="beam size for the evaluations (default 1: greedy)")
     for name in _SIZES:
         t.add_argument(f"--{name}", type=int, default=None, help="model size override")
