@@ -2,7 +2,7 @@
 against Hugging Face transformers?
 
     python -m benchmarks.generate [--json PATH] [--threads N] [--new_tokens 256] [--prompt_tokens 32]
-                                  [--no_transformers]
+                                  [--no_transformers] [--no_uncached] [--rounds N]
 
 GPT-2-124M's shapes (12 layers, 12 heads, 768 wide, 1,024 positions, vocab 50,257) with random weights
 (GPT-2's init, seed 0), written once with ``save_pretrained`` so every side decodes the same model. Batch 1,
@@ -22,7 +22,7 @@ near-ties, so a float-rounding difference can fork the text; this is information
 Threads: all cores by default; ``--threads N`` sets OpenBLAS, Numba (``TINYTENSOR_NUM_THREADS``) and torch
 to N in every worker (useful when another job holds a core: spinning BLAS threads then distort the figures).
 
-Targets: cached ≥ 1.0x transformers; cached ≥ 5x uncached at 256 new tokens.
+Targets: cached ≥ 1.5x transformers (issue 19); cached ≥ 5x uncached at 256 new tokens.
 """
 from __future__ import annotations
 
@@ -165,6 +165,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="threads for BLAS, Numba and torch in every "
                     "worker (default: all cores)")
     ap.add_argument("--no_transformers", action="store_true", help="measure tinygpt only")
+    ap.add_argument("--no_uncached", action="store_true", help="skip tinygpt without the KV cache (the slow one)")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of every implementation, interleaved; the "
+                    "median run (by tokens/s) of each is reported, every round's seconds kept in the JSON")
     ap.add_argument("--worker", choices=sorted(KINDS), help=argparse.SUPPRESS)
     ap.add_argument("--model_dir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -181,7 +184,7 @@ def main(argv=None) -> int:
     from gpt.model import GPT, GPTConfig
     from gpt.hf import save_pretrained
 
-    kinds = ["cache", "nocache"]
+    kinds = ["cache"] if args.no_uncached else ["cache", "nocache"]
     if args.no_transformers:
         pass
     elif importlib.util.find_spec("transformers") and importlib.util.find_spec("torch"):
@@ -199,12 +202,18 @@ def main(argv=None) -> int:
         model = GPT(GPTConfig(**GPT2_SMALL), seed=0)
         save_pretrained(model, tmp)
         del model
-        for kind in kinds:
-            print(f"running {KINDS[kind]} ...", flush=True)
-            res = results[kind] = _spawn(kind, tmp, args)
-            print(f"  {len(res['tokens'])} tokens in {res['seconds']:.1f} s: "
-                  f"{len(res['tokens']) / res['seconds']:.2f} tokens/s (load average {res['load_avg_1m'][0]} "
-                  f"before, {res['load_avg_1m'][1]} after)", flush=True)
+        runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
+        for r in range(args.rounds):
+            for kind in kinds:                 # interleaved: machine load hits every implementation alike
+                print(f"round {r + 1}: running {KINDS[kind]} ...", flush=True)
+                res = _spawn(kind, tmp, args)
+                runs[kind].append(res)
+                print(f"  {len(res['tokens'])} tokens in {res['seconds']:.1f} s: "
+                      f"{len(res['tokens']) / res['seconds']:.2f} tokens/s (load average {res['load_avg_1m'][0]} "
+                      f"before, {res['load_avg_1m'][1]} after)", flush=True)
+        for kind, rs in runs.items():
+            rs = sorted(rs, key=lambda x: x["seconds"])
+            results[kind] = {**rs[len(rs) // 2], "round_seconds": [x["seconds"] for x in runs[kind]]}
 
     ref = results["cache"]["tokens"]
     hf_tps = None
@@ -222,14 +231,17 @@ def main(argv=None) -> int:
                               ("tps", "tokens/s"), ("ttft", "first token ms"), ("vs_hf", "vs transformers"),
                               ("rss", "peak RSS MB"), ("agree", "greedy tokens vs cached")]))
     cache_tps = results["cache"]["tokens_per_s"]
-    speedup = cache_tps / results["nocache"]["tokens_per_s"]
-    print(f"\nKV cache speed-up at {args.new_tokens} new tokens: {speedup:.2f}x (target >= 5x: "
-          f"{'met' if speedup >= 5 else 'NOT met'})")
-    summary = {"cache_vs_nocache": speedup}
+    summary = {"rounds": args.rounds}
+    if "nocache" in results:
+        speedup = cache_tps / results["nocache"]["tokens_per_s"]
+        print(f"\nKV cache speed-up at {args.new_tokens} new tokens: {speedup:.2f}x (target >= 5x: "
+              f"{'met' if speedup >= 5 else 'NOT met'})")
+        summary["cache_vs_nocache"] = speedup
     if hf_tps:
         ratio = cache_tps / hf_tps
         summary["cache_vs_transformers"] = ratio
-        print(f"tinygpt cached / transformers: {ratio:.2f}x (target >= 1.0x: {'met' if ratio >= 1.0 else 'NOT met'})")
+        print(f"tinygpt cached / transformers: {ratio:.2f}x (issue 19's target >= 1.5x: "
+              f"{'met' if ratio >= 1.5 else 'NOT met'})")
     info["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     if args.json:
         for res in results.values():

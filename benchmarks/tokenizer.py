@@ -10,6 +10,9 @@ the *same* ranks and pattern (GPT-2's files, and the 4096-token vocabulary we tr
 ``encode_ordinary``, one thread. Ours is timed twice per round: "cold" is a fresh chunk cache (what the
 first encode of a text costs), "warm" encodes the same text again (every chunk a cache hit). Both
 outputs are checked to be identical to tiktoken's. Also timed: one 1,000,000-letter word.
+"Fresh process" (GPT-2 only): per round, one new Python process for each side that imports, loads
+GPT-2's ``encoder.json`` + ``vocab.bpe`` (tiktoken with its own ``data_gym_to_mergeable_bpe_ranks``) and
+encodes Tiny Shakespeare once: the first encode alone, and load + encode.
 
 Training: seconds to train vocab 512 and 4096 with the GPT-4 (cl100k) split pattern on Tiny Shakespeare.
 HF gets the same regex (``Split(..., "isolated")`` then ``ByteLevel``), the byte alphabet, and the text in
@@ -23,10 +26,12 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchmarks._util import machine_info
 from tinytensor.fileio import atomic_write_text
 from tokenizer import GPT4_PATTERN, BPETokenizer, load_gpt2
 
@@ -83,6 +88,52 @@ def bench_encode(name: str, ours: BPETokenizer, text: str, rounds: int) -> dict:
     row["ratio_cold"] = row["ours_cold_mb_s"] / row["tiktoken_mb_s"]
     row["ratio_warm"] = row["ours_warm_mb_s"] / row["tiktoken_mb_s"]
     return row
+
+
+def _fresh_child(which: str, data: Path) -> dict:
+    """In this (fresh) process: load GPT-2's files with ``which`` (ours or tiktoken's own loader), encode."""
+    t0 = time.perf_counter()
+    text = (data / "tinyshakespeare.txt").read_text(encoding="utf-8")
+    if which == "ours":
+        tok = load_gpt2(data / "gpt2" / "encoder.json", data / "gpt2" / "vocab.bpe")
+        encode = tok.encode_ordinary
+    else:
+        import tiktoken
+        from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
+        from tokenizer import GPT2_PATTERN
+        ranks = data_gym_to_mergeable_bpe_ranks(str(data / "gpt2" / "vocab.bpe"), str(data / "gpt2" / "encoder.json"))
+        encode = tiktoken.Encoding("gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
+                                   special_tokens={"<|endoftext|>": 50256}).encode_ordinary
+    t1 = time.perf_counter()
+    ids = encode(text)
+    t2 = time.perf_counter()
+    return {"load_s": t1 - t0, "encode_s": t2 - t1, "total_s": t2 - t0, "tokens": len(ids), "ids_head": ids[:64],
+            "ids_hash": hash(tuple(ids))}
+
+
+def bench_fresh_process(data: Path, rounds: int) -> dict:
+    """GPT-2 on Tiny Shakespeare, each side in a fresh process per round (interleaved): the seconds to load
+    GPT-2's ``encoder.json`` + ``vocab.bpe`` (and import), and of the first encode; ids checked identical."""
+    runs: dict[str, list[dict]] = {"ours": [], "tiktoken": []}
+    root = Path(__file__).resolve().parents[1]
+    run = "import runpy, sys; sys.argv.pop(0); runpy.run_path(sys.argv[0], run_name='__main__')"
+    for _ in range(rounds):
+        for which in runs:
+            env = {**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": "0"}
+            out = subprocess.run([sys.executable, "-c", run, __file__, "--fresh-child", which], env=env,
+                                 capture_output=True, text=True, check=True)
+            runs[which].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    if len({(r["tokens"], r["ids_hash"]) for rs in runs.values() for r in rs}) != 1:
+        raise SystemExit("benchmarks.tokenizer: fresh-process ids differ between ours and tiktoken")
+    med = statistics.median
+    row = {k + "_" + w: med(r[k] for r in runs[w]) for w in runs for k in ("load_s", "encode_s", "total_s")}
+    row["ratio_encode"] = row["encode_s_tiktoken"] / row["encode_s_ours"]
+    row["ratio_total"] = row["total_s_tiktoken"] / row["total_s_ours"]
+    for rs in runs.values():
+        for r in rs:
+            del r["ids_head"], r["ids_hash"]
+    return {"rounds": rounds, **row, "runs": runs}
 
 
 def bench_huge_word(ours: BPETokenizer, n: int = 1_000_000) -> dict:
@@ -157,8 +208,13 @@ def _table(result: dict) -> str:
             f"{r['name']:<22}{r['ours_cold_mb_s']:>11.2f}{r['ours_warm_mb_s']:>11.2f}{r['tiktoken_mb_s']:>10.2f}"
             f"{r['ratio_cold']:>9.2f}x{r['ratio_warm']:>9.2f}x"
         )
+    f = result["fresh_process"]
+    lines.append(f"fresh process (GPT-2, median of {f['rounds']}): load {f['load_s_ours']:.2f} s vs tiktoken "
+                 f"{f['load_s_tiktoken']:.2f} s, first encode {f['encode_s_ours']:.2f} vs {f['encode_s_tiktoken']:.2f} "
+                 f"s: encode {f['ratio_encode']:.2f}x, load + encode {f['ratio_total']:.2f}x")
     h = result["huge_word"]
-    lines.append(f"one {h['chars']:,}-letter word: ours {h['ours_s']:.2f} s, tiktoken {h['tiktoken_s']:.2f} s")
+    if h is not None:
+        lines.append(f"one {h['chars']:,}-letter word: ours {h['ours_s']:.2f} s, tiktoken {h['tiktoken_s']:.2f} s")
     lines += [
         "",
         "Training on Tiny Shakespeare, GPT-4 split (seconds, median)",
@@ -186,7 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tokenizer", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per measurement (default 5)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (atomically)")
+    parser.add_argument("--encode-only", action="store_true",
+                        help="only the GPT-2 encoding row (no training, no 4096-token row, no huge word)")
+    parser.add_argument("--fresh-child", choices=["ours", "tiktoken"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.fresh_child:
+        print(json.dumps(_fresh_child(args.fresh_child, _data_dir())))
+        return 0
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
 
@@ -199,18 +261,18 @@ def main(argv: list[str] | None = None) -> int:
 
     train_rows = []
     trained = None
-    for vocab_size in (512, 4096):
+    for vocab_size in () if args.encode_only else (512, 4096):
         row, tok = bench_train(text, vocab_size, max(1, min(args.rounds, 3)))
         train_rows.append(row)
         trained = tok
         print(f"trained {vocab_size}: ours {row['ours_s']:.2f} s, HF {row['hf_s']:.2f} s", file=sys.stderr)
-    encode_rows = [
-        bench_encode("GPT-2 (50257)", gpt2, text, args.rounds),
-        bench_encode("ours, gpt4 split (4096)", trained, text, args.rounds),
-    ]
+    encode_rows = [bench_encode("GPT-2 (50257)", gpt2, text, args.rounds)]
+    if trained is not None:
+        encode_rows.append(bench_encode("ours, gpt4 split (4096)", trained, text, args.rounds))
     result = {
         "question": "pure-Python BPE vs tiktoken (encode) and HF tokenizers (train) on Tiny Shakespeare",
         "machine": {
+            **machine_info(),
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
@@ -219,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "rounds": args.rounds,
         "encode": encode_rows,
-        "huge_word": bench_huge_word(gpt2),
+        "huge_word": None if args.encode_only else bench_huge_word(gpt2),
+        "fresh_process": bench_fresh_process(data, args.rounds),
         "train": train_rows,
         "targets": {"encode_ratio_min": TARGET_ENCODE_RATIO, "train_ratio_max": TARGET_TRAIN_RATIO},
     }

@@ -1,6 +1,6 @@
 """Question: how many training tokens per second does tinytensor do, against PyTorch eager, on this CPU?
 
-    python -m benchmarks.train_throughput --preset baby [--iters 20] [--rounds 5] [--json PATH]
+    python -m benchmarks.train_throughput --preset baby [--iters 20] [--rounds 5] [--compile] [--dropout P] [--json PATH]
 
 Same config, same batches (random token ids: speed does not depend on the text), same AdamW, same thread
 count. Each round of each framework runs in a fresh worker process, so each one's peak RSS is its own
@@ -10,7 +10,9 @@ AdamW step, as in ``gpt/train.py``. Each worker's first step, and the whole firs
 compile, allocator) and are not counted. Reported: median tokens/s over the counted rounds, the ratio, and peak RSS.
 
 The PyTorch side (needs the ``bench`` extra) is nanoGPT's model: the same pre-LN blocks, tanh GELU,
-tied head, ``F.scaled_dot_product_attention(is_causal=True)``, ``torch.optim.AdamW``.
+tied head, ``F.scaled_dot_product_attention(is_causal=True)``, ``torch.optim.AdamW``. ``--compile`` adds a
+third column, the same model under ``torch.compile`` (compiled in each worker's uncounted first step); if it
+cannot compile here, the reason is printed and written to the JSON instead of a figure.
 """
 from __future__ import annotations
 
@@ -86,13 +88,15 @@ def _tt_worker(cfg: dict):
 
 
 # ------------------------------------------------------------------------------------------ torch
-def _torch_worker(cfg: dict):
+def _torch_worker(cfg: dict, compile: bool = False):
     import torch
 
     from benchmarks._torch_gpt import build
 
     torch.set_num_threads(_threads())
     model, opt = build(cfg, LR, BETAS, WD, seed=1337)
+    if compile:
+        model = torch.compile(model)     # compiles on the first (warm-up) step, which is not counted
 
     def step(x, y):
         _, loss = model(torch.from_numpy(x), torch.from_numpy(y))
@@ -105,10 +109,18 @@ def _torch_worker(cfg: dict):
     return step, None, None
 
 
-def worker(kind: str, preset: str) -> None:
+def _config(preset: str, dropout: float | None) -> dict:
+    """The preset's sizes, with its dropout replaced when ``dropout`` is given."""
+    return {**PRESETS[preset], **({} if dropout is None else {"dropout": dropout})}
+
+
+def worker(kind: str, preset: str, dropout: float | None = None) -> None:
     """Line protocol on stdin/stdout: `run N` -> JSON {seconds, loss}; `rss` -> JSON; `profile`; `quit`."""
-    cfg = PRESETS[preset]
-    step, profile, _ = (_tt_worker if kind == "tinytensor" else _torch_worker)(cfg)
+    cfg = _config(preset, dropout)
+    if kind == "tinytensor":
+        step, profile, _ = _tt_worker(cfg)
+    else:
+        step, profile, _ = _torch_worker(cfg, compile=kind == "torch-compile")
     batches = _batches(cfg, 8)
     i = 0
     print(json.dumps({"ready": True}), flush=True)
@@ -120,10 +132,15 @@ def worker(kind: str, preset: str) -> None:
             n = int(cmd[1])
             t0 = time.perf_counter()
             loss = 0.0
-            for _ in range(n):
-                x, y = batches[i % len(batches)]
-                i += 1
-                loss = step(x, y)
+            try:
+                for _ in range(n):
+                    x, y = batches[i % len(batches)]
+                    i += 1
+                    loss = step(x, y)
+            except Exception as e:  # torch.compile can fail on a machine (no C++ compiler, ...): say why
+                why = (str(e).strip().splitlines() or [""])[0][:300]
+                print(json.dumps({"error": f"{type(e).__name__}: {why}"}), flush=True)
+                continue
             print(json.dumps({"seconds": time.perf_counter() - t0, "loss": loss}), flush=True)
         elif cmd[0] == "rss":
             print(json.dumps({"peak_rss_mb": _peak_rss_mb()}), flush=True)
@@ -133,10 +150,11 @@ def worker(kind: str, preset: str) -> None:
 
 
 class _Worker:
-    def __init__(self, kind: str, preset: str):
+    def __init__(self, kind: str, preset: str, dropout: float | None = None):
         self.kind = kind
+        extra = [] if dropout is None else ["--dropout", repr(dropout)]
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.train_throughput", "--worker", kind,
-                                      "--preset", preset], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      "--preset", preset, *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, bufsize=1)
         self._read()
 
@@ -168,15 +186,19 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="write the results here (atomically)")
     ap.add_argument("--no-torch", action="store_true", help="measure tinytensor only")
     ap.add_argument("--profile", action="store_true", help="also print tinytensor's per-op profile of one step")
-    ap.add_argument("--worker", choices=["tinytensor", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--compile", action="store_true", help="also PyTorch with torch.compile (a failure to "
+                    "compile is recorded with its reason, not raised)")
+    ap.add_argument("--dropout", type=float, default=None, help="replace the preset's dropout (shakespeare-char: "
+                    "0.2; with 0 PyTorch takes its flash-attention path)")
+    ap.add_argument("--worker", choices=["tinytensor", "torch", "torch-compile"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.preset)
+        worker(args.worker, args.preset, args.dropout)
         return 0
 
     from benchmarks._util import machine_info, write_json_atomic
 
-    cfg = PRESETS[args.preset]
+    cfg = _config(args.preset, args.dropout)
     iters = args.iters or (20 if args.preset == "baby" else 3)
     tokens = iters * cfg["batch_size"] * cfg["block_size"]
     kinds = ["tinytensor"]
@@ -184,22 +206,32 @@ def main(argv=None) -> int:
         try:
             import torch  # noqa: F401
             kinds.append("torch")
+            if args.compile:
+                kinds.append("torch-compile")
         except ImportError:
             print("torch is not installed (pip install '.[bench]'): measuring tinytensor only")
     times: dict[str, list[float]] = {k: [] for k in kinds}
     rss: dict[str, float] = {k: 0.0 for k in kinds}
     losses: dict[str, float] = {}
+    failed: dict[str, str] = {}
     # A fresh worker per round and framework: only one process is alive at a time, because an idle
     # PyTorch process's OpenMP pool measurably slows the other one down on 2 cores.
     for r in range(args.rounds + 1):
         for k in kinds:
-            w = _Worker(k, args.preset)
+            if k in failed:
+                continue
+            w = _Worker(k, args.preset, args.dropout)
             try:
-                w.ask("run 1")                      # warm-up step: allocator, Numba cache load
-                res = w.ask(f"run {iters}")
+                res = w.ask("run 1")                # warm-up step: allocator, Numba cache load, torch.compile
+                if "error" not in res:
+                    res = w.ask(f"run {iters}")
                 rss[k] = max(rss[k], w.ask("rss")["peak_rss_mb"])
             finally:
                 w.close()
+            if "error" in res:
+                failed[k] = res["error"]
+                print(f"round {r} {k:<10} failed: {res['error']}", flush=True)
+                continue
             if r > 0:
                 times[k].append(res["seconds"])
             losses[k] = res["loss"]
@@ -207,7 +239,7 @@ def main(argv=None) -> int:
                   f"loss {res['loss']:.3f}", flush=True)
     prof = None
     if args.profile:
-        w = _Worker("tinytensor", args.preset)
+        w = _Worker("tinytensor", args.preset, args.dropout)
         try:
             w.ask("run 2")
             prof = w.ask("profile")["table"]
@@ -219,7 +251,10 @@ def main(argv=None) -> int:
     print(f"\n{args.preset}: {cfg['n_layer']} layers, {cfg['n_head']} heads, {cfg['n_embd']} wide, block "
           f"{cfg['block_size']}, batch {cfg['batch_size']}; {_threads()} threads; {args.rounds} rounds x {iters} steps")
     print(f"{'framework':<12}{'tokens/s':>12}{'ms/step':>10}{'peak RSS MB':>13}")
-    for k in kinds:
+    for k, why in failed.items():
+        result[k] = {"failed": why}
+        print(f"{k:<12}failed: {why}")
+    for k in (k for k in kinds if k not in failed):
         med = statistics.median(times[k])
         result[k] = {"tokens_per_s": tokens / med, "ms_per_step": 1e3 * med / iters, "peak_rss_mb": rss[k],
                      "round_seconds": times[k]}
@@ -229,6 +264,10 @@ def main(argv=None) -> int:
         rss_ratio = rss["tinytensor"] / rss["torch"]
         result["speed_ratio"], result["rss_ratio"] = ratio, rss_ratio
         print(f"tinytensor / torch: {ratio:.2f}x tokens/s, {rss_ratio:.2f}x peak RSS")
+    if "torch-compile" in kinds and "torch-compile" not in failed:
+        result["speed_ratio_vs_compile"] = (result["tinytensor"]["tokens_per_s"]
+                                            / result["torch-compile"]["tokens_per_s"])
+        print(f"tinytensor / torch.compile: {result['speed_ratio_vs_compile']:.2f}x tokens/s")
     if prof:
         print("\ntinytensor profile of one step:\n" + prof)
         result["profile"] = prof

@@ -20,5 +20,5 @@ from .hf import PretrainedFormatError, save_pretrained
 from .model import GPT, GPTConfig, KVCache, load_pretrained
 from .transformer import Transformer, TransformerConfig
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "PRESETS", "PretrainedFormatError", "TrainConfig", "Transformer", "TransformerConfig", "load_pretrained",
-           "make_config", "save_pretrained", "__version__"]
+__all__ = ["GPT", "GPTConfig", "KVCache", "PRESETS", "PretrainedFormatError", "TrainConfig", "Transformer",
+           "TransformerConfig", "load_pretrained", "make_config", "save_pretrained", "__version__"]

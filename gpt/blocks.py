@@ -3,6 +3,7 @@
 GPT (:mod:`gpt.model`) stacks :class:`Block`; other models (an encoder-decoder, BERT) import these
 pieces. Each takes a ``config``: any object with ``n_embd``, ``n_head``, ``dropout`` and ``bias``
 (:class:`KVCache` also reads ``n_layer`` and ``block_size``), such as :class:`gpt.model.GPTConfig`.
+``init=False`` leaves the weights uninitialised (``np.empty``) for a caller that loads them next.
 Parameter names are GPT-2's (``c_attn``, ``c_proj``, ``c_fc``, ``ln_1``, ``ln_2``), weights in
 ``Linear``'s ``[out, in]`` layout.
 
@@ -56,12 +57,12 @@ def causal_attention_weights(q: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 class CausalSelfAttention(nn.Module):
 
-    def __init__(self, config, rng: np.random.Generator, dropout_rng: np.random.Generator):
+    def __init__(self, config, rng: np.random.Generator, dropout_rng: np.random.Generator, init: bool = True):
         super().__init__()
         # key, query, value projections for all heads, in one matrix: weight [3C, C]
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias, rng=rng)
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias, rng=rng, init=init)
         # output projection: weight [C, C]
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias, rng=rng)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias, rng=rng, init=init)
         self.resid_dropout = nn.Dropout(config.dropout, rng=dropout_rng)
         self.n_head = config.n_head
         self.n_embd = config.n_embd
@@ -96,11 +97,13 @@ class CausalSelfAttention(nn.Module):
 
 class MLP(nn.Module):
 
-    def __init__(self, config, rng: np.random.Generator, dropout_rng: np.random.Generator):
+    def __init__(self, config, rng: np.random.Generator, dropout_rng: np.random.Generator, init: bool = True):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng)    # [4C, C]
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng,
+                              init=init)                                              # [4C, C]
         self.gelu = nn.GELU()                                                                 # tanh form
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias, rng=rng)  # [C, 4C]
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias, rng=rng,
+                                init=init)                                            # [C, 4C]
         self.dropout = nn.Dropout(config.dropout, rng=dropout_rng)
 
     def forward(self, x: tt.Tensor) -> tt.Tensor:
@@ -111,12 +114,12 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-LN transformer block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``."""
 
-    def __init__(self, config, rng: np.random.Generator, dropout_rng: np.random.Generator):
+    def __init__(self, config, rng: np.random.Generator, dropout_rng: np.random.Generator, init: bool = True):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config, rng, dropout_rng)
+        self.attn = CausalSelfAttention(config, rng, dropout_rng, init)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config, rng, dropout_rng)
+        self.mlp = MLP(config, rng, dropout_rng, init)
 
     def forward(self, x: tt.Tensor, cache: KVCache | None = None, layer: int = 0) -> tt.Tensor:
         x = x + self.attn(self.ln_1(x), cache, layer)                  # [B, T, C]

@@ -90,7 +90,7 @@ class Checkpoint:
 
     def build_model(self) -> GPT:
         """A GPT with this checkpoint's config and weights (and its dropout stream, if saved)."""
-        model = GPT(self.model_config, seed=0)
+        model = GPT(self.model_config, seed=0, init=False)   # every weight is loaded next
         self.load_weights(model)
         rng_state = self.state.get("rng", {}).get("dropout")
         if rng_state is not None:
@@ -286,6 +286,7 @@ def _check_weights(path: Path, config: GPTConfig, weights: dict[str, np.ndarray]
     blocks = pre + "transformer.h."
     implied["n_layer"] = len({k[len(blocks):].split(".")[0] for k in weights if k.startswith(blocks)})
     implied["bias"] = pre + "transformer.ln_f.bias" in weights
+    implied["tie_weights"] = pre + "lm_head.weight" not in weights     # a tied head is stored once, as wte
     differ = {k: (getattr(c, k), v) for k, v in implied.items() if getattr(c, k) != v}
     if differ:
         raise FileFormatError(f"{where} does not match {path / 'model.safetensors'}: "

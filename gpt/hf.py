@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save as st_save
 
 from tinytensor import nn
@@ -172,26 +172,40 @@ def _layer_norm_eps(model: nn.Module) -> float:
 
 # ----------------------------------------------------------------------------------------- weights
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every tensor of one safetensors file, by name, with safetensors' NumPy API.
+    """Every tensor of one safetensors file, by name: read-only views of the file, memory-mapped.
 
-    NumPy has no bfloat16: those tensors are read from the file's bytes and widened to float32 (a
-    bfloat16 is the top half of a float32, so this is exact).
+    Nothing is copied here: the tensors are NumPy views of a read-only ``mmap`` of the file (the
+    format is an 8-byte header length, a JSON header of dtypes, shapes and byte offsets, then the raw
+    little-endian data), so the one copy is into the model's parameters. The mapping lives as long as
+    a view does. :func:`save_pretrained` replaces a file rather than rewriting it in place, so a
+    mapped file's bytes do not change underneath.
+
+    NumPy has no bfloat16: those tensors are widened to float32 (a bfloat16 is the top half of a float32,
+    so this is exact); NumPy has no float8 either: those are refused.
 
     Raises:
-        PretrainedFormatError: the file is truncated or not safetensors.
+        PretrainedFormatError: the file is truncated, not safetensors, or holds float8 tensors.
     """
     path = Path(path)
+    start, meta = _safetensors_header(path)    # checked (offsets inside the file) before anything is read
+    with open(path, "rb") as f:
+        data = np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.uint8)
     out: dict[str, np.ndarray] = {}
-    header = _safetensors_header(path)        # checked before safetensors allocates anything
-    try:
-        with safe_open(str(path), framework="np") as f:
-            for name in f.keys():
-                if f.get_slice(name).get_dtype() == "BF16":
-                    out[name] = _read_bf16(path, header, name)
-                else:
-                    out[name] = f.get_tensor(name)
-    except SafetensorError as e:
-        raise _unreadable(path, str(e)) from None
+    for name, entry in meta.items():
+        if name == "__metadata__":
+            continue
+        begin, end = entry["data_offsets"]
+        raw = data[start + begin:start + end]
+        kind = entry["dtype"]
+        if kind not in _NUMPY_DTYPE:
+            raise PretrainedFormatError(f"{path}: tensor {name!r} is {kind}, which NumPy cannot hold; save the "
+                                        f"weights as float32, float16 or bfloat16")
+        if kind == "BF16":
+            # subtle: bfloat16 bits are the high 16 bits of the float32 with the same value
+            arr = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            arr = raw.view(_NUMPY_DTYPE[kind])
+        out[name] = arr.reshape(entry["shape"])
     return out
 
 
@@ -204,6 +218,8 @@ MAX_HEADER = 100 * 2**20          # safetensors' own limit on the JSON header
 _SLACK_PARAMS = 2**20             # a config may describe this many parameters more than its weights hold
 _ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
              "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8}
+_NUMPY_DTYPE = {"BOOL": "?", "U8": "u1", "I8": "i1", "U16": "<u2", "I16": "<i2", "F16": "<f2", "BF16": "<u2",
+                "U32": "<u4", "I32": "<i4", "F32": "<f4", "U64": "<u8", "I64": "<i8", "F64": "<f8"}
 
 
 def _safetensors_header(path: Path) -> tuple[int, dict]:
@@ -293,16 +309,6 @@ def check_config_fits_weights(config: GPTConfig, model_dir: str | os.PathLike, s
             + f" ({param_count(config):,} parameters for {in_file:,} stored values)")
 
 
-def _read_bf16(path: Path, header: tuple[int, dict], name: str) -> np.ndarray:
-    start, meta = header
-    begin, end = meta[name]["data_offsets"]
-    with open(path, "rb") as f:
-        f.seek(start + begin)
-        raw = np.frombuffer(f.read(end - begin), dtype="<u2")
-    # subtle: bfloat16 bits are the high 16 bits of the float32 with the same value
-    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(meta[name]["shape"])
-
-
 def read_weights(model_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     """The folder's tensors: ``model.safetensors``, or the shards ``model.safetensors.index.json`` lists.
 
@@ -348,6 +354,9 @@ def hf_to_state_dict(tensors: dict[str, np.ndarray], model: nn.Module, hf: dict[
     context): the first ``block_size`` rows are kept. ``hf`` is the config, for ``n_positions`` and
     ``tie_word_embeddings``.
 
+    The arrays are views of ``tensors`` (transposed for Conv1D, sliced for ``wpe``) in the file's float
+    dtype: :meth:`~tinytensor.nn.Module.load_state_dict` copies and casts them into the parameters.
+
     Raises:
         PretrainedFormatError: naming every missing, unexpected, duplicate, non-float or mis-shaped tensor,
             or an ``lm_head.weight`` that differs from ``wte.weight`` (an untied head, which this GPT lacks).
@@ -390,7 +399,7 @@ def hf_to_state_dict(tensors: dict[str, np.ndarray], model: nn.Module, hf: dict[
         arr = arr.T if conv else arr
         if name == "wpe.weight":
             arr = arr[:p.shape[0]]
-        out[ours] = np.ascontiguousarray(arr, dtype=p.dtype)
+        out[ours] = arr           # a view: load_state_dict makes the one copy (and the cast to float32)
     missing = [style + _short(n) for n in own if n not in seen]
     problems = []
     if missing:

@@ -4,7 +4,8 @@ Read top to bottom: the config, the model with its init, forward, optimizer setu
 the next-token sampler. The blocks it stacks (attention, MLP, pre-LN block) are in :mod:`gpt.blocks`. Parameter names are GPT-2's as nanoGPT spells them
 (``transformer.wte.weight``, ``transformer.h.0.attn.c_attn.weight`` [3C, C], ...), weights in PyTorch's
 ``Linear`` layout ``[out, in]``, so GPT-2 state dicts map one to one. ``lm_head.weight`` is the same
-Parameter as ``transformer.wte.weight`` (weight tying) and is listed once, under the ``wte`` name.
+Parameter as ``transformer.wte.weight`` (weight tying) and is listed once, under the ``wte`` name; with
+``GPTConfig(tie_weights=False)`` (the book's ``GPTModel``) it is a Parameter of its own.
 
 Shapes: B batch, T time (sequence), C channels (n_embd), H heads, D = C / H head size, V vocab,
 S keys seen by attention (T, or more with a KV cache).
@@ -29,15 +30,18 @@ __all__ = ["GPT", "GPTConfig", "KVCache", "NonFiniteLogitsError", "load_pretrain
 
 
 class GPT(nn.Module):
-    """The GPT-2 architecture: embeddings, ``n_layer`` pre-LN blocks, final LayerNorm, tied LM head.
+    """The GPT-2 architecture: embeddings, ``n_layer`` pre-LN blocks, final LayerNorm, LM head (tied to ``wte`` unless ``config.tie_weights`` is False).
 
     Args:
         config: the model's shape.
         seed: seeds the weight init and (through a separate stream) dropout. With ``None`` the init
             draws from tinytensor's default generator (``tt.manual_seed``).
+        init: ``False`` skips the random init (``np.empty`` weights) for weights that are loaded next
+            (:meth:`from_pretrained`); such a model refuses to run until :meth:`load_state_dict` has
+            filled every parameter.
     """
 
-    def __init__(self, config: GPTConfig, seed: int | None = None):
+    def __init__(self, config: GPTConfig, seed: int | None = None, *, init: bool = True):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise DTypeError(f"GPT needs a GPTConfig, got {type(config).__name__}")
@@ -50,16 +54,20 @@ class GPT(nn.Module):
         self.dropout_rng = np.random.default_rng(dropout_seq)
 
         self.transformer = nn.Module()
-        self.transformer.wte = nn.Embedding(config.vocab_size, config.n_embd, rng=rng)   # [V, C]
-        self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd, rng=rng)   # [block_size, C]
+        self.transformer.wte = nn.Embedding(config.vocab_size, config.n_embd, rng=rng, init=init)   # [V, C]
+        self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd, rng=rng, init=init)   # [block_size, C]
         self.transformer.drop = nn.Dropout(config.dropout, rng=self.dropout_rng)
-        self.transformer.h = nn.ModuleList(Block(config, rng, self.dropout_rng) for _ in range(config.n_layer))
+        self.transformer.h = nn.ModuleList(Block(config, rng, self.dropout_rng, init) for _ in range(config.n_layer))
         self.transformer.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False, rng=rng)  # [V, C]
-        # weight tying: one Parameter, listed once as transformer.wte.weight
-        self.lm_head.weight = self.transformer.wte.weight
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False, rng=rng, init=init)  # [V, C]
+        if config.tie_weights:  # weight tying: one Parameter, listed once as transformer.wte.weight
+            self.lm_head.weight = self.transformer.wte.weight
 
-        self._init_weights(rng)
+        # weights that are about to be loaded need no random draws (most of a load's time otherwise)
+        self._weights_unset = not init
+        if init and config.weight_init == "gpt2":
+            self._init_weights(rng)
+        # weight_init="torch": keep the draws the modules made (Embedding N(0, 1), Linear ±1/√fan_in)
 
     def _init_weights(self, rng: np.random.Generator) -> None:
         """GPT-2 init: weights N(0, 0.02), biases 0, LayerNorm (1, 0); residual projections N(0, 0.02/√(2·n_layer))."""
@@ -71,8 +79,15 @@ class GPT(nn.Module):
                 p.data[...] = 0.0
             elif "ln_" in name:                 # LayerNorm weights (ln_1, ln_2, ln_f)
                 p.data[...] = 1.0
-            else:                               # Linear weights and embeddings (wte is also lm_head)
+            else:                               # Linear weights and embeddings (wte is also a tied lm_head)
                 p.data[...] = rng.normal(0.0, 0.02, size=p.shape)
+
+    def load_state_dict(self, state, strict: bool = True) -> None:
+        """:meth:`tinytensor.nn.Module.load_state_dict`; a model built with ``init=False`` becomes usable
+        once every parameter has been loaded."""
+        super().load_state_dict(state, strict)
+        if all(name in state for name, _ in self.named_parameters()):
+            self._weights_unset = False
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the position embeddings (nanoGPT's convention).
@@ -119,6 +134,9 @@ class GPT(nn.Module):
         A classification head reads these (e.g. at the last real token); ``forward`` applies ``lm_head``.
         Arguments as :meth:`forward`.
         """
+        if self._weights_unset:
+            raise UsageError("this GPT was built with init=False (uninitialised weights) and its weights were "
+                             "never loaded: call load_state_dict with every parameter, or build it with init=True")
         idx = _as_ids(idx, "idx")
         if idx.ndim != 2:
             raise ShapeError(f"GPT.forward: idx must be [B, T], got shape {idx.shape}")
@@ -158,7 +176,7 @@ class GPT(nn.Module):
         config_dict = hf.read_config(folder)
         config = hf.config_from_hf(config_dict, dropout, str(folder / hf.CONFIG_NAME))
         hf.check_config_fits_weights(config, folder, str(folder / hf.CONFIG_NAME))   # before allocating it
-        model = cls(config, seed=0)
+        model = cls(config, seed=0, init=False)   # every weight is loaded next
         hf.load_pretrained_into(model, folder, hf=config_dict)
         model.eval()
         return model

@@ -205,6 +205,23 @@ def test_a_state_json_with_other_sizes_is_refused_before_building(tmp_path):
         load_checkpoint(tmp_path)
 
 
+def test_an_untied_head_round_trips_and_a_state_json_that_denies_it_is_refused(tmp_path):
+    m = GPT(GPTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=1, n_embd=4, tie_weights=False), seed=0)
+    _, _, tok = _model_and_opt()
+    opt = m.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+    path = save_checkpoint(tmp_path, 1, m, opt, tok)
+    back = load_checkpoint(tmp_path).build_model()
+    assert back.lm_head.weight is not back.transformer.wte.weight
+    np.testing.assert_array_equal(back.lm_head.weight.data, m.lm_head.weight.data)
+    state = json.loads((path / "state.json").read_text())
+    state["model_config"]["tie_weights"] = True
+    (path / "state.json").write_text(json.dumps(state))
+    with pytest.raises(FileFormatError, match="tie_weights True in state.json vs False in the weights"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(PretrainedFormatError, match="lm_head"):
+        m.save_pretrained(tmp_path / "hf")             # GPT-2's format has no untied output layer
+
+
 def _hf_folder(tmp_path, **config_changes):
     m = GPT(GPTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=1, n_embd=4), seed=0)
     d = m.save_pretrained(tmp_path / "hf")

@@ -146,3 +146,21 @@ def test_disk_cache_with_intrinsic(tmp_path):
     assert float(first[0]) < 1e-4 and float(second[0]) < 1e-4
     assert int(first[1]) == 0 and int(first[2]) >= 1  # compiled and written
     assert int(second[1]) >= 1 and int(second[2]) == 0  # loaded, not recompiled
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("a_shape", [(1, 96), (1, 1, 96)])
+def test_one_row_is_a_blas_gemv_not_a_packed_gemm(monkeypatch, dtype, a_shape, rng):
+    # a decode step multiplies one row by every weight: packing all of b for it cost more than the product
+    a = rng.standard_normal(a_shape).astype(dtype)
+    b = layout(rng.standard_normal((96, 130)).astype(dtype), "T")       # a Linear's weight.T
+    expected_ref = numpy_ref.matmul(a, b)
+
+    def no_gemm(*args):
+        raise AssertionError("the packed GEMM ran for a single row")
+    monkeypatch.setattr(gemm, "_gemm_batched", no_gemm)
+    out = gemm.matmul(a, b)
+    assert out.shape == expected_ref.shape
+    check(out.reshape(1, 130), a.reshape(1, 96), b)
+    with pytest.raises(AssertionError, match="packed GEMM"):
+        gemm.matmul(np.concatenate([a.reshape(1, 96)] * 2), b)         # two rows: still the Numba GEMM

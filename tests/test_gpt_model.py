@@ -9,6 +9,7 @@ import pytest
 import tinytensor as tt
 from gpt import GPT, GPTConfig
 from gpt.model import KVCache, sample_next
+from gpt.model_config import param_count
 from tinytensor.errors import ConfigError, DTypeError, ShapeError
 
 
@@ -56,6 +57,40 @@ def test_gpt2_init_statistics():
     assert np.std(resid) == pytest.approx(0.02 / math.sqrt(2 * 4), rel=0.05)
     assert np.all(sd["transformer.h.1.ln_2.weight"] == 1) and np.all(sd["transformer.ln_f.bias"] == 0)
     assert np.all(sd["transformer.h.1.mlp.c_fc.bias"] == 0)
+
+
+def test_untied_head_has_its_own_weight_counted_saved_and_trained():
+    m = GPT(tiny(tie_weights=False), seed=0)
+    names = [n for n, _ in m.named_parameters()]
+    assert "lm_head.weight" in names and m.lm_head.weight is not m.transformer.wte.weight
+    assert m.num_params(non_embedding=False) == param_count(m.config) == param_count(tiny()) + 11 * 16
+    x = np.arange(8)[None] % 11
+    _, loss = m(x, x)
+    loss.backward()
+    assert np.abs(m.lm_head.weight.grad).sum() > 0
+    # the embedding's gradient now comes from the lookup alone: only the ids in x have one
+    assert np.count_nonzero(np.abs(m.transformer.wte.weight.grad).sum(axis=1)) == len(set(x[0]))
+
+
+def test_torch_init_keeps_the_modules_defaults_as_the_books_model():
+    cfg = GPTConfig(vocab_size=64, block_size=32, n_layer=2, n_head=4, n_embd=64, tie_weights=False,
+                    weight_init="torch")
+    sd = GPT(cfg, seed=0).state_dict()
+    assert np.std(sd["transformer.wte.weight"]) == pytest.approx(1.0, rel=0.05)      # Embedding: N(0, 1)
+    w = sd["transformer.h.0.mlp.c_fc.weight"]                                        # Linear: U(±1/√fan_in)
+    assert np.abs(w).max() <= 1 / math.sqrt(64) and np.std(w) == pytest.approx(1 / math.sqrt(3 * 64), rel=0.05)
+    assert np.abs(sd["transformer.h.0.mlp.c_fc.bias"]).max() > 0                     # biases drawn too
+    assert np.all(sd["transformer.ln_f.weight"] == 1)
+
+
+@pytest.mark.parametrize("kw, err, match", [
+    (dict(weight_init="xavier"), ConfigError, "weight_init must be one of gpt2, torch, got 'xavier'"),
+    (dict(weight_init="torch"), ConfigError, "tie_weights=False"),
+    (dict(tie_weights="no"), DTypeError, "tie_weights must be a bool"),
+])
+def test_init_and_tying_validation(kw, err, match):
+    with pytest.raises(err, match=match):
+        tiny(**kw)
 
 
 def test_same_seed_same_weights():

@@ -715,3 +715,10 @@ def test_every_spec_kernel_matches_its_reference_on_its_example(name, dtype):
     for g, w in zip(nb_args, ref_args):
         if isinstance(g, np.ndarray) and g.dtype.kind == "f":
             np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), **tol)
+
+
+def test_attention_runs_small_calls_on_the_calling_thread(monkeypatch):
+    # a decode step (T = 1) is done before a helper thread wakes; the baby GPT's heads still split
+    monkeypatch.setattr(attention_blas.numba, "get_num_threads", lambda: 2)
+    assert attention_blas._head_groups(1, 12, 1, 1024, 64) == [(0, 1, 0, 12)]
+    assert attention_blas._head_groups(12, 4, 64, 64, 32) == [(0, 6, 0, 4), (6, 12, 0, 4)]

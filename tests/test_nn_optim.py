@@ -210,3 +210,28 @@ def test_modules_take_numpy_scalars():
     d = nn.Dropout(np.float32(0.25))
     assert isinstance(d.p, float) and d.p == 0.25
     assert nn.Dropout(np.float64(0.0))(tt.ones(3)).shape == (3,)
+
+
+# ---------------------------------------------------------------------------- uninitialised layers, loading
+def test_init_false_draws_nothing_and_init_true_draws_as_before():
+    rng = np.random.default_rng(0)
+    lin, emb = nn.Linear(6, 4, rng=rng, init=False), nn.Embedding(5, 3, rng=rng, init=False)
+    assert lin.weight.shape == (4, 6) and lin.bias.shape == (4,) and emb.weight.shape == (5, 3)
+    assert lin.weight.dtype == emb.weight.dtype == np.float32
+    assert rng.bit_generator.state == np.random.default_rng(0).bit_generator.state    # no draws
+    ref = np.random.default_rng(1)
+    bound = 1 / math.sqrt(6)
+    lin = nn.Linear(6, 4, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(lin.weight.data, ref.uniform(-bound, bound, (4, 6)).astype(np.float32))
+    np.testing.assert_array_equal(lin.bias.data, ref.uniform(-bound, bound, 4).astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(130, 70), (65, 200), (64, 300), (3, 5)])
+@pytest.mark.parametrize("src_dtype", [np.float32, np.float64, np.float16])
+def test_load_state_dict_copies_transposed_sources_exactly(shape, src_dtype):
+    rng = np.random.default_rng(0)
+    lin = nn.Linear(shape[1], shape[0], bias=False, init=False)
+    src = rng.standard_normal(shape[::-1]).astype(src_dtype).T       # a transposed view, as a Conv1D weight
+    lin.load_state_dict({"weight": src})
+    np.testing.assert_array_equal(lin.weight.data, src.astype(np.float32))
+    assert lin.weight.data.flags.c_contiguous and not np.shares_memory(lin.weight.data, src)

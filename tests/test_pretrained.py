@@ -19,9 +19,9 @@ from gpt.model import GPT, GPTConfig
 from gpt.config import FINETUNE_DEFAULTS, finetune_values
 from gpt.data import load_tokenizer
 from gpt import load_pretrained
-from gpt.hf import PretrainedFormatError, load_pretrained_into, save_pretrained
+from gpt.hf import PretrainedFormatError, load_pretrained_into, read_safetensors, save_pretrained
 from gpt.sample import sample_pretrained
-from tinytensor.errors import ConfigError, DTypeError, FileFormatError
+from tinytensor.errors import ConfigError, DTypeError, FileFormatError, UsageError
 
 L, H, C, V, P = 2, 2, 32, 100, 16        # n_layer, n_head, n_embd, vocab_size, n_positions
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -231,6 +231,52 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, ids):
 
     save_pretrained(back, d)                         # overwriting a folder in place works
     assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_load_skips_the_init_and_copies_the_file_bit_for_bit_through_the_tiled_transpose(tmp_path, ids):
+    # n_embd 80 > the 64-wide copy tiles, and not a multiple of them: the Conv1D weights take the tiled path
+    cfg = GPTConfig(block_size=70, vocab_size=V, n_layer=1, n_head=2, n_embd=80, bias=True)
+    model = GPT(cfg, seed=5)
+    rng = np.random.default_rng(1)
+    for _, p in model.named_parameters():
+        p.data[...] += rng.normal(0, 0.1, p.shape).astype(p.dtype)
+    d = save_pretrained(model, tmp_path / "out")
+    back = load_pretrained(d)
+    w = file_weights(d)
+    for name, p in back.named_parameters():
+        short = name.removeprefix("transformer.")
+        assert p.data.flags.c_contiguous and p.data.flags.writeable and p.dtype == np.float32, name
+        want = w[short].T if short.endswith(CONV1D) else w[short]
+        assert np.array_equal(p.data, want) and np.array_equal(p.data, model.state_dict()[name]), name
+    np.testing.assert_array_equal(all_logits(back, ids), all_logits(model, ids))
+
+
+def test_a_model_built_without_init_refuses_to_run_until_every_weight_is_loaded(ids):
+    cfg = GPTConfig(block_size=P, vocab_size=V, n_layer=L, n_head=H, n_embd=C, bias=True)
+    source = GPT(cfg, seed=2)
+    empty = GPT(cfg, seed=2, init=False)
+    with pytest.raises(UsageError, match="init=False"):
+        empty(ids)
+    with pytest.raises(UsageError, match="init=False"):
+        empty.generate(ids[:1, :2], max_new_tokens=1)
+    state = source.state_dict()
+    partial = {k: v for k, v in state.items() if "wpe" not in k}
+    empty.load_state_dict(partial, strict=False)                 # the position embeddings are still garbage
+    with pytest.raises(UsageError, match="never loaded"):
+        empty(ids)
+    empty.load_state_dict(state)
+    np.testing.assert_array_equal(all_logits(empty, ids), all_logits(source, ids))
+
+
+def test_read_safetensors_gives_read_only_views_equal_to_safetensors_own_reader(tmp_path, weights):
+    d = write_dir(tmp_path / "m", weights)
+    got = read_safetensors(d / "model.safetensors")
+    want = load_file(str(d / "model.safetensors"))
+    assert sorted(got) == sorted(want)
+    for k in want:
+        assert got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]), k
+    with pytest.raises(ValueError, match="read-only"):
+        got["transformer.wte.weight"][0, 0] = 1.0            # the file's bytes, never written through
 
 
 def test_save_model_without_biases_writes_zero_biases(tmp_path, ids):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import doctest
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -281,6 +282,28 @@ def test_parity_with_tiktoken_built_from_our_ranks(pairs, s):
         assert tok.encode_ordinary(s) == enc.encode_ordinary(s)
         assert tok.encode(s, allowed_special="all") == enc.encode(s, allowed_special="all")
         assert tok.encode(s, disallowed_special=()) == enc.encode(s, disallowed_special=())
+
+
+ASCII_FRAGMENTS = [f for f in FRAGMENTS if f.isascii()] + ["\x0b", "\x0c", "\x1c", "\x1f", "'T", "'VE", "_", "~"]
+ascii_text = st.one_of(st.text(st.characters(max_codepoint=127)),
+                       st.lists(st.sampled_from(ASCII_FRAGMENTS), max_size=40).map("".join))
+
+
+def test_ascii_twins_classes_are_the_patterns_classes_on_every_ascii_character():
+    import regex
+    for c in map(chr, range(128)):
+        assert bool(regex.fullmatch(r"\p{L}", c)) == bool(re.fullmatch("[A-Za-z]", c)), repr(c)
+        assert bool(regex.fullmatch(r"\p{N}", c)) == bool(re.fullmatch("[0-9]", c)), repr(c)
+        assert bool(regex.fullmatch(r"\s", c)) == (c in "\t\n\x0b\x0c\r "), repr(c)
+
+
+@settings(deadline=None, max_examples=300)
+@given(s=ascii_text)
+def test_ascii_split_matches_the_regex_split_and_tiktoken(pairs, s):
+    for tok, enc in pairs:
+        assert tok._ascii_regex is not None
+        assert tok._split(s) == tok._regex.findall(s)      # the re twin against the pattern itself
+        assert tok.encode_ordinary(s) == enc.encode_ordinary(s)
 
 
 def test_parity_with_tiktoken_on_fixed_corpus(gpt4_tok, gpt4_enc, gpt2_tok, gpt2_enc):

@@ -129,7 +129,7 @@ class Module:
             if arr.shape != p.shape:
                 raise ShapeError(f"load_state_dict: {name} has shape {arr.shape} in the state dict but "
                                  f"{p.shape} in the module")
-            np.copyto(p.data, arr, casting="same_kind")
+            _copy_into(p.data, arr)
 
     def to_dtype(self, dtype) -> Module:
         """Cast every parameter to ``dtype`` in place (e.g. float64 for gradient checks)."""
@@ -149,25 +149,52 @@ class Module:
         return "\n".join(lines) + (")" if len(lines) == 1 else "\n)")
 
 
+_TILE = 64     # a 64 x 64 float32 tile of source and destination (16 KiB each) stays in L1
+
+
+def _copy_into(dst: np.ndarray, src: np.ndarray) -> None:
+    """``np.copyto(dst, src, casting="same_kind")``, in square tiles when ``src`` is a transposed 2-D view.
+
+    NumPy walks ``dst`` in memory order, so it reads a transposed ``src`` one element per cache line,
+    a column at a time; copying ``TILE x TILE`` blocks keeps the lines a block reads in L1 until all
+    their elements are used (GPT-2's Conv1D weights arrive transposed: ``benchmarks/load_gpt2.py``).
+    """
+    if src.ndim != 2 or src.flags.c_contiguous or dst.shape != src.shape or min(src.shape) <= _TILE:
+        np.copyto(dst, src, casting="same_kind")
+        return
+    rows, cols = src.shape
+    for i in range(0, rows, _TILE):
+        for j in range(0, cols, _TILE):
+            np.copyto(dst[i:i + _TILE, j:j + _TILE], src[i:i + _TILE, j:j + _TILE], casting="same_kind")
+
+
 # ================================================================================== layers
 def _uniform(rng, bound: float, shape, dtype) -> np.ndarray:
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
+def _weights(init: bool, draw, shape, dtype) -> np.ndarray:
+    """``draw()`` cast to ``dtype``, or with ``init=False`` an uninitialised ``np.empty`` of that shape."""
+    return draw().astype(dtype) if init else np.empty(shape, dtype=dtype)
+
+
 class Linear(Module):
     """``y = x @ weight.T + bias`` with ``weight [out_features, in_features]`` (PyTorch layout).
 
-    Init as PyTorch: uniform in ``±1/sqrt(in_features)`` for weight and bias.
+    Init as PyTorch: uniform in ``±1/sqrt(in_features)`` for weight and bias. ``init=False`` leaves both
+    uninitialised (``np.empty``, no random draws) for a caller that overwrites them next (loading weights).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 rng: np.random.Generator | None = None, dtype=DEFAULT_FLOAT):
+                 rng: np.random.Generator | None = None, dtype=DEFAULT_FLOAT, init: bool = True):
         super().__init__()
         g = rng if rng is not None else default_rng()
         bound = 1.0 / math.sqrt(in_features) if in_features else 0.0
         self.in_features, self.out_features = in_features, out_features
-        self.weight = Parameter(_uniform(g, bound, (out_features, in_features), dtype))
-        self.bias = Parameter(_uniform(g, bound, (out_features,), dtype)) if bias else None
+        w_shape = (out_features, in_features)
+        self.weight = Parameter(_weights(init, lambda: g.uniform(-bound, bound, w_shape), w_shape, dtype))
+        self.bias = Parameter(_weights(init, lambda: g.uniform(-bound, bound, out_features), (out_features,),
+                                       dtype)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)              # x @ weight.T + bias: [..., out]
@@ -177,14 +204,16 @@ class Linear(Module):
 
 
 class Embedding(Module):
-    """A lookup table ``weight [num_embeddings, embedding_dim]``, init N(0, 1) as PyTorch."""
+    """A lookup table ``weight [num_embeddings, embedding_dim]``, init N(0, 1) as PyTorch (``init=False``:
+    uninitialised, as :class:`Linear`)."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int, rng: np.random.Generator | None = None,
-                 dtype=DEFAULT_FLOAT):
+                 dtype=DEFAULT_FLOAT, init: bool = True):
         super().__init__()
         g = rng if rng is not None else default_rng()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.weight = Parameter(g.standard_normal((num_embeddings, embedding_dim)).astype(dtype))
+        shape = (num_embeddings, embedding_dim)
+        self.weight = Parameter(_weights(init, lambda: g.standard_normal(shape), shape, dtype))
 
     def forward(self, ids) -> Tensor:
         return F.embedding(ids, self.weight)

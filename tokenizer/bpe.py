@@ -15,6 +15,7 @@ with :func:`tokenizer.bpe_train.learn_merges`.
 from __future__ import annotations
 
 import heapq
+import re
 import sys
 import warnings
 from collections import Counter
@@ -50,6 +51,19 @@ GPT4_PATTERN = (
     r"""\s*[\r\n]|\s+(?!\S)|\s"""
 )
 PATTERNS: dict[str, str] = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN, "cl100k": GPT4_PATTERN}
+
+# The same two patterns for pure-ASCII text, for the standard library's ``re``, which splits faster than
+# ``regex`` (benchmarks/tokenizer.py): on ASCII, \p{L} is [A-Za-z], \p{N} is [0-9] and \s is these six
+# (not \x1c-\x1f, which ``re``'s \s would take). Possessive quantifiers become greedy ones: each ends
+# its alternative, where nothing could backtrack into it anyway. tests/test_tokenizer.py checks every
+# ASCII character's class and fuzzes the splits against ``regex``.
+_WS = r"\t\n\x0b\x0c\r "
+_ASCII_TWINS: dict[str, str] = {
+    GPT2_PATTERN: rf"""'(?:[sdmt]|ll|ve|re)| ?[A-Za-z]+| ?[0-9]+| ?[^{_WS}A-Za-z0-9]+|[{_WS}]+$"""
+                  rf"""|[{_WS}]+(?![^{_WS}])|[{_WS}]""",
+    GPT4_PATTERN: rf"""'(?i:[sdmt]|ll|ve|re)|[^\r\nA-Za-z0-9]?[A-Za-z]+|[0-9]{{1,3}}| ?[^{_WS}A-Za-z0-9]+[\r\n]*"""
+                  rf"""|[{_WS}]+$|[{_WS}]*[\r\n]|[{_WS}]+(?![^{_WS}])|[{_WS}]""",
+}
 
 # A pair that is not a token ranks after every real token.
 _NO_RANK = sys.maxsize
@@ -250,6 +264,8 @@ class BPETokenizer(Tokenizer):
         self._regex = _compile(self._pattern)
         # subtle: findall returns groups, not whole matches, when the pattern has capture groups.
         self._has_groups = self._regex.groups > 0
+        twin = _ASCII_TWINS.get(self._pattern)
+        self._ascii_regex = re.compile(twin) if twin is not None else None
 
     def _set_vocab(
         self,
@@ -408,6 +424,8 @@ class BPETokenizer(Tokenizer):
 
     # -- encoding and decoding ---------------------------------------------------------------------------
     def _split(self, text: str) -> list[str]:
+        if self._ascii_regex is not None and text.isascii():     # isascii() is O(1) on a str
+            return self._ascii_regex.findall(text)
         if self._has_groups:
             return [m.group() for m in self._regex.finditer(text)]
         return self._regex.findall(text)

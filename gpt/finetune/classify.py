@@ -211,7 +211,7 @@ def load_base(init_from: str, tokenizer: str | None = None, dropout: float = 0.0
     if ckpt.state.get("task") == TASK:
         raise ConfigError(f"{init_from} is a classifier run; start from the GPT it was fine-tuned from")
     config = dataclasses.replace(ckpt.model_config, dropout=dropout)
-    gpt = GPT(config, seed=0)
+    gpt = GPT(config, seed=0, init=False)                     # every weight is loaded next
     gpt.load_state_dict(ckpt.model_state, strict=True)
     return Base(gpt, ckpt.tokenizer, _pad_id(ckpt.tokenizer),
                 {"kind": "checkpoint", "path": str(ckpt.path), "iter_num": ckpt.iter_num})

@@ -22,6 +22,8 @@ from .dropout import _dropout_args
 # freed on return: still nothing but lse is saved for the backward.
 _ATTN_BLAS_MAX = 1 << 18  # T * S * D below which a head's products are "small": OpenBLAS then runs each
 #                           on the calling thread (its own threshold for threading is 65536 * 4).
+_ATTN_THREAD_MIN = 1 << 20  # B * H * T * S * D below which all heads run on the calling thread: a decode
+#                             step (T = 1) is done before a helper thread would wake up
 
 
 @_jit
@@ -92,9 +94,10 @@ def _attn_dscores(p, dp, lse, b0, b1, h0, h1, H, T, scale, off, causal):
                 dp[r, j] = 0
 
 
-def _head_groups(B: int, H: int) -> list[tuple[int, int, int, int]]:
-    """``(b0, b1, h0, h1)`` groups of heads, one per thread: split the batch, else the heads."""
-    n = numba.get_num_threads()
+def _head_groups(B: int, H: int, T: int, S: int, D: int) -> list[tuple[int, int, int, int]]:
+    """``(b0, b1, h0, h1)`` groups of heads, one per thread: split the batch, else the heads; one group
+    when the whole call is smaller than :data:`_ATTN_THREAD_MIN` (waking a helper costs more)."""
+    n = numba.get_num_threads() if B * H * T * S * D >= _ATTN_THREAD_MIN else 1
     if n > 1 and B >= n:
         return [(c * B // n, (c + 1) * B // n, 0, H) for c in range(n)]
     if n > 1 and H >= n:
@@ -123,7 +126,7 @@ def _attn_fwd_blas(q4, k4, v4, out, lse, scale, causal):
         _attn_probs(rows, lse1, b0, b1, h0, h1, H, T, sc, S - T, causal)    # -> probabilities
         np.matmul(p[at], v4[at], out=out[at])
 
-    threads.run_parts(group, _head_groups(B, H))
+    threads.run_parts(group, _head_groups(B, H, T, S, D))
 
 
 def _attn_bwd_blas(q4, k4, v4, lse, do4, dq, dk, dv, scale, causal):
@@ -144,7 +147,7 @@ def _attn_bwd_blas(q4, k4, v4, lse, do4, dq, dk, dv, scale, causal):
         np.matmul(dp[at], k4[at], out=dq[at])
         np.matmul(np.swapaxes(dp[at], -1, -2), q4[at], out=dk[at])
 
-    threads.run_parts(group, _head_groups(B, H))
+    threads.run_parts(group, _head_groups(B, H, T, S, D))
 
 
 def _flat(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -224,8 +224,10 @@ def _gemm_batched(a3: np.ndarray, b3: np.ndarray) -> np.ndarray:
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` for 2-D ``[M, K] @ [K, N]`` or batched ``[..., M, K] @ [..., K, N]``; NumPy semantics.
 
-    float32/float64 go through the Numba GEMM (``_gemm``); other dtypes and 1-D operands through
-    ``np.matmul``. A batched ``a`` times a 2-D ``b`` is folded into one 2-D GEMM.
+    float32/float64 go through the Numba GEMM (``_gemm``); other dtypes, 1-D operands and a single row
+    times a 2-D ``b`` (``[1, K] @ [K, N]``: a decode step's every Linear) through ``np.matmul``, i.e.
+    BLAS's GEMV: the GEMM packs all of ``b`` into panels for that one row, which costs more than the
+    product itself (``benchmarks/generate.py``). A batched ``a`` times a 2-D ``b`` is folded into one 2-D GEMM.
     """
     a = np.asarray(a)
     b = np.asarray(b)
@@ -240,6 +242,8 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     N = b.shape[-1]
     if b.ndim == 2:
         rows = int(np.prod(a.shape[:-1], dtype=np.int64))
+        if rows == 1:
+            return np.matmul(a, b)
         a2 = a.reshape(rows, K) if a.ndim > 2 else a
         out = _gemm_batched(a2[None], b[None])
         return out.reshape(a.shape[:-1] + (N,))
