@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -96,6 +97,8 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):
     train(TrainSettings(task="copy", out_dir=str(out), steps=1, eval_every=1, eval_size=2, test_size=2,
                         train_lengths=(3, 5), test_lengths=(3, 5), long_lengths=None, quiet=True,
                         model=dict(d_model=8, n_head=2, d_ff=8, n_layer=1, max_len=8)))
+    quiet = capsys.readouterr().out.splitlines()                    # quiet: the answer line alone
+    assert len(quiet) == 1 and re.fullmatch(r"exact match: \d+\.\d%", quiet[0])
     assert main(["seq2seq", "translate", "--out_dir", str(out), "abcdefghij"]) == 2
     assert "has 10 characters, more than the model's max_len 8" in capsys.readouterr().err
     assert main(["seq2seq", "translate", "--out_dir", str(out), "aZ"]) == 2

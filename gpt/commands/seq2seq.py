@@ -43,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--dropout", type=float, default=None, help="model dropout (default 0.1)")
     t.add_argument("--label_smoothing", type=float, default=None, help="default 0")
     t.add_argument("--norm_first", action="store_true", help="pre-LN instead of the paper's post-LN")
-    t.add_argument("--quiet", action="store_true", help="print only the final exact match")
+    t.add_argument("--quiet", action="store_true", help="print only the final exact match line")
     t.set_defaults(func=run_train)
     r = cmds.add_parser("translate", help="decode texts (arguments, or one per line on standard input)")
     r.add_argument("--out_dir", required=True, metavar="DIR", help="a folder seq2seq train wrote")
