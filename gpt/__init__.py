@@ -8,7 +8,7 @@
 
 Layout: ``model`` (GPTConfig, GPT, sample_next) stacks the pieces of ``blocks``; ``hf`` converts GPT-2
 files; ``hub`` fetches GPT-2 by name; ``data`` finds text, tokenizers, token caches and batches; ``config`` is TrainConfig and presets;
-``train`` the loop; ``checkpoint`` saving and loading; ``sample`` text generation; ``cli`` and
+``train`` the loop; ``transformer`` the encoder–decoder (``seq2seq`` its tasks, decoding and training); ``checkpoint`` saving and loading; ``sample`` text generation; ``cli`` and
 ``commands`` the ``tinygpt`` command line.
 """
 import tinytensor as _tt  # noqa: F401  (first: it sets the BLAS/Numba thread policy before NumPy loads)
@@ -18,6 +18,7 @@ __version__ = "0.1.0"    # the one place: pyproject.toml reads it (tool.setuptoo
 from .config import PRESETS, TrainConfig, make_config
 from .hf import PretrainedFormatError, save_pretrained
 from .model import GPT, GPTConfig, KVCache, load_pretrained
+from .transformer import Transformer, TransformerConfig
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "PRESETS", "PretrainedFormatError", "TrainConfig", "load_pretrained",
-           "make_config", "save_pretrained", "__version__"]
+__all__ = ["GPT", "GPTConfig", "KVCache", "PRESETS", "PretrainedFormatError", "TrainConfig", "Transformer",
+           "TransformerConfig", "load_pretrained", "make_config", "save_pretrained", "__version__"]

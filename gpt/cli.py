@@ -17,11 +17,12 @@ from tokenizer import cli as tokenizer_cli
 
 from . import __version__
 from .bert import cli as bert_cli
-from .commands import attention, demo, evaluate, graph, plot, sample, train
+from .commands import attention, demo, evaluate, graph, plot, sample, seq2seq, train
 from .distributed import abort_if_parallel
 from .finetune import cli as finetune_cli
 
-COMMANDS = [gradcheck_cli, tokenizer_cli, train, sample, evaluate, plot, attention, graph, finetune_cli, bert_cli, demo]
+COMMANDS = [gradcheck_cli, tokenizer_cli, train, sample, evaluate, plot, attention, graph, finetune_cli, bert_cli,
+            seq2seq, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,13 +16,15 @@ Masks follow ``F.scaled_dot_product_attention``: True = ignore; ``*_padding_mask
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 import tinytensor as tt
 from tinytensor import nn
 from tinytensor.errors import ConfigError
 
-__all__ = ["DecoderLayer", "EncoderLayer", "FeedForward"]
+__all__ = ["DecoderLayer", "EncoderLayer", "FeedForward", "LayerCache"]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
@@ -78,6 +80,34 @@ class EncoderLayer(nn.Module):
         return self.sub_ff(x, self.ff)                                # [B, S, C]
 
 
+@dataclass
+class LayerCache:
+    """One decoder layer's state for incremental decoding (inference only, no gradients).
+
+    ``memory_k``, ``memory_v [B, H, S, D]``: the encoder output projected once for cross-attention;
+    ``self_k``, ``self_v [B, H, t, D]``: the self-attention keys/values of the t target positions so far.
+    """
+    memory_k: tt.Tensor
+    memory_v: tt.Tensor
+    self_k: tt.Tensor | None = None
+    self_v: tt.Tensor | None = None
+
+    def append(self, k: tt.Tensor, v: tt.Tensor) -> tuple[tt.Tensor, tt.Tensor]:
+        """Add one step's ``k``, ``v [B, H, 1, D]``; return all of them ``[B, H, t + 1, D]``."""
+        if self.self_k is None:
+            self.self_k, self.self_v = k, v
+        else:
+            self.self_k = tt.concatenate([self.self_k, k], axis=2)    # [B, H, t + 1, D]
+            self.self_v = tt.concatenate([self.self_v, v], axis=2)    # [B, H, t + 1, D]
+        return self.self_k, self.self_v
+
+    def select(self, rows: np.ndarray) -> LayerCache:
+        """The cache of batch rows ``rows`` (beam search keeps the surviving hypotheses' rows)."""
+        pick = [None if a is None else tt.Tensor(a.data[rows]) for a in
+                (self.memory_k, self.memory_v, self.self_k, self.self_v)]
+        return LayerCache(*pick)
+
+
 class DecoderLayer(nn.Module):
     """Masked self-attention, cross-attention to the encoder's output ``memory``, then the feed-forward."""
 
@@ -101,3 +131,21 @@ class DecoderLayer(nn.Module):
         y = self.sub_self(y, lambda h: self.self_attn(h, h, h, key_padding_mask=tgt_padding_mask, causal=True))
         y = self.sub_cross(y, lambda h: self.cross_attn(h, memory, memory, key_padding_mask=memory_padding_mask))
         return self.sub_ff(y, self.ff)                                # [B, T, C]
+
+    def cache(self, memory: tt.Tensor) -> LayerCache:
+        """An empty cache holding ``memory [B, S, C]`` projected for cross-attention (done once)."""
+        return LayerCache(*self.cross_attn.project_kv(memory, memory))
+
+    def step(self, y: tt.Tensor, cache: LayerCache, memory_padding_mask=None) -> tt.Tensor:
+        """:meth:`forward` for the newest target position only: ``y [B, 1, C]`` -> ``[B, 1, C]``.
+
+        The new position's self-attention keys/values join ``cache``; it sees every earlier position
+        (so no causal mask is needed) and the cached, projected encoder output.
+        """
+        def self_attn(h):
+            k, v = cache.append(*self.self_attn.project_kv(h, h))    # [B, H, t + 1, D] each
+            return self.self_attn.attend(h, k, v)
+        y = self.sub_self(y, self_attn)
+        y = self.sub_cross(y, lambda h: self.cross_attn.attend(h, cache.memory_k, cache.memory_v,
+                                                               key_padding_mask=memory_padding_mask))
+        return self.sub_ff(y, self.ff)                                # [B, 1, C]

@@ -379,9 +379,18 @@ class MultiheadAttention(Module):
         ``[B * H, T, S]``; ``causal`` hides later keys. A query with every key masked gets ``out_proj``'s
         bias (its attention output is zeros; PyTorch gives NaN).
         """
+        k, v = self.project_kv(key, value)                            # [B, H, S, D] each
+        return self.attend(query, k, v, key_padding_mask, attn_mask, causal)
+
+    def project_kv(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """The keys and values split into heads, ``[B, H, S, C / H]`` each: what a decoder caches
+        (cross-attention projects the encoder's output once; self-attention appends one position a step)."""
+        return self._heads(key, self.k_proj, "key"), self._heads(value, self.v_proj, "value")
+
+    def attend(self, query: Tensor, k: Tensor, v: Tensor, key_padding_mask=None, attn_mask=None,
+               causal: bool = False) -> Tensor:
+        """``query [B, T, C]`` attends to already projected ``k``, ``v [B, H, S, D]`` -> ``[B, T, C]``."""
         q = self._heads(query, self.q_proj, "query")                  # [B, H, T, D]
-        k = self._heads(key, self.k_proj, "key")                      # [B, H, S, D]
-        v = self._heads(value, self.v_proj, "value")                  # [B, H, S, D]
         B, H, T, D = q.shape
         if attn_mask is not None and not isinstance(attn_mask, Tensor):
             attn_mask = np.asarray(attn_mask)

@@ -1,4 +1,5 @@
-"""Optimizers (``SGD``, ``AdamW``), global-norm gradient clipping and a warmup + cosine LR schedule.
+"""Optimizers (``SGD``, ``AdamW``), global-norm gradient clipping, and LR schedules (warmup + cosine, the
+Transformer paper's ``noam_lr``).
 
 Optimizers take parameters or parameter groups (dicts with ``"params"`` and per-group overrides),
 as PyTorch does, so biases, norms and embeddings can skip weight decay::
@@ -176,3 +177,15 @@ def cosine_lr(it: int, learning_rate: float, min_lr: float, warmup_iters: int, l
     ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))
     return min_lr + coeff * (learning_rate - min_lr)
+
+
+def noam_lr(step: int, d_model: int, warmup: int, factor: float = 1.0) -> float:
+    """The Transformer paper's schedule (its section 5.3), for optimizer steps ``step = 1, 2, ...``:
+
+    ``lr = factor * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)``
+
+    a linear rise over ``warmup`` steps to ``factor / sqrt(d_model * warmup)``, then decay as ``1/sqrt(step)``.
+    """
+    if step < 1 or warmup < 1 or d_model < 1:
+        raise ConfigError(f"noam_lr: step, d_model and warmup must be >= 1, got {step}, {d_model}, {warmup}")
+    return factor * d_model ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)
