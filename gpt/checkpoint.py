@@ -38,7 +38,8 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from tinytensor.errors import FileFormatError, UsageError
-from tinytensor.fileio import atomic_write_text, default_mode, fsync_dir, sha256_file, write_synced, writing
+from tinytensor.fileio import (atomic_write_text, default_mode, fsync_dir, read_json_object, sha256_file, write_synced,
+                               writing)
 
 from .data import load_tokenizer, tokenizer_bytes
 from .model import GPT, GPTConfig
@@ -171,23 +172,11 @@ def save_checkpoint(out_dir: str | os.PathLike, iter_num: int, model: GPT, optim
     return final
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; FileFormatError naming the file if it is not one."""
-    try:
-        doc = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise FileFormatError(f"{path} is not valid JSON ({type(e).__name__}: {e}); the file is damaged "
-                              f"or truncated") from None
-    if not isinstance(doc, dict):
-        raise FileFormatError(f"{path} must hold a JSON object, got {type(doc).__name__}")
-    return doc
-
-
 def _latest_name(out_dir: Path) -> str | None:
     p = out_dir / POINTER
     if not p.is_file():
         return None
-    name = _read_json(p).get("latest")
+    name = read_json_object(p).get("latest")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise FileFormatError(f"{p}: 'latest' must name a checkpoint folder like ckpt-0000100, got {name!r}")
     return name
@@ -312,7 +301,7 @@ def load_checkpoint(out_dir: str | os.PathLike, verify: bool = True) -> Checkpoi
         path = path / name
         if not path.is_dir():
             raise FileNotFoundError(f"{POINTER} names {name}, which is missing from {out_dir}")
-    state = _read_json(path / "state.json")
+    state = read_json_object(path / "state.json")
     config = _check_state(path, state)
     if verify:
         for fname, digest in state["files"].items():

@@ -36,7 +36,7 @@ import tinytensor as tt
 from tinytensor import functional as F
 from tinytensor import nn
 from tinytensor.errors import ConfigError, FileFormatError, ShapeError
-from tinytensor.fileio import atomic_write_bytes
+from tinytensor.fileio import atomic_write_bytes, read_json_object
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -235,11 +235,8 @@ def read_adapter_config(adapter_dir: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileFormatError(f"no {ADAPTER_CONFIG} in {str(adapter_dir)!r}: an adapter folder holds "
                               f"{ADAPTER_WEIGHTS} and {ADAPTER_CONFIG} (written by save_adapters)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FileFormatError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT or not isinstance(config.get("layers"), dict):
+    config = read_json_object(path)
+    if config.get("format") != FORMAT or not isinstance(config.get("layers"), dict):
         raise FileFormatError(f"{path} is not a {FORMAT} adapter config")
     return config
 

@@ -589,3 +589,19 @@ def test_a_temp_file_newer_than_the_run_is_left_alone(tmp_path):
     young = tmp_path / ".log.jsonl.abcd1234.tmp"
     young.write_text("in use")
     assert fileio.remove_stale_temps(tmp_path, older_than=time.time() - 60) == [] and young.exists()
+
+
+# ------------------------------------------------------------------ the one JSON reader of run files
+@pytest.mark.parametrize("content, match", [
+    (b"", r"x\.json is not valid JSON"), (b'{"a": 1', r"x\.json is not valid JSON"),
+    (b"\xff\xfe", r"x\.json is not valid JSON \(UnicodeDecodeError"),
+    (b"[1, 2]", r"x\.json must hold a JSON object, got list"),
+])
+def test_read_json_object_names_the_file_and_the_fault(tmp_path, content, match):
+    (tmp_path / "x.json").write_bytes(content)
+    with pytest.raises(FileFormatError, match=match):
+        fileio.read_json_object(tmp_path / "x.json")
+    (tmp_path / "y.json").write_bytes(b'{"a": [1]}')
+    assert fileio.read_json_object(tmp_path / "y.json") == {"a": [1]}
+    with pytest.raises(FileNotFoundError):
+        fileio.read_json_object(tmp_path / "missing.json")

@@ -241,6 +241,23 @@ def read_text(path: str | os.PathLike) -> str:
         raise FileFormatError(f"{path} is not UTF-8 text ({e})") from None
 
 
+def read_json_object(path: str | os.PathLike) -> dict:
+    """A JSON object from ``path``.
+
+    Raises:
+        FileNotFoundError: no such file (callers say how to make one).
+        FileFormatError: the bytes are not UTF-8 JSON, or hold something other than an object.
+    """
+    try:
+        doc = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise FileFormatError(f"{path} is not valid JSON ({type(e).__name__}: {e}); the file is damaged "
+                              f"or truncated") from None
+    if not isinstance(doc, dict):
+        raise FileFormatError(f"{path} must hold a JSON object, got {type(doc).__name__}")
+    return doc
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()

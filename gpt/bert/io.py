@@ -25,7 +25,7 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from tinytensor.errors import FileFormatError, UsageError
-from tinytensor.fileio import atomic_write_bytes, sha256_file
+from tinytensor.fileio import atomic_write_bytes, read_json_object, sha256_file
 
 from ..data import load_tokenizer, tokenizer_bytes
 from .model import Bert, BertClassifier, BertConfig
@@ -63,11 +63,8 @@ def read_meta(out_dir: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no BERT run in {str(out_dir)!r} (no {META}); make one with "
                                 f"`tinygpt bert pretrain --data FILE --out_dir {out_dir}`")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FileFormatError(f"{path} is not JSON ({e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
+    doc = read_json_object(path)
+    if doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise FileFormatError(f"{path} is not a {FORMAT} version {VERSION} file")
     for name, digest in (doc.get("files") or {}).items():
         if name not in (WEIGHTS, TOKENIZER):

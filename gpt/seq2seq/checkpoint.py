@@ -19,7 +19,7 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from tinytensor.errors import FileFormatError, UsageError
-from tinytensor.fileio import atomic_write_bytes, atomic_write_text
+from tinytensor.fileio import atomic_write_bytes, atomic_write_text, read_json_object
 
 from ..transformer import Transformer, TransformerConfig
 from .tasks import CharVocab
@@ -51,14 +51,14 @@ def load_seq2seq(out_dir: str | os.PathLike) -> tuple[Transformer, CharVocab, di
     """
     out = Path(out_dir)
     try:
-        meta = json.loads((out / META).read_text(encoding="utf-8"))
+        meta = read_json_object(out / META)
         data = (out / WEIGHTS).read_bytes()
     except FileNotFoundError as e:
         raise FileFormatError(f"{out} holds no trained seq2seq model ({Path(e.filename).name} is missing; "
                               f"train one with tinygpt seq2seq train --out_dir {out})") from None
-    except (OSError, ValueError) as e:
-        raise FileFormatError(f"{out / META}: unreadable ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    except OSError as e:
+        raise FileFormatError(f"{out}: unreadable ({e})") from None
+    if meta.get("format") != FORMAT:
         raise FileFormatError(f"{out / META} is not a {FORMAT} file")
     if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
         raise FileFormatError(f"{out / WEIGHTS} does not match the sha256 in {out / META} (a partial write?)")
