@@ -30,6 +30,7 @@ import tinytensor as tt
 import tinytensor.functional as F
 from tinytensor import nn
 from tinytensor.errors import ConfigError, DTypeError, ShapeError, UsageError
+from tinytensor.ops.checks import check_int_fields
 
 from .layers import DecoderLayer, EncoderLayer, LayerCache
 
@@ -61,10 +62,8 @@ class TransformerConfig:
     def __post_init__(self):
         if self.n_dec_layer is None:
             self.n_dec_layer = self.n_layer
-        for name in ("vocab_size", "d_model", "n_head", "d_ff", "n_layer", "n_dec_layer", "max_len"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"TransformerConfig.{name} must be an integer >= 1, got {v!r}")
+        check_int_fields(self, ("vocab_size", "d_model", "n_head", "d_ff", "n_layer", "n_dec_layer", "max_len"),
+                         1, "TransformerConfig.")
         if self.d_model % self.n_head:
             raise ConfigError(f"TransformerConfig: d_model {self.d_model} must be a multiple of n_head {self.n_head}")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.label_smoothing <= 1.0:

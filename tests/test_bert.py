@@ -305,3 +305,14 @@ def test_matches_a_pytorch_twin(rng):
     np.testing.assert_allclose(grads["encoder.1.self_attn.q_proj.weight"].grad,
                                twin.layers[1].self_attn.in_proj_weight.grad.numpy()[:8], atol=1e-10)
     np.testing.assert_allclose(grads["embeddings.wpe.weight"].grad, twin.wpe.weight.grad.numpy(), atol=1e-10)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(n_layer=0), r"BertConfig\.n_layer must be an int >= 1, got 0"),
+    (dict(n_head=2.0), r"BertConfig\.n_head must be an int >= 1, got 2\.0"),
+    (dict(d_ff=-1), r"BertConfig\.d_ff must be an int >= 0, got -1"),
+    (dict(n_segments=True), r"BertConfig\.n_segments must be an int >= 0, got True"),
+])
+def test_bert_config_count_fields(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        BertConfig(**kw)

@@ -7,7 +7,7 @@ import pytest
 
 import tinytensor as tt
 from gpt import Transformer, TransformerConfig
-from gpt.seq2seq import beam_search, greedy, length_penalty
+from gpt.seq2seq import TrainSettings, beam_search, greedy, length_penalty
 from tinytensor.optim import noam_lr
 
 
@@ -171,3 +171,15 @@ def test_one_step_matches_a_pytorch_twin(norm_first, rng):
     assert set(ours) == set(theirs)
     for name, g in ours.items():
         np.testing.assert_allclose(g, theirs[name].grad.numpy(), rtol=1e-8, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: TransformerConfig(vocab_size=9, d_model=0), r"TransformerConfig\.d_model must be an int >= 1, got 0"),
+    (lambda: TransformerConfig(vocab_size=9, n_layer=True),
+     r"TransformerConfig\.n_layer must be an int >= 1, got True"),
+    (lambda: TrainSettings(task="copy", out_dir="x", steps=0), r"steps must be an int >= 1, got 0"),
+    (lambda: TrainSettings(task="copy", out_dir="x", beam=2.0), r"beam must be an int >= 1, got 2\.0"),
+])
+def test_count_fields_are_ints_named_in_the_error(make, match):
+    with pytest.raises(tt.ConfigError, match=match):
+        make()

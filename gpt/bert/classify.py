@@ -28,6 +28,7 @@ import tinytensor as tt
 from tinytensor import optim
 from tinytensor.errors import ConfigError
 from tinytensor.fileio import append_jsonl, atomic_write_bytes
+from tinytensor.ops.checks import check_int_fields
 
 from ..data import encode
 from ..finetune import spam
@@ -71,10 +72,7 @@ class BertClassifyConfig:
     eval_batch_size: int = 64
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {v!r}")
+        check_int_fields(self, ("epochs", "batch_size", "eval_batch_size"))
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
 

@@ -29,6 +29,7 @@ import tinytensor as tt
 from tinytensor import functional as F
 from tinytensor import nn
 from tinytensor.errors import ConfigError, DTypeError, ShapeError
+from tinytensor.ops.checks import check_int_fields
 
 from ..layers import EncoderLayer
 
@@ -61,14 +62,8 @@ class BertConfig:
     norm_first: bool = False
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"BertConfig.{name} must be an int >= 1, got {v!r}")
-        for name in ("d_ff", "n_segments"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"BertConfig.{name} must be an int >= 0, got {v!r}")
+        check_int_fields(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"), 1, "BertConfig.")
+        check_int_fields(self, ("d_ff", "n_segments"), 0, "BertConfig.")
         if self.n_embd % self.n_head:
             raise ConfigError(f"BertConfig: n_embd {self.n_embd} must be a multiple of n_head {self.n_head}")
         if not 0 <= self.pad_id < self.vocab_size:

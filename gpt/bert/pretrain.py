@@ -34,6 +34,7 @@ import tinytensor as tt
 from tinytensor import optim
 from tinytensor.errors import ConfigError, UsageError
 from tinytensor.fileio import append_jsonl, atomic_write_bytes, read_text
+from tinytensor.ops.checks import check_int_fields
 
 from ..data import encode, load_tokenizer
 from . import masking
@@ -89,10 +90,7 @@ class PretrainConfig:
     seed: int = 1337
 
     def __post_init__(self):
-        for name in ("max_iters", "batch_size", "eval_interval"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {v!r}")
+        check_int_fields(self, ("max_iters", "batch_size", "eval_interval"))
         if self.block_size < 4:
             raise ConfigError(f"block_size must be >= 4 ([CLS], two tokens, [SEP]), got {self.block_size}")
         if not (math.isfinite(self.lr) and self.lr > 0):

@@ -46,6 +46,7 @@ from tinytensor import functional as F
 from tinytensor import nn, optim
 from tinytensor.errors import ConfigError, FileFormatError, ShapeError
 from tinytensor.fileio import append_jsonl, atomic_write_bytes
+from tinytensor.ops.checks import check_int_fields
 
 from .. import lora
 from ..checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
@@ -315,16 +316,12 @@ class ClassifyConfig:
     tokenizer: str | None = None
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {v!r}")
+        check_int_fields(self, ("epochs", "batch_size", "eval_batch_size"))
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
+        check_int_fields(self, ("warmup_steps",), 0)
         if self.max_len is not None and self.max_len < 1:
             raise ConfigError(f"max_len must be >= 1, got {self.max_len!r}")
         if self.lora_rank is not None and self.trainable is not None:

@@ -25,6 +25,7 @@ import numpy as np
 
 from tinytensor.errors import ConfigError
 from tinytensor.fileio import append_jsonl, atomic_write_text
+from tinytensor.ops.checks import check_int_fields
 from tinytensor.optim import clip_grad_norm_, noam_lr
 
 from ..transformer import Transformer, TransformerConfig
@@ -60,10 +61,8 @@ class TrainSettings:
     quiet: bool = False
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "warmup", "eval_every", "eval_size", "test_size", "log_every", "beam"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
+        check_int_fields(self, ("steps", "batch_size", "warmup", "eval_every", "eval_size", "test_size",
+                                "log_every", "beam"))
 
 
 def collate(pairs: list[tuple[str, str]], vocab: CharVocab) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from ..errors import DTypeError, ShapeError, UsageError
+from ..errors import ConfigError, DTypeError, ShapeError, UsageError
 
 
 def real_number(op: str, name: str, value) -> float:
@@ -20,6 +20,17 @@ def real_number(op: str, name: str, value) -> float:
     if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
         raise DTypeError(f"{op}: {name} must be a real number, got {type(value).__name__} {value!r}")
     return float(value)
+
+
+def check_int_fields(owner, names, minimum: int = 1, prefix: str = "") -> None:
+    """Each ``owner.<name>`` is a Python int (not a bool) ``>= minimum``: a config's count fields.
+
+    ``prefix`` starts the message (``"BertConfig."``). Raises :class:`ConfigError` naming the field.
+    """
+    for name in names:
+        v = getattr(owner, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ConfigError(f"{prefix}{name} must be an int >= {minimum}, got {v!r}")
 
 
 def check_probability(op: str, name: str, p) -> float:
