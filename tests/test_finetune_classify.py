@@ -191,6 +191,10 @@ def test_cli_finetune_then_classify(tmp_path, capsys, byte_tok, monkeypatch):
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO("one\n\ntwo\n"))
     assert main(["classify", "--out_dir", str(out)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("\n  \n"))   # no text at all: one line, exit 2
+    assert main(["classify", "--out_dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "tinygpt: error: no texts: pass them as arguments or on stdin, one per line"
 
     clf = Classifier.load(out)   # the Python API gives what the CLI printed
     pred = clf("see you at six")

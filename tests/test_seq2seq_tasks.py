@@ -84,6 +84,9 @@ def test_cli_train_then_translate_round_trip(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO("3rd of May 1999\n\n4 Nov 2001\n"))
     assert main(["seq2seq", "translate", "--out_dir", str(out), "--beam", "3"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(""))      # nothing to translate: a one-line error
+    assert main(["seq2seq", "translate", "--out_dir", str(out)]) == 2
+    assert "no texts: pass them as arguments or on stdin" in capsys.readouterr().err
 
 
 def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):

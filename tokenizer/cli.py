@@ -46,6 +46,18 @@ def run_command(args: argparse.Namespace, prog: str = "tinygpt") -> int:
         return 2
 
 
+def texts_or_stdin(texts: list[str] | None) -> list[str]:
+    """The texts given as arguments, else the non-blank lines of stdin (one text each).
+
+    Raises:
+        UsageError: neither gives a text.
+    """
+    texts = texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise UsageError("no texts: pass them as arguments or on stdin, one per line")
+    return texts
+
+
 def add_dash_aliases(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Accept ``--out-dir`` for ``--out_dir`` (every option with ``_``) in ``parser`` and its sub-commands.
 

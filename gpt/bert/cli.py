@@ -8,10 +8,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from tinytensor.errors import UsageError
 from tinytensor.fileio import read_text
+from tokenizer.cli import texts_or_stdin
 
 from .classify import BertClassifyConfig, classify_texts, finetune_bert_classifier
 from .pretrain import PretrainConfig, fill, pretrain
@@ -95,9 +94,7 @@ def run_classify(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if not texts:
-        raise UsageError("no texts: pass them as arguments or on stdin, one per line")
+    texts = texts_or_stdin(args.texts)
     for text, (label, p) in zip(texts, classify_texts(args.out_dir, texts)):
         print(f"{label}\t{p:.4f}\t{text}")
     return 0

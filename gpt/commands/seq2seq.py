@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from tinytensor.errors import UsageError
+from tokenizer.cli import texts_or_stdin
 
 from ..seq2seq import TASKS, TrainSettings, load_seq2seq, train, translate
 
@@ -69,7 +69,7 @@ def run_translate(args: argparse.Namespace) -> int:
     if args.beam < 1:
         raise UsageError(f"--beam must be >= 1, got {args.beam}")
     model, vocab, _ = load_seq2seq(args.out_dir)
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    texts = texts_or_stdin(args.texts)
     for text in texts:
         if len(text) > model.config.max_len:
             raise UsageError(f"input {text!r} has {len(text)} characters, more than the model's max_len "

@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from tokenizer.cli import texts_or_stdin
 
 from ..lora import DEFAULT_TARGETS
 from .classify import LR_SCHEDULES, Classifier, ClassifyConfig, finetune_classifier
@@ -76,9 +77,7 @@ def run_finetune_classify(args: argparse.Namespace) -> int:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if not texts:
-        raise ValueError("no texts: pass them as arguments or on stdin, one per line")
+    texts = texts_or_stdin(args.texts)
     clf = Classifier.load(args.out_dir)
     for text, pred in zip(texts, clf.predict(texts)):
         print(f"{pred.label}\t{pred.probability:.4f}\t{text}")
