@@ -150,7 +150,7 @@ def test_disk_cache_with_intrinsic(tmp_path):
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("a_shape", [(1, 96), (1, 1, 96)])
-def test_one_row_is_a_blas_gemv_not_a_packed_gemm(monkeypatch, dtype, a_shape, rng):
+def test_one_row_is_a_gemv_not_a_packed_gemm(monkeypatch, dtype, a_shape, rng):
     # a decode step multiplies one row by every weight: packing all of b for it cost more than the product
     a = rng.standard_normal(a_shape).astype(dtype)
     b = layout(rng.standard_normal((96, 130)).astype(dtype), "T")       # a Linear's weight.T
@@ -164,3 +164,26 @@ def test_one_row_is_a_blas_gemv_not_a_packed_gemm(monkeypatch, dtype, a_shape, r
     check(out.reshape(1, 130), a.reshape(1, 96), b)
     with pytest.raises(AssertionError, match="packed GEMM"):
         gemm.matmul(np.concatenate([a.reshape(1, 96)] * 2), b)         # two rows: still the Numba GEMM
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("parallel", [False, True])
+@given(k=st.integers(1, 70), n=st.integers(1, 70), x_layout=st.sampled_from(["C", "strided"]))
+def test_gemv_of_a_transposed_weight(dtype, parallel, k, n, x_layout):
+    """``x [1, K] @ W.T`` (W C-contiguous) is the row-dot GEMV, serial or split over the rows of W, and
+    equals the reference within the dot-product bound; a non-finite weight stays in its own output."""
+    from tinytensor.kernels.numba import _common
+    g = np.random.default_rng(k * 100 + n)
+    w = g.standard_normal((n, k)).astype(dtype)
+    x = g.standard_normal((1, 2 * k)).astype(dtype)
+    x = x[:, ::2] if x_layout == "strided" else x[:, :k]
+    calls = []
+    real = gemm._gemv_t
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_common, "_PAR_MIN", 1 if parallel else 1 << 30)
+        mp.setattr(gemm, "_gemv_t", lambda *args: calls.append(1) or real(*args))
+        check(gemm.matmul(x, w.T), x, w.T)
+        assert calls == [1]
+        w[n // 2, 0] = np.inf
+        out = gemm.matmul(x, w.T)
+    assert not np.isfinite(out[0, n // 2]) and np.isfinite(np.delete(out[0], n // 2)).all()

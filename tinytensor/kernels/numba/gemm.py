@@ -27,7 +27,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._common import _FLOATS, _PAR, _chunked, _jit
+from ._common import _FLOATS, _PAR, _chunked, _jit, _nchunks
 from .simd import load, make_ukernel, store
 
 # Register tile (MR rows, NV vectors of 512 bits): 12 x 32 float32 is 24 zmm accumulators plus two
@@ -221,13 +221,45 @@ def _gemm_batched(a3: np.ndarray, b3: np.ndarray) -> np.ndarray:
     return c
 
 
+@_jit
+def _gemv_rows(w, x, out, lo, hi):
+    """``out[n] = w[n, :] . x`` for rows ``lo..hi`` of a C-contiguous ``w [N, K]``: one dot product per
+    row, read front to back. ``reassoc`` lets LLVM vectorise each sum across several zmm accumulators;
+    one row at a time streams ``w`` best (benchmarks/gemv.py: two or eight rows per pass ran slower)."""
+    K = x.shape[0]
+    for n in range(lo, hi):
+        acc = out.dtype.type(0)
+        for k in range(K):
+            acc += w[n, k] * x[k]
+        out[n] = acc
+
+
+@_jit(**_PAR)
+def _gemv_par(w, x, out, nchunks):
+    _chunked(_gemv_rows, w.shape[0], nchunks, (w, x, out))
+
+
+def _gemv_t(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x [K] @ w.T`` for a C-contiguous ``w [N, K]`` (a Linear's weight): ``[N]``. Parallel over the rows
+    of ``w`` above a few hundred thousand elements."""
+    out = np.empty(w.shape[0], dtype=w.dtype)
+    nchunks = _nchunks(w.size)
+    if nchunks <= 1:
+        _gemv_rows(w, x, out, 0, w.shape[0])
+    else:
+        _gemv_par(w, x, out, min(nchunks, w.shape[0]))
+    return out
+
+
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` for 2-D ``[M, K] @ [K, N]`` or batched ``[..., M, K] @ [..., K, N]``; NumPy semantics.
 
-    float32/float64 go through the Numba GEMM (``_gemm``); other dtypes, 1-D operands and a single row
-    times a 2-D ``b`` (``[1, K] @ [K, N]``: a decode step's every Linear) through ``np.matmul``, i.e.
-    BLAS's GEMV: the GEMM packs all of ``b`` into panels for that one row, which costs more than the
-    product itself (``benchmarks/generate.py``). A batched ``a`` times a 2-D ``b`` is folded into one 2-D GEMM.
+    float32/float64 go through the Numba GEMM (``_gemm``), except a single row times a 2-D ``b``
+    (``[1, K] @ [K, N]``: a decode step's every Linear), which the packed GEMM would spend more time packing
+    than multiplying: ``x @ W.T`` with ``W [N, K]`` C-contiguous (a Linear's weight, the tied ``lm_head``)
+    is :func:`_gemv_t`, one dot product per row of ``W``, which streams the weights ~1.4x faster than
+    OpenBLAS's transposed GEMV here (``benchmarks/gemv.py``); any other single row, other dtypes and 1-D
+    operands go to ``np.matmul`` (BLAS). A batched ``a`` times a 2-D ``b`` is folded into one 2-D GEMM.
     """
     a = np.asarray(a)
     b = np.asarray(b)
@@ -243,6 +275,8 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if b.ndim == 2:
         rows = int(np.prod(a.shape[:-1], dtype=np.int64))
         if rows == 1:
+            if b.T.flags.c_contiguous and K > 0:   # x @ W.T with W [N, K] in place (every decode Linear)
+                return _gemv_t(a.reshape(K), b.T).reshape(a.shape[:-1] + (N,))
             return np.matmul(a, b)
         a2 = a.reshape(rows, K) if a.ndim > 2 else a
         out = _gemm_batched(a2[None], b[None])
