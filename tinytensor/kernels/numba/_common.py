@@ -196,16 +196,55 @@ def _rows(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x).reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1)
 
 
-@_jit(inline="always")
 def _row_max_raw(x, r, lim):
-    """Max of ``x[r, :lim]`` in x's dtype (``-inf`` when empty); NaN is skipped by the compare, the
-    callers' exp passes propagate it."""
+    """Max of ``x[r, :lim]`` in x's dtype (``-inf`` when empty). A NaN may be skipped or returned: either
+    way the callers' exp passes make the row NaN. The compiled version (the overload below) compares
+    order-preserving integer keys instead of floats; this loop is its reference (``NUMBA_DISABLE_JIT``)."""
     m = x.dtype.type(-np.inf)
     for j in range(lim):
         v = x[r, j]
         if v > m:
             m = v
     return m
+
+
+def _key_max(itype, sign_shift, low_bits):
+    """``_row_max_raw`` for one float width, through order-preserving integer keys.
+
+    A float compare-and-select loop does not vectorise without ``nnan`` (what should a NaN do to the
+    max?), so it ran one element per cycle. The integer key of a float's bits, ``b ^ ((b >> 31) & 0x7fffffff)``
+    (float32; 63 and 2^63 - 1 for float64), orders every non-NaN float as the float compare does (-0 just
+    below +0) and maps back by the same formula; integer ``max`` vectorises (16 float32 lanes a
+    ``vpmaxsd``): ~3x faster on the models' rows (768 x 65: 17 -> 6 us). A NaN with the sign bit clear
+    keys above +inf and comes out as the max; x86's default NaN has it set and keys below -inf, so it is
+    skipped: the callers' exp passes make the row NaN in both cases.
+    """
+    ftype = {np.int32: np.float32, np.int64: np.float64}[itype]
+    lowest = itype(np.iinfo(itype).min)
+    sh, lo = itype(sign_shift), itype(low_bits)
+
+    def row_max(x, r, lim):
+        m = lowest
+        for j in range(lim):
+            b = ftype(x[r, j]).view(itype)
+            m = max(m, b ^ ((b >> sh) & lo))
+        if lim == 0:
+            return ftype(-np.inf)
+        return itype(m ^ ((m >> sh) & lo)).view(ftype)
+    return row_max
+
+
+if not numba.config.DISABLE_JIT:
+    _row_max_f32 = njit(inline="always", fastmath=_FM)(_key_max(np.int32, 31, 0x7FFFFFFF))
+    _row_max_f64 = njit(inline="always", fastmath=_FM)(_key_max(np.int64, 63, 0x7FFFFFFFFFFFFFFF))
+
+    @overload(_row_max_raw, fastmath=_FM, inline="always")
+    def _row_max_raw_overload(x, r, lim):
+        if x.dtype == types.float32:
+            return lambda x, r, lim: _row_max_f32(x, r, lim)
+        if x.dtype == types.float64:
+            return lambda x, r, lim: _row_max_f64(x, r, lim)
+        return _row_max_raw
 
 
 @_jit(inline="always")
