@@ -613,6 +613,11 @@ _PLAIN_PYTHON_SCRIPT = textwrap.dedent("""
                 np.testing.assert_allclose(x, y, rtol=tol, atol=tol, equal_nan=True)
         x = rng.standard_normal((5, 7)).astype(dt)
         ok(nc.matmul(x, x.T), nr.matmul(x, x.T))
+        ok(nc.matmul(x[:1], x.T), nr.matmul(x[:1], x.T))   # one row: the row-dot GEMV
+        # the row sums are float64 as in the compiled code (a Python float accumulator would add float32
+        # scalars in float32 under NumPy 2's promotion: loss 0.693359375 here, not log 2)
+        big = np.array([[-1e4, 1e4, 1e4]], dt)
+        np.testing.assert_allclose(nc.cross_entropy(big, np.array([2]), -1)[0], [np.log(2)], rtol=1e-6)
         ok(nc.softmax(x, True), nr.softmax(x, True))
         ok(nc.softmax_backward(x, x), nr.softmax_backward(x, x))
         ok(nc.log_softmax(x), nr.log_softmax(x))

@@ -55,7 +55,7 @@ def _attn_probs(p, lse, b0, b1, h0, h1, H, T, scale, off, causal):
             m = _row_max(p, r, lim)
             for j in range(lim):
                 p[r, j] = _exp(p[r, j] - m)
-            l = 0.0
+            l = np.float64(0.0)
             for j in range(lim):
                 l += p[r, j]
             inv = dt.type(1.0 / l)
@@ -83,7 +83,7 @@ def _attn_dscores(p, dp, lse, b0, b1, h0, h1, H, T, scale, off, causal):
             l = dt.type(lse[r]) if lim else dt.type(0)
             for j in range(lim):
                 p[r, j] = _exp(p[r, j] * scale - l)
-            delta = 0.0
+            delta = np.float64(0.0)
             for j in range(lim):
                 delta += p[r, j] * dp[r, j]
             dl = dt.type(delta)

@@ -238,7 +238,7 @@ def _attn_head(qh, kt, vh, oh, lse, bh, scale, causal, seed, thresh, zscale):
             m = _row_max(sc, r, lim)
             for j in range(lim):  # exp pass, then the float64 sum pass (see _softmax_rows)
                 row[j] = _exp(row[j] - m)
-            l = 0.0
+            l = np.float64(0.0)
             for j in range(lim):
                 l += row[j]
             lse[bh, i0 + r] = np.log(l) + m
@@ -339,7 +339,7 @@ def _attn_bwd_head(qh, kh, kt, vt, doh, lse, dqh, dkh, dvh, bh, scale, causal, s
                     z[j] = zscale if _u24(seed, base + np.uint64(j)) >= thresh else 0
                 for j in range(lim):
                     g[j] = g[j] * z[j]
-            delta = 0.0
+            delta = np.float64(0.0)
             for j in range(lim):
                 delta += prow[j] * g[j]
             dl = dt.type(delta)

@@ -80,7 +80,7 @@ def gelu_backward(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
 @_jit
 def _sum_squares_1d(x):
     """One pass, float64 accumulator (``reassoc`` lets LLVM keep several partial sums in SIMD lanes)."""
-    acc = 0.0
+    acc = np.float64(0.0)
     for i in range(x.shape[0]):
         xi = np.float64(x[i])
         acc += xi * xi

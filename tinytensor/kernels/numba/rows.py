@@ -32,7 +32,7 @@ def _softmax_rows(x, y, T, off, causal, lo, hi):
         m = _row_max(x, r, lim)
         for j in range(lim):  # exp and the float64 sum in separate loops: each vectorises alone,
             y[r, j] = _exp(x[r, j] - m)  # fused they run ~3x slower (float32 -> float64 in the loop)
-        s = 0.0
+        s = np.float64(0.0)
         for j in range(lim):
             s += y[r, j]
         inv = x.dtype.type(0.0 if s == 0.0 else 1.0 / s)
@@ -70,7 +70,7 @@ def _softmax_bwd_rows(y, dy, dx, lo, hi):
     """``dx = y * (dy - sum(dy * y))`` per row: one float64 dot, one fused multiply pass."""
     S = y.shape[1]
     for r in range(lo, hi):
-        dot = 0.0
+        dot = np.float64(0.0)
         for j in range(S):
             dot += dy[r, j] * y[r, j]
         d = y.dtype.type(dot)  # the write pass runs in y's dtype: 8 float32 lanes, no conversions
@@ -109,7 +109,7 @@ def _log_softmax_rows(x, y, lo, hi):
         m = _row_max(x, r, S)
         for j in range(S):  # exp into y (overwritten below), then the float64 sum: see _softmax_rows
             y[r, j] = _exp(x[r, j] - m)
-        s = 0.0
+        s = np.float64(0.0)
         for j in range(S):
             s += y[r, j]
         # y = (x - m) - log(s): x - m is exact-ish in x's dtype and log(s) is in [0, log S], so the
@@ -139,7 +139,7 @@ def _log_softmax_bwd_rows(y, dy, dx, lo, hi):
     """``dx = dy - exp(y) * sum(dy)`` per row (float64 sum, 8-lane exp)."""
     S = y.shape[1]
     for r in range(lo, hi):
-        s = 0.0
+        s = np.float64(0.0)
         for j in range(S):
             s += dy[r, j]
         sd = y.dtype.type(s)
@@ -173,7 +173,7 @@ def _xent_rows(x, t, ignore, loss, lse, lo, hi):
             m = x.dtype.type(0)
         for j in range(V):
             buf[j] = _exp(x[r, j] - m)  # m = -inf (all -inf row) gives NaN, as in the reference
-        s = 0.0
+        s = np.float64(0.0)
         for j in range(V):
             s += buf[j]
         lse[r] = np.log(s) + m
@@ -274,11 +274,11 @@ def _ln_rows(x, w, b, eps, y, mean, rstd, lo, hi):
     C = x.shape[1]
     dt = y.dtype
     for r in range(lo, hi):
-        s = 0.0
+        s = np.float64(0.0)
         for j in range(C):
             s += x[r, j]
         mu = s / C
-        s2 = 0.0
+        s2 = np.float64(0.0)
         for j in range(C):
             d = x[r, j] - mu
             s2 += d * d
@@ -325,8 +325,8 @@ def _ln_bwd_rows(dy, x, w, mean, rstd, dx, dw, db, lo, hi):
     for r in range(lo, hi):
         mu = np.float64(mean[r])
         rs = np.float64(rstd[r])
-        sg = 0.0
-        sgx = 0.0
+        sg = np.float64(0.0)
+        sgx = np.float64(0.0)
         for j in range(C):
             xh = (x[r, j] - mu) * rs
             d = np.float64(dy[r, j])
