@@ -6,7 +6,9 @@ exact match on held-out pairs.
     result["exact_match"]            # on 1,000 test pairs, lengths 10-30
 
 Every batch is fresh pairs from the task's train split (seeded by the run seed and the step), of mixed
-lengths (batches of one length each, drawn per batch, learnt much more slowly per step and per second). Every
+lengths (batches of one length each, drawn per batch, learnt much more slowly per step and per second). The
+learning rate is the paper's (``noam_lr``), times :func:`lr_cooldown` when ``cooldown`` > 0: a linear fall to 0
+over the run's last fraction, measured in steps or in ``max_minutes``, whichever ends the run first. Every
 ``eval_every`` steps the model decodes validation pairs; the best one so far is the checkpoint (chosen on
 validation, never on the test split), and a perfect validation score ``patience`` times in a row ends the
 run early. At the end the checkpoint is reloaded and scored on the test split, also on longer sequences
