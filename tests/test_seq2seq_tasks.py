@@ -11,6 +11,8 @@ import tinytensor as tt
 from gpt.cli import main
 from gpt.seq2seq import TASKS, TrainSettings, collate, get_task, load_seq2seq, train
 from gpt.seq2seq.tasks import split_of
+from gpt.seq2seq.train import lr_cooldown, run_fraction
+from tinytensor.optim import noam_lr
 
 
 @pytest.mark.parametrize("name", list(TASKS))
@@ -109,3 +111,31 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):
     (out / "model.safetensors").write_bytes(b"garbage")
     assert main(["seq2seq", "translate", "--out_dir", str(out), "ab"]) == 2
     assert "does not match the sha256" in capsys.readouterr().err
+
+
+def test_lr_cooldown_falls_linearly_to_zero_over_the_last_fraction():
+    assert [lr_cooldown(f, 0.25) for f in (0.0, 0.5, 0.75, 0.875, 1.0, 1.2)] == [1.0, 1.0, 1.0, 0.5, 0.0, 0.0]
+    assert lr_cooldown(0.99, 0.0) == 1.0 and lr_cooldown(0.5, 1.0) == 0.5
+    # the run ends at its step cap or its time limit, whichever comes first
+    assert run_fraction(1, 10, 0.0, None) == 0.0 and run_fraction(6, 10, 1e6, None) == 0.5
+    assert run_fraction(6, 10, 45.0, 1.0) == 0.75 and run_fraction(9, 10, 3.0, 1.0) == 0.8
+    for bad in (-0.1, 1.5, True, "0.3"):
+        with pytest.raises(tt.ConfigError, match=f"cooldown must be a fraction in \\[0, 1\\], got {bad!r}"):
+            TrainSettings(task="copy", out_dir="x", cooldown=bad)
+
+
+def test_train_with_cooldown_and_train_lengths(tmp_path, capsys):
+    out = tmp_path / "run"
+    train(TrainSettings(task="reverse", out_dir=str(out), steps=4, batch_size=4, warmup=2, eval_every=4, eval_size=4,
+                        test_size=4, long_lengths=None, log_every=1, cooldown=0.5, quiet=True,
+                        model=dict(d_model=16, n_head=2, d_ff=16, n_layer=1, max_len=32)))
+    lrs = [r["lr"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "lr" in r]
+    # steps 1..4 have run fractions 0, 1/4, 1/2, 3/4: only the last is in the cooldown, at half the lr
+    np.testing.assert_allclose(lrs, [noam_lr(1, 16, 2), noam_lr(2, 16, 2), noam_lr(3, 16, 2), noam_lr(4, 16, 2) / 2])
+    cli = tmp_path / "cli"
+    assert main(["seq2seq", "train", "--task", "reverse", "--out_dir", str(cli), "--steps", "1", "--batch_size", "2",
+                 "--eval_every", "1", "--eval_size", "2", "--test_size", "2", "--cooldown", "0.5",
+                 "--train_lengths", "3", "5", "--quiet", *TINY[:-1], "42"]) == 0
+    capsys.readouterr()
+    settings = load_seq2seq(cli)[2]["settings"]
+    assert settings["cooldown"] == 0.5 and settings["train_lengths"] == [3, 5]

@@ -35,6 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="validation pairs (default %(default)s)")
     t.add_argument("--test_size", type=int, default=TrainSettings.test_size, help="test pairs (default %(default)s)")
     t.add_argument("--max_minutes", type=float, default=None, help="stop training after this many minutes")
+    t.add_argument("--cooldown", type=float, default=TrainSettings.cooldown, help="the run's last fraction (of "
+                   "--steps or --max_minutes, whichever ends first) over which the lr falls linearly to 0 "
+                   "(default %(default)s: none)")
+    t.add_argument("--train_lengths", type=int, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="copy / reverse: training string lengths (default: the task's, 1 30)")
     t.add_argument("--seed", type=int, default=0,
                    help="seeds the weights, the training pairs and the evaluation pairs (default 0)")
     t.add_argument("--beam", type=int, default=1, help="beam size for the evaluations (default 1: greedy)")
@@ -61,7 +66,9 @@ def run_train(args: argparse.Namespace) -> int:
     train(TrainSettings(task=args.task, out_dir=args.out_dir, steps=args.steps, batch_size=args.batch_size,
                         model=model, lr_factor=args.lr_factor, warmup=args.warmup, seed=args.seed,
                         eval_every=args.eval_every, eval_size=args.eval_size, test_size=args.test_size,
-                        beam=args.beam, max_minutes=args.max_minutes, quiet=args.quiet))
+                        beam=args.beam, max_minutes=args.max_minutes, cooldown=args.cooldown,
+                        train_lengths=None if args.train_lengths is None else tuple(args.train_lengths),
+                        quiet=args.quiet))
     return 0
 
 

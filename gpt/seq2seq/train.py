@@ -6,7 +6,9 @@ exact match on held-out pairs.
     result["exact_match"]            # on 1,000 test pairs, lengths 10-30
 
 Every batch is fresh pairs from the task's train split (seeded by the run seed and the step), of mixed
-lengths (batches of one length each, drawn per batch, learnt much more slowly per step and per second). Every
+lengths (batches of one length each, drawn per batch, learnt much more slowly per step and per second). The
+learning rate is the paper's (``noam_lr``), times :func:`lr_cooldown` when ``cooldown`` > 0: a linear fall to 0
+over the run's last fraction, measured in steps or in ``max_minutes``, whichever ends the run first. Every
 ``eval_every`` steps the model decodes validation pairs; the best one so far is the checkpoint (chosen on
 validation, never on the test split), and a perfect validation score ``patience`` times in a row ends the
 run early. At the end the checkpoint is reloaded and scored on the test split, also on longer sequences
@@ -33,7 +35,7 @@ from .checkpoint import load_seq2seq, save_seq2seq
 from .decode import beam_search, greedy
 from .tasks import CharVocab, Task, get_task
 
-__all__ = ["TrainSettings", "collate", "exact_match", "train", "translate"]
+__all__ = ["TrainSettings", "collate", "exact_match", "lr_cooldown", "run_fraction", "train", "translate"]
 
 
 @dataclass
@@ -57,12 +59,16 @@ class TrainSettings:
     train_lengths: tuple[int, int] | None = None        # default: the task's
     beam: int = 1                           # 1 = greedy for the evaluations
     max_minutes: float | None = None        # stop training after this long (then evaluate)
+    cooldown: float = 0.0                   # the run's last fraction, lr falling linearly to 0 (see lr_cooldown)
     log_every: int = 50
     quiet: bool = False
 
     def __post_init__(self):
         check_int_fields(self, ("steps", "batch_size", "warmup", "eval_every", "eval_size", "test_size",
                                 "log_every", "beam"))
+        if not isinstance(self.cooldown, (int, float)) or isinstance(self.cooldown, bool) \
+                or not 0.0 <= self.cooldown <= 1.0:
+            raise ConfigError(f"TrainSettings.cooldown must be a fraction in [0, 1], got {self.cooldown!r}")
 
 
 def collate(pairs: list[tuple[str, str]], vocab: CharVocab) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -81,6 +87,24 @@ def collate(pairs: list[tuple[str, str]], vocab: CharVocab) -> tuple[np.ndarray,
         tgt_in[b, 0], tgt_in[b, 1:len(t) + 1] = vocab.bos_id, t
         targets[b, :len(t)], targets[b, len(t)] = t, vocab.eos_id
     return src, tgt_in, targets
+
+
+def run_fraction(step: int, steps: int, elapsed_s: float, max_minutes: float | None) -> float:
+    """How much of the run is behind us after ``step - 1`` steps and ``elapsed_s`` seconds: the larger of
+    ``(step - 1) / steps`` and ``elapsed_s / (60 max_minutes)``, since the run ends at whichever comes first."""
+    done = (step - 1) / steps
+    return done if max_minutes is None else max(done, elapsed_s / (60.0 * max_minutes))
+
+
+def lr_cooldown(fraction: float, cooldown: float) -> float:
+    """The learning-rate multiplier at ``fraction`` of the run: 1 until ``1 - cooldown``, then falling
+    linearly to 0 at the end (``cooldown=0``: always 1)::
+
+        lr_cooldown(0.5, 0.25) == 1.0,  lr_cooldown(0.875, 0.25) == 0.5,  lr_cooldown(1.0, 0.25) == 0.0
+    """
+    if cooldown <= 0.0 or fraction <= 1.0 - cooldown:
+        return 1.0
+    return max(0.0, (1.0 - fraction) / cooldown)
 
 
 def translate(model: Transformer, vocab: CharVocab, texts: list[str], beam: int = 1,
@@ -139,6 +163,8 @@ def train(settings: TrainSettings) -> dict[str, Any]:
         pairs = task.sample("train", s.batch_size, seed=s.seed * 1_000_003 + step, lengths=s.train_lengths)
         src, tgt_in, targets = collate(pairs, vocab)
         lr = noam_lr(step, config.d_model, s.warmup, s.lr_factor)
+        if s.cooldown:
+            lr *= lr_cooldown(run_fraction(step, s.steps, time.perf_counter() - t0, s.max_minutes), s.cooldown)
         for g in opt.param_groups:
             g["lr"] = lr
         _, loss = model(src, tgt_in, targets)
