@@ -30,6 +30,7 @@ RECIPES = {
     "eot": dict(BASE, tokenizer="gpt2", keep="last", end_token=True),
     "eot_cos": dict(BASE, tokenizer="gpt2", keep="last", end_token=True, lr=1e-3, lr_schedule="cosine",
                     warmup_steps=20, epochs=8),
+    "noeot_cos": dict(BASE, tokenizer="gpt2", keep="last", lr=1e-3, lr_schedule="cosine", warmup_steps=20, epochs=8),
     "eot_cos_d1": dict(BASE, tokenizer="gpt2", keep="last", end_token=True, lr=1e-3, lr_schedule="cosine",
                        warmup_steps=20, epochs=8, dropout=0.1),
     "eot_wd": dict(BASE, tokenizer="gpt2", keep="last", end_token=True, weight_decay=0.5),
@@ -43,7 +44,29 @@ RECIPES = {
                           lr_schedule="cosine", warmup_steps=20, epochs=8, dropout=0.1, sizes=dict(SMALL, block_size=256)),
     "bpe1k_eot_cos": dict(BASE, tokenizer="sms-bpe-1024", keep="last", end_token=True, lr=1e-3,
                           lr_schedule="cosine", warmup_steps=20, epochs=8, dropout=0.1, sizes=dict(SMALL, block_size=256)),
+    # from an LM pretrained here (--lm_iters > 0: benchmarks.finetune_classify.pretrain, its accuracy preset's
+    # mixed corpus: Tiny Shakespeare, the-verdict, instruction texts, the train split's texts; never val/test)
+    "lm_all": dict(init_from="lm", epochs=6, batch_size=16, lr=3e-4, trainable="all", dropout=0.1, keep="last",
+                   lr_schedule="cosine", warmup_steps=20, end_token="\n"),
+    "lm_lora": dict(init_from="lm", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
+                    lr_schedule="cosine", warmup_steps=20, end_token="\n", lora_rank=4, lora_alpha=16.0,
+                    lora_targets="c_attn,c_fc"),
+    "lm_lora_attn8": dict(init_from="lm", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
+                          lr_schedule="cosine", warmup_steps=20, end_token="\n", lora_rank=8, lora_alpha=16.0,
+                          lora_targets="c_attn"),
+    "lm_lora_noend": dict(init_from="lm", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
+                          lr_schedule="cosine", warmup_steps=20, lora_rank=4, lora_alpha=16.0,
+                          lora_targets="c_attn,c_fc"),
 }
+
+
+def pretrained_lm(work: Path, data, iters: int) -> tuple[str, dict]:
+    """An LM from :func:`benchmarks.finetune_classify.pretrain` with the accuracy preset's settings."""
+    from benchmarks import finetune_classify as fc
+    ns = argparse.Namespace(**{**fc.PRESETS["accuracy"], "lm_iters": iters, "seed": 123,
+                                "vocab_size": 1024, "block_size": 128})
+    lm, info = fc.pretrain(work, spam.resolve_spam_data(data), ns)
+    return str(lm), info
 
 
 def sms_bpe(folder: Path, rows: list, vocab_size: int) -> str:
@@ -67,6 +90,7 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--seeds", default="123")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--lm_iters", type=int, default=0, help="pretrain an LM for the init_from=lm recipes")
     args = ap.parse_args(argv)
     rows = spam.read_spam_tsv(spam.resolve_spam_data(args.data))
     info = machine_info()
@@ -75,8 +99,15 @@ def main(argv=None) -> int:
            "test never read", "results": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        lm = None
+        if args.lm_iters:
+            lm, out["pretrain"] = pretrained_lm(work, args.data, args.lm_iters)
         for name in args.recipes.split(","):
             fields = dict(RECIPES[name])
+            if fields["init_from"] == "lm":
+                if lm is None:
+                    raise SystemExit(f"recipe {name} needs --lm_iters N (an LM to start from)")
+                fields["init_from"] = lm
             if fields.get("tokenizer") == "byte":
                 fields["tokenizer"] = byte_tokenizer(work)
             elif fields.get("tokenizer", "").startswith("sms-bpe-"):

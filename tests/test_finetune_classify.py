@@ -277,8 +277,11 @@ def test_end_token_is_appended_after_cutting():
     assert [i.tolist() for i in ids] == [[97, 98, 99, 256], [97, 98, 256]] and cut == 1
     with pytest.raises(ConfigError, match="max_len must be >= 2"):
         spam.encode_texts(["ab"], tok, max_len=1, end_id=256)
-    with pytest.raises(ConfigError, match="<\\|endoftext\\|> special token"):
+    assert end_token_id(tok, "\n") == 10                             # a one-token text: byte 10
+    with pytest.raises(ConfigError, match="'<\\|endoftext\\|>' is neither a special token"):
         end_token_id(BPETokenizer(pattern="gpt2").train("", vocab_size=256))
+    with pytest.raises(ConfigError, match="'ab' is neither"):
+        end_token_id(tok, "ab")
 
 
 def test_end_token_run_predicts_with_it(tmp_path):

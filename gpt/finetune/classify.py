@@ -50,7 +50,7 @@ from tinytensor.ops.checks import check_int_fields
 
 from .. import lora
 from ..checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from ..data import build_tokenizer, load_tokenizer
+from ..data import build_tokenizer, encode, load_tokenizer
 from ..hf import CONFIG_NAME, GPT2_EOT_ID
 from ..hub import MODELS, resolve_model
 from ..model import GPT, GPTConfig
@@ -220,18 +220,23 @@ def load_base(init_from: str, tokenizer: str | None = None, dropout: float = 0.0
                 {"kind": "checkpoint", "path": str(ckpt.path), "iter_num": ckpt.iter_num})
 
 
-def end_token_id(tok) -> int:
-    """The id of ``<|endoftext|>`` in ``tok`` (what ``end_token=True`` appends).
+def end_token_id(tok, end_token: bool | str = True) -> int:
+    """The id ``end_token`` appends: ``True`` = the special token ``<|endoftext|>``; a string = that special
+    token, or a text that encodes to exactly one token (``"\n"``, the separator an LM saw between texts).
 
     Raises:
-        ConfigError: the tokenizer has no such special token (train one with it:
+        ConfigError: no such special token, or the text is not one token (train a tokenizer with it:
             ``BPETokenizer().train(text, vocab_size, special_tokens=["<|endoftext|>"])``).
     """
+    name = END_TOKEN if end_token is True else end_token
     specials = getattr(tok, "special_tokens", None) or {}
-    if END_TOKEN not in specials:
-        raise ConfigError(f"end_token needs a tokenizer with a {END_TOKEN} special token; this one has "
-                          f"{sorted(specials) or 'none'}")
-    return int(specials[END_TOKEN])
+    if name in specials:
+        return int(specials[name])
+    ids = encode(tok, name) if isinstance(name, str) and end_token is not True else []
+    if len(ids) != 1:
+        raise ConfigError(f"end_token {name!r} is neither a special token of this tokenizer "
+                          f"({sorted(specials) or 'none'}) nor a text of one token")
+    return int(ids[0])
 
 
 def _pad_id(tok) -> int:
@@ -308,8 +313,9 @@ class ClassifyConfig:
         lora_rank, lora_alpha, lora_targets: LoRA instead of ``trainable`` (rank None: no LoRA).
         sizes: ``n_layer`` / ``n_head`` / ``n_embd`` / ``block_size`` for ``init_from="scratch"``.
         tokenizer: for a GPT-2 folder without tokenizer files, or scratch (``gpt2`` or a saved tokenizer).
-        end_token: append the tokenizer's ``<|endoftext|>`` to every text, so the token classified from is
-            always the same one (pads are still told apart by length: the pad id may be the same id).
+        end_token: append one token to every text, so the token classified from is always the same one
+            (True: ``<|endoftext|>``; or a one-token text such as ``"\n"``; see :func:`end_token_id`).
+            Pads are still told apart by length: the pad id may be the same id.
         keep: ``best`` (the best-val epoch's model, the book's) or ``last`` (the final epoch's).
     """
     init_from: str
@@ -333,7 +339,7 @@ class ClassifyConfig:
     lora_targets: str = ",".join(lora.DEFAULT_TARGETS)
     sizes: dict = field(default_factory=dict)
     tokenizer: str | None = None
-    end_token: bool = False
+    end_token: bool | str = False
     keep: str = "best"
 
     def __post_init__(self):
@@ -419,7 +425,7 @@ def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool 
     model, base, summary = build_classifier(cfg)
     block = model.config.block_size
     max_len = min(cfg.max_len or block, block)
-    end_id = end_token_id(base.tokenizer) if cfg.end_token else None
+    end_id = end_token_id(base.tokenizer, cfg.end_token) if cfg.end_token else None
     data = {k: spam.encode_split(v, base.tokenizer, max_len, end_id) for k, v in splits.items()}
     for k, d in data.items():
         if d.truncated:

@@ -41,8 +41,9 @@ def add_kind(kinds: argparse._SubParsersAction) -> None:
                    help="what trains: the last N blocks + ln_f + head (default last = 1), or all")
     p.add_argument("--max_len", type=int, default=None, help="cut texts to this many tokens (default: block_size)")
     p.add_argument("--pad_to_max", action="store_true", help="pad every batch to --max_len, not to its longest text")
-    p.add_argument("--end_token", action="store_true",
-                   help="append <|endoftext|> to every text, so the classified token is always the same one")
+    p.add_argument("--end_token", nargs="?", const=True, default=False, metavar="TOKEN",
+                   help="append <|endoftext|> (or TOKEN: a special token, or a one-token text such as a "
+                        "newline) to every text, so the classified token is always the same one")
     p.add_argument("--keep", choices=KEEP, default="best",
                    help="the model kept: best (by val accuracy, the book's) or last (the final epoch's)")
     p.add_argument("--seed", type=int, default=123, help="split, shuffling and init seed (the book's 123)")

@@ -40,11 +40,19 @@ def pool_rows(rows: list[spam.Example], split_seed: int = spam.BOOK_SEED) -> lis
     return s["train"] + s["val"]
 
 
-def cross_validate(cfg: ClassifyConfig, k: int = 5, rows: list | None = None, fold_seed: int = 0,
+def _fit_gpt(cfg: ClassifyConfig, fold: dict):
+    return finetune_classifier(cfg, progress=False, quiet=True, overwrite=True, splits=fold)
+
+
+def cross_validate(cfg, k: int = 5, rows: list | None = None, fold_seed: int = 0,
                    seeds: tuple | list | None = None, split_seed: int = spam.BOOK_SEED,
-                   say=None) -> CVResult:
+                   say=None, fit=None) -> CVResult:
     """Train ``cfg`` on each of ``k`` folds of the pool (:func:`pool_rows`), for each init seed in
     ``seeds`` (default: ``cfg.seed``); fold runs go to ``cfg.out_dir/fold-F-seed-S`` (overwritten).
+
+    ``fit(cfg, fold)`` trains one fold and returns a :class:`gpt.finetune.classify.ClassifyResult`
+    (default: :func:`gpt.finetune.classify.finetune_classifier`; a BERT recipe passes
+    ``lambda c, fold: finetune_bert_classifier(c, progress=False, quiet=True, splits=fold)``).
 
     The recipe's ``keep`` rule picks each fold's model on that fold's own val part when ``keep="best"``
     (an optimistic figure); ``keep="last"`` scores the final epoch's model, an unbiased one.
@@ -56,7 +64,7 @@ def cross_validate(cfg: ClassifyConfig, k: int = 5, rows: list | None = None, fo
     for seed in (seeds if seeds is not None else (cfg.seed,)):
         for f, fold in enumerate(folds):
             run = dataclasses.replace(cfg, seed=int(seed), out_dir=str(Path(cfg.out_dir) / f"fold-{f}-seed-{seed}"))
-            res = finetune_classifier(run, progress=False, quiet=True, overwrite=True, splits=fold)
+            res = (fit or _fit_gpt)(run, fold)
             n = res.val["n"]
             row = {"fold": f, "seed": int(seed), "n_val": n, "kept_epoch": res.best_epoch,
                    "accuracy": res.val["accuracy"], "correct": round(res.val["accuracy"] * n),
