@@ -13,6 +13,9 @@ unigram baseline) and SMS spam test accuracy with the [CLS] head.
 3. **Fine-tuning** (``gpt.bert.classify``) on the book's balanced split: every ``--ft_lrs`` x
    ``--ft_epochs`` candidate is trained, the one with the best VALIDATION accuracy (ties: val loss) is
    chosen, and only its test figure is reported (the others' test figures are not recorded).
+   With ``--cv_folds K`` the candidates are ranked instead by K-fold cross-validation over the book split's
+   train + val rows (:func:`gpt.finetune.cv.cross_validate`, ``--cv_seeds`` init seeds; the test split is
+   not read), and the chosen one is then trained once on the book split and scored on its test split.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from gpt.bert.io import META
 from gpt.bert.pretrain import VAL_FRAC
 from gpt.data import resolve_text
 from gpt.finetune import spam
+from gpt.finetune.cv import cross_validate
 
 PROMPTS = ["To be or not to [MASK].", "My lord, I [MASK] you.", "Call now to claim your [MASK] prize!"]
 
@@ -58,6 +62,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ensemble_seeds", default="", help="init seeds of an ensemble of the chosen setting (e.g. 1,2,3,4)")
     ap.add_argument("--reuse", action="store_true", help="keep WORK/mlm from an earlier run (fine-tune only)")
     ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--ft_keep", default="best", help="best (by val) or last epoch's model")
+    ap.add_argument("--cv_folds", type=int, default=0, help="rank candidates by K-fold CV (train + val rows)")
+    ap.add_argument("--cv_seeds", default="123", help="init seeds of each CV fold run")
     args = ap.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="bert-tasks-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -75,6 +82,8 @@ def main(argv=None) -> int:
         out["mlm_args"] = vars(args)
     write_json_atomic(args.json, out)
 
+    if args.cv_folds:
+        return choose_by_cv(work, args, out)
     candidates = []
     grid = [(float(lr), int(ep), float(dr)) for lr in args.ft_lrs.split(",") for ep in args.ft_epochs.split(",")
             for dr in args.ft_dropouts.split(",")]
@@ -115,6 +124,47 @@ def main(argv=None) -> int:
         print(f"ensemble of {len(dirs)}: val {100 * val['accuracy']:.2f} %, test {100 * test['accuracy']:.2f} %")
     print(json.dumps({"mlm": {k: out["mlm"][k] for k in ("val_masked_accuracy", "unigram_baseline")},
                       "spam": {k: out["spam"][k] for k in ("chosen", "val_accuracy", "test_accuracy")}}, indent=1))
+    return 0
+
+
+def choose_by_cv(work: Path, args, out: dict) -> int:
+    """Rank the fine-tuning grid by K-fold CV (no test text read), then train and test the chosen one once."""
+    def fit(c, fold):
+        return finetune_bert_classifier(c, progress=False, quiet=True, splits=fold)
+    rows = spam.read_spam_tsv(spam.resolve_spam_data())
+    ranked = []
+    for lr in args.ft_lrs.split(","):
+        for ep in args.ft_epochs.split(","):
+            for dr in args.ft_dropouts.split(","):
+                cfg = BertClassifyConfig(init_from=str(work / "mlm"), epochs=int(ep), lr=float(lr), dropout=float(dr),
+                                         out_dir=str(work / f"cv-lr{lr}-e{ep}-d{dr}"), batch_size=args.ft_batch_size,
+                                         keep=args.ft_keep)
+                t0 = time.perf_counter()
+                cv = cross_validate(cfg, args.cv_folds, rows, seeds=[int(x) for x in args.cv_seeds.split(",")],
+                                    fit=fit)
+                ranked.append((cv.mean_accuracy, cfg, {"lr": cfg.lr, "epochs": cfg.epochs, "dropout": cfg.dropout,
+                                                       "keep": cfg.keep, "cv_mean": cv.mean_accuracy,
+                                                       "cv_std": cv.std_accuracy, "cv_correct": cv.correct,
+                                                       "cv_n": cv.n, "epoch_means": cv.epoch_means,
+                                                       "wall_s": round(time.perf_counter() - t0, 1)}))
+                print(f"candidate lr {lr} epochs {ep} dropout {dr}: CV {100 * cv.mean_accuracy:.2f} % "
+                      f"({cv.correct}/{cv.n}); per epoch " + " ".join(f"{100 * a:.2f}" for a in cv.epoch_means),
+                      flush=True)
+                out["spam_cv_candidates"] = [r[2] for r in ranked]
+                write_json_atomic(args.json, out)
+    _, cfg, _ = max(ranked, key=lambda r: r[0])
+    cfg = dataclasses.replace(cfg, out_dir=str(work / "spam-chosen"))
+    t0 = time.perf_counter()
+    best = finetune_bert_classifier(cfg, progress=False, quiet=True)
+    out["spam"] = {"chosen_by": f"{args.cv_folds}-fold CV over train + val, seeds {args.cv_seeds}",
+                   "chosen": {"lr": cfg.lr, "epochs": cfg.epochs, "dropout": cfg.dropout, "keep": cfg.keep,
+                              "kept_epoch": best.best_epoch},
+                   "val_accuracy": best.val["accuracy"], "test_accuracy": best.test["accuracy"],
+                   "test_correct": round(best.test["accuracy"] * best.test["n"]), "test_n": best.test["n"],
+                   "test_confusion": best.test["confusion"], "finetune_wall_s": round(time.perf_counter() - t0, 1)}
+    write_json_atomic(args.json, out)
+    print(f"chosen lr {cfg.lr:g} epochs {cfg.epochs} dropout {cfg.dropout:g}: test "
+          f"{100 * best.test['accuracy']:.2f} % ({out['spam']['test_correct']}/{best.test['n']})", flush=True)
     return 0
 
 

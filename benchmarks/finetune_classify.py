@@ -18,6 +18,14 @@ GPT-2's weights cannot be downloaded here, so the runs start from models made on
   BPE (1,024) learned from the train split's texts; 3 blocks x 128, 600 iterations; then all trainable
   (lr 3e-4, cosine) and LoRA on that base.
 
+``--preset cv`` / ``--preset cv_lm`` (issue 17): recipes ranked by 4-fold cross-validation over the book
+split's train + val rows (``benchmarks.finetune_cv``; the test split is not read there), then run here once:
+
+* ``cv`` (``--runs scratch``): GPT-2's BPE with ``<|endoftext|>`` appended to every text, 2 blocks x 64,
+  lr 1e-3 cosine, 8 epochs, dropout 0.2, the last epoch's model;
+* ``cv_lm`` (``--runs pretrained,lora``): the accuracy preset's LM pretrained 1,500 iterations, a newline
+  appended to every text, the last epoch's model.
+
 Peak RSS of ``--trainable last`` vs ``all`` is measured in fresh subprocesses (``os.wait4``'s ``ru_maxrss``)
 on a random GPT-2-shaped folder (``save_pretrained``), a few steps each.
 """
@@ -47,6 +55,14 @@ PRESETS = {"accuracy": dict(
     lm_corpus="mixed", lm_sms_repeat=3, n_layer=3, n_head=4, n_embd=128, lm_batch_size=16, lm_iters=600,
     lm_lr=2e-3, lm_dropout=0.0, ft_epochs=6, ft_lr=3e-4,
     lora_rank=4, lora_alpha=16.0, lora_targets="c_attn,c_fc", lora_epochs=12, lora_lr=3e-3)}
+# issue 17: chosen by 4-fold cross-validation over the book split's train + val rows, 2 init seeds
+# (benchmarks.finetune_cv; test never read there): GPT-2 BPE + <|endoftext|> appended, cosine, last epoch kept
+PRESETS["cv"] = dict(
+    scratch_tokenizer="gpt2", scratch_layers=2, scratch_embd=64, scratch_epochs=8, scratch_lr=1e-3,
+    scratch_dropout=0.2, lr_schedule="cosine", warmup_steps=20, end_token="<|endoftext|>", keep="last")
+# issue 17, LM-pretrained and LoRA (benchmarks.finetune_cv's lm_all / lm_lora recipes, same CV): the accuracy
+# preset's LM pretrained 1,500 iterations, a newline (the LM's separator between texts) appended, last epoch kept
+PRESETS["cv_lm"] = dict(PRESETS["accuracy"], lm_iters=1500, lm_end_token="\n", keep="last")
 
 RSS_SNIPPET = """
 import sys, numpy as np
@@ -157,6 +173,9 @@ def main(argv=None) -> int:
                     help="accuracy: the recipe chosen by validation accuracy for issue 15's bar")
     ap.add_argument("--lr_schedule", default="constant", help="every fine-tune's: constant or cosine")
     ap.add_argument("--warmup_steps", type=int, default=0)
+    ap.add_argument("--end_token", default="", help="appended to every text: <|endoftext|>, or a one-token text")
+    ap.add_argument("--keep", default="best", help="best (by val) or last epoch's model")
+    ap.add_argument("--lm_end_token", default="", help="appended to every text by the LM-pretrained runs (e.g. a newline)")
     # scratch
     ap.add_argument("--scratch_tokenizer", default="gpt2", help="gpt2, or byte (BPE with no merges: 256 ids)")
     ap.add_argument("--scratch_layers", type=int, default=2)
@@ -203,6 +222,7 @@ def main(argv=None) -> int:
                                  epochs=args.scratch_epochs, batch_size=16, lr=args.scratch_lr, trainable="all",
                                  dropout=args.scratch_dropout, seed=args.seed, tokenizer=scratch_tok,
                                  lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
+                                 end_token=args.end_token or False, keep=args.keep,
                                  sizes=dict(n_layer=args.scratch_layers, n_head=4, n_embd=args.scratch_embd,
                                             block_size=128 if args.scratch_tokenizer == "gpt2" else 512))
             out["runs"].append(_run(f"scratch ({args.scratch_tokenizer} tokens, all trainable)", cfg))
@@ -212,14 +232,16 @@ def main(argv=None) -> int:
             if "pretrained" in runs:
                 cfg = ClassifyConfig(init_from=str(lm), out_dir=str(work / "ft"), data=str(data), epochs=args.ft_epochs,
                                      batch_size=16, lr=args.ft_lr, trainable="all", dropout=0.1, seed=args.seed,
-                                     lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps)
+                                     lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
+                                     end_token=args.lm_end_token or False, keep=args.keep)
                 out["runs"].append(_run(f"LM-pretrained ({args.lm_corpus} corpus), all trainable", cfg, pre_s))
             if "lora" in runs:
                 cfg = ClassifyConfig(init_from=str(lm), out_dir=str(work / "lora"), data=str(data),
                                      epochs=args.lora_epochs, batch_size=16, lr=args.lora_lr, dropout=0.1,
                                      seed=args.seed, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
                                      lora_targets=args.lora_targets, lr_schedule=args.lr_schedule,
-                                     warmup_steps=args.warmup_steps)
+                                     warmup_steps=args.warmup_steps, end_token=args.lm_end_token or False,
+                                     keep=args.keep)
                 out["runs"].append(_run(f"LM-pretrained + LoRA r={args.lora_rank} ({args.lora_targets}) + head",
                                         cfg, pre_s))
         if "rss" in runs:

@@ -235,6 +235,22 @@ def test_classify_fine_tuning_and_predict(tmp_path, capsys):
     assert main(["bert", "fill", "--out_dir", str(tmp_path / "clf"), "a [MASK]"]) == 2
 
 
+def test_classify_cross_validation_folds_keep_last(tmp_path):
+    """k-fold CV of a BERT recipe (gpt.finetune.cv with a BERT fit): no test split, the final epoch kept."""
+    from gpt.finetune.cv import cross_validate, pool_rows
+    tok = train_tokenizer(TEXT + "".join(r.text + "\n" for r in _rows()), 300)
+    save_bert(tmp_path / "pre", Bert(BertConfig(vocab_size=300, block_size=32, n_layer=1, n_head=2, n_embd=16,
+                                                pad_id=special_ids(tok).pad), seed=0), tok, {})
+    cfg = BertClassifyConfig(init_from=str(tmp_path / "pre"), out_dir=str(tmp_path / "cv"), epochs=2,
+                             batch_size=8, lr=3e-3, warmup_steps=0, keep="last")
+    cv = cross_validate(cfg, k=2, rows=_rows(), fit=lambda c, fold: finetune_bert_classifier(
+        c, progress=False, quiet=True, splits=fold))
+    assert [r["kept_epoch"] for r in cv.runs] == [2, 2] and cv.n == len(pool_rows(_rows())) == 64
+    assert [r["n_val"] for r in cv.runs] == [32, 32] and cv.correct == sum(r["correct"] for r in cv.runs)
+    with pytest.raises(ConfigError, match="keep must be best or last"):
+        BertClassifyConfig(init_from="x", out_dir="y", keep="middle")
+
+
 # ------------------------------------------------------------------------------------------ torch twin
 def test_matches_a_pytorch_twin(rng):
     torch = pytest.importorskip("torch")

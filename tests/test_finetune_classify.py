@@ -13,7 +13,9 @@ from gpt.checkpoint import load_checkpoint
 from gpt.cli import main
 from gpt.finetune import spam
 from gpt.finetune.classify import (Classifier, ClassifyConfig, GPTClassifier, confusion_report,
-                                   finetune_classifier, load_classifier, set_trainable, step_lr_at)
+                                   end_token_id, finetune_classifier, load_classifier, set_trainable,
+                                   step_lr_at)
+from gpt.finetune.cv import cross_validate, pool_rows
 from gpt.lora import load_adapters
 from tinytensor.errors import ConfigError, FileFormatError
 from tokenizer import BPETokenizer
@@ -265,3 +267,73 @@ def test_start_from_a_tinygpt_train_run(tmp_path, capsys):
     assert load_checkpoint(out).state["base"]["kind"] == "checkpoint"
     with pytest.raises(ConfigError, match="is a classifier run"):
         finetune_classifier(ClassifyConfig(init_from=str(out), out_dir=str(tmp_path / "again")), quiet=True, rows=rows)
+
+
+# ------------------------------------------------------------------- the end token and k-fold CV
+def test_end_token_is_appended_after_cutting():
+    tok = BPETokenizer(pattern="gpt2").train("", vocab_size=257, special_tokens=["<|endoftext|>"])
+    assert end_token_id(tok) == 256
+    ids, cut = spam.encode_texts(["abcdef", "ab"], tok, max_len=4, end_id=256)
+    assert [i.tolist() for i in ids] == [[97, 98, 99, 256], [97, 98, 256]] and cut == 1
+    with pytest.raises(ConfigError, match="max_len must be >= 2"):
+        spam.encode_texts(["ab"], tok, max_len=1, end_id=256)
+    assert end_token_id(tok, "\n") == 10                             # a one-token text: byte 10
+    with pytest.raises(ConfigError, match="'<\\|endoftext\\|>' is neither a special token"):
+        end_token_id(BPETokenizer(pattern="gpt2").train("", vocab_size=256))
+    with pytest.raises(ConfigError, match="'ab' is neither"):
+        end_token_id(tok, "ab")
+
+
+def test_end_token_run_predicts_with_it(tmp_path):
+    tok = BPETokenizer(pattern="gpt2").train("", vocab_size=257, special_tokens=["<|endoftext|>"])
+    path = str(tok.save(tmp_path / "tok.json"))
+    cfg = ClassifyConfig(init_from="scratch", out_dir=str(tmp_path / "run"), epochs=2, batch_size=8, lr=3e-3,
+                         trainable="all", tokenizer=path, end_token=True, keep="last",
+                         sizes=dict(n_layer=1, n_head=2, n_embd=16, block_size=64))
+    res = finetune_classifier(cfg, progress=False, quiet=True, rows=_synthetic_rows())
+    assert res.best_epoch == 2                                     # keep="last": the final epoch's model
+    st = load_checkpoint(tmp_path / "run").state
+    assert st["end_id"] == 256 and st["pad_id"] == 256             # one id; pads told apart by length
+    clf = Classifier.load(tmp_path / "run")
+    assert clf.end_id == 256
+    model, _, _ = load_classifier(tmp_path / "run")
+    with_end = model(np.array([[115, 101, 101, 256]]))[0].data      # "see" + <|endoftext|>
+    p = np.exp(with_end - with_end.max())
+    assert abs(clf.predict(["see"])[0].probabilities["spam"] - (p / p.sum())[0, 1]) < 1e-5
+    with pytest.raises(ConfigError, match="keep must be one of best, last"):
+        ClassifyConfig(init_from="scratch", out_dir="x", keep="first")
+
+
+def test_kfold_is_disjoint_covering_and_seeded():
+    rows = [spam.Example(f"t{i}", i % 2, i + 1) for i in range(23)]
+    folds = spam.kfold(rows, 4, seed=0)
+    vals = [[r.line for r in f["val"]] for f in folds]
+    assert sorted(len(v) for v in vals) == [5, 6, 6, 6]
+    assert sorted(x for v in vals for x in v) == list(range(1, 24))             # every row once
+    for f, v in zip(folds, vals):
+        assert not set(v) & {r.line for r in f["train"]} and len(f["train"]) + len(v) == 23
+    assert [[r.line for r in f["val"]] for f in spam.kfold(rows, 4, seed=0)] == vals   # seeded
+    assert [[r.line for r in f["val"]] for f in spam.kfold(rows, 4, seed=1)] != vals
+    for bad in (1, 24, 2.0, True):
+        with pytest.raises(ConfigError, match="kfold needs an int k"):
+            spam.kfold(rows, bad)
+
+
+def test_cross_validation_pool_leaves_the_test_split_out(spam_tsv, tmp_path):
+    rows = spam.read_spam_tsv(spam_tsv)
+    pool = pool_rows(rows)
+    test = {r.line for r in spam.book_split(rows)["test"]}
+    assert len(pool) == 1194 and not test & {r.line for r in pool}
+    small = _synthetic_rows()
+    cfg = ClassifyConfig(init_from="scratch", out_dir=str(tmp_path / "cv"), epochs=1, batch_size=8, lr=3e-3,
+                         trainable="all", tokenizer="gpt2", keep="last",
+                         sizes=dict(n_layer=1, n_head=2, n_embd=16, block_size=64))
+    cv = cross_validate(cfg, k=3, rows=small, seeds=[0, 1])
+    pool_small = pool_rows(small)
+    assert [(r["fold"], r["seed"]) for r in cv.runs] == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
+    assert cv.n == 2 * len(pool_small) == 2 * 64                    # 80 balanced: 56 train + 8 val
+    assert cv.correct == sum(r["correct"] for r in cv.runs)
+    assert abs(cv.mean_accuracy - np.mean([r["accuracy"] for r in cv.runs])) < 1e-12
+    assert len(cv.epoch_means) == 1
+    with pytest.raises(ConfigError, match="splits needs train and val"):
+        finetune_classifier(cfg, progress=False, quiet=True, splits={"train": small})

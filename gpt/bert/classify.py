@@ -54,6 +54,7 @@ class BertClassifyConfig:
         seed: the split (the book's 123), and shuffling and the head's init unless ``init_seed`` is given.
         init_seed: shuffling and the head's init (None: ``seed``); several runs that differ only here
             make an ensemble (:func:`ensemble_report`) on the same split.
+        keep: ``best`` (the best-val epoch's model) or ``last`` (the final epoch's).
     """
     init_from: str
     out_dir: str
@@ -70,11 +71,14 @@ class BertClassifyConfig:
     seed: int = spam.BOOK_SEED
     init_seed: int | None = None
     eval_batch_size: int = 64
+    keep: str = "best"
 
     def __post_init__(self):
         check_int_fields(self, ("epochs", "batch_size", "eval_batch_size"))
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+        if self.keep not in ("best", "last"):
+            raise ConfigError(f"keep must be best or last, got {self.keep!r}")
 
 
 def encode_rows(rows: list, tok, max_len: int) -> spam.Encoded:
@@ -87,10 +91,13 @@ def encode_rows(rows: list, tok, max_len: int) -> spam.Encoded:
 
 
 def finetune_bert_classifier(cfg: BertClassifyConfig, progress: bool = True, quiet: bool = False,
-                             rows: list | None = None) -> ClassifyResult:
-    """Fine-tune; keep the best-val model in ``cfg.out_dir``; return its val and test reports.
+                             rows: list | None = None, splits: dict | None = None) -> ClassifyResult:
+    """Fine-tune; keep the best-val (or, ``keep="last"``, the final) model in ``cfg.out_dir``; return its
+    val and test reports.
 
     ``rows``: ``spam.Example`` rows to split instead of reading ``cfg.data`` (tests use small slices).
+    ``splits``: ``{"train", "val"[, "test"]}`` rows instead of the book's split (a cross-validation fold,
+    :func:`gpt.finetune.spam.kfold`; without ``"test"`` no test figure is computed: ``result.test`` None).
     """
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     if read_meta(cfg.init_from).get("task") != "mlm":
@@ -100,8 +107,12 @@ def finetune_bert_classifier(cfg: BertClassifyConfig, progress: bool = True, qui
     model = BertClassifier(bert, len(spam.LABELS), seed=init_seed)
     max_len = min(cfg.max_len or bert.config.block_size, bert.config.block_size)
     pad = special_ids(tok).pad
-    rows = rows if rows is not None else spam.read_spam_tsv(spam.resolve_spam_data(cfg.data))
-    data = {k: encode_rows(v, tok, max_len) for k, v in spam.book_split(rows, cfg.seed).items()}
+    if splits is None:
+        rows = rows if rows is not None else spam.read_spam_tsv(spam.resolve_spam_data(cfg.data))
+        splits = spam.book_split(rows, cfg.seed)
+    elif not {"train", "val"} <= set(splits) <= {"train", "val", "test"}:
+        raise ConfigError(f"splits needs train and val (and optionally test), got {sorted(splits)}")
+    data = {k: encode_rows(v, tok, max_len) for k, v in splits.items()}
     say(f"data: {', '.join(f'{len(d)} {k} ({d.truncated} cut to {max_len})' for k, d in data.items())} texts")
 
     params = list(model.parameters())
@@ -139,7 +150,7 @@ def finetune_bert_classifier(cfg: BertClassifyConfig, progress: bool = True, qui
                "val_accuracy": val["accuracy"], "train_seconds": round(train_s, 3)}
         append_jsonl(out_dir / LOG_FILE, rec)
         log.append(rec)
-        improved = (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
+        improved = cfg.keep == "last" or (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
         print(f"epoch {epoch}: train loss {rec['train_loss']:.4f}, val loss {val['loss']:.4f} acc "
               f"{100 * val['accuracy']:.2f} %" + (" (best)" if improved else ""),
               file=sys.stderr if quiet else sys.stdout, flush=True)
@@ -148,14 +159,15 @@ def finetune_bert_classifier(cfg: BertClassifyConfig, progress: bool = True, qui
             save_bert(out_dir, model, tok, {**state, "best": best})
 
     best_model, _, _ = load_bert(out_dir)
-    reports = {k: evaluate(best_model, data[k], pad, cfg.eval_batch_size) for k in ("val", "test")}
+    reports = {k: evaluate(best_model, data[k], pad, cfg.eval_batch_size) for k in ("val", "test") if k in data}
     metrics = {"labels": list(spam.LABELS), "best_epoch": best["epoch"], "train_seconds": round(train_s, 3),
                "max_len": max_len, **{k: {kk: vv for kk, vv in r.items() if kk != "predictions"}
                                       for k, r in reports.items()}}
     atomic_write_bytes(out_dir / METRICS_FILE, (json.dumps(metrics, indent=1) + "\n").encode())
-    say(format_report(reports["test"], title=f"test (best val epoch {best['epoch']})"))
+    if "test" in reports:
+        say(format_report(reports["test"], title=f"test (kept: epoch {best['epoch']})"))
     n = model.num_parameters()
-    return ClassifyResult(out_dir, best["epoch"], reports["val"], reports["test"], n, n, train_s, log)
+    return ClassifyResult(out_dir, best["epoch"], reports["val"], reports.get("test"), n, n, train_s, log)
 
 
 def classify_texts(out_dir, texts: list[str]) -> list[tuple[str, float]]:

@@ -50,7 +50,7 @@ from tinytensor.ops.checks import check_int_fields
 
 from .. import lora
 from ..checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from ..data import build_tokenizer, load_tokenizer
+from ..data import build_tokenizer, encode, load_tokenizer
 from ..hf import CONFIG_NAME, GPT2_EOT_ID
 from ..hub import MODELS, resolve_model
 from ..model import GPT, GPTConfig
@@ -61,6 +61,8 @@ METRICS_FILE = "metrics.json"
 LORA_DIR = "lora"
 TASK = "classify"
 LR_SCHEDULES = ("constant", "cosine")
+KEEP = ("best", "last")
+END_TOKEN = "<|endoftext|>"
 
 
 # ============================================================================================ model
@@ -218,6 +220,25 @@ def load_base(init_from: str, tokenizer: str | None = None, dropout: float = 0.0
                 {"kind": "checkpoint", "path": str(ckpt.path), "iter_num": ckpt.iter_num})
 
 
+def end_token_id(tok, end_token: bool | str = True) -> int:
+    """The id ``end_token`` appends: ``True`` = the special token ``<|endoftext|>``; a string = that special
+    token, or a text that encodes to exactly one token (``"\n"``, the separator an LM saw between texts).
+
+    Raises:
+        ConfigError: no such special token, or the text is not one token (train a tokenizer with it:
+            ``BPETokenizer().train(text, vocab_size, special_tokens=["<|endoftext|>"])``).
+    """
+    name = END_TOKEN if end_token is True else end_token
+    specials = getattr(tok, "special_tokens", None) or {}
+    if name in specials:
+        return int(specials[name])
+    ids = encode(tok, name) if isinstance(name, str) and end_token is not True else []
+    if len(ids) != 1:
+        raise ConfigError(f"end_token {name!r} is neither a special token of this tokenizer "
+                          f"({sorted(specials) or 'none'}) nor a text of one token")
+    return int(ids[0])
+
+
 def _pad_id(tok) -> int:
     return int(tok.special_tokens.get("<|endoftext|>", 0)) if getattr(tok, "special_tokens", None) else 0
 
@@ -292,6 +313,10 @@ class ClassifyConfig:
         lora_rank, lora_alpha, lora_targets: LoRA instead of ``trainable`` (rank None: no LoRA).
         sizes: ``n_layer`` / ``n_head`` / ``n_embd`` / ``block_size`` for ``init_from="scratch"``.
         tokenizer: for a GPT-2 folder without tokenizer files, or scratch (``gpt2`` or a saved tokenizer).
+        end_token: append one token to every text, so the token classified from is always the same one
+            (True: ``<|endoftext|>``; or a one-token text such as ``"\n"``; see :func:`end_token_id`).
+            Pads are still told apart by length: the pad id may be the same id.
+        keep: ``best`` (the best-val epoch's model, the book's) or ``last`` (the final epoch's).
     """
     init_from: str
     out_dir: str
@@ -314,6 +339,8 @@ class ClassifyConfig:
     lora_targets: str = ",".join(lora.DEFAULT_TARGETS)
     sizes: dict = field(default_factory=dict)
     tokenizer: str | None = None
+    end_token: bool | str = False
+    keep: str = "best"
 
     def __post_init__(self):
         check_int_fields(self, ("epochs", "batch_size", "eval_batch_size"))
@@ -322,6 +349,8 @@ class ClassifyConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         check_int_fields(self, ("warmup_steps",), 0)
+        if self.keep not in KEEP:
+            raise ConfigError(f"keep must be one of {', '.join(KEEP)}, got {self.keep!r}")
         if self.max_len is not None and self.max_len < 1:
             raise ConfigError(f"max_len must be >= 1, got {self.max_len!r}")
         if self.lora_rank is not None and self.trainable is not None:
@@ -371,7 +400,8 @@ def build_classifier(cfg: ClassifyConfig) -> tuple[GPTClassifier, Base, dict]:
 
 
 def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool = False,
-                        rows: list | None = None, overwrite: bool = False) -> ClassifyResult:
+                        rows: list | None = None, overwrite: bool = False,
+                        splits: dict | None = None) -> ClassifyResult:
     """Fine-tune a classifier on the book's spam split; keep the best-val model; report on the test split.
 
     Args:
@@ -380,18 +410,23 @@ def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool 
         quiet: no prints on stdout.
         rows: ``spam.Example`` rows to split instead of reading ``cfg.data`` (tests use small slices).
         overwrite: replace a checkpoint already in ``cfg.out_dir`` (else that is a ConfigError).
+        splits: ``{"train", "val"[, "test"]}`` rows to use instead of the book's split of ``rows`` (a
+            cross-validation fold: with no ``"test"``, no test figure is computed and ``result.test`` is None).
     """
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     out_dir = Path(cfg.out_dir)
     if has_checkpoint(out_dir) and not overwrite:
         raise ConfigError(f"{out_dir} already holds a checkpoint; pass another --out_dir, or --overwrite to replace it")
-    if rows is None:
-        rows = spam.read_spam_tsv(spam.resolve_spam_data(cfg.data))
-    splits = spam.book_split(rows, cfg.seed)
+    if splits is None:
+        rows = spam.read_spam_tsv(spam.resolve_spam_data(cfg.data)) if rows is None else rows
+        splits = spam.book_split(rows, cfg.seed)
+    elif not {"train", "val"} <= set(splits) <= {"train", "val", "test"}:
+        raise ConfigError(f"splits needs train and val (and optionally test), got {sorted(splits)}")
     model, base, summary = build_classifier(cfg)
     block = model.config.block_size
     max_len = min(cfg.max_len or block, block)
-    data = {k: spam.encode_split(v, base.tokenizer, max_len) for k, v in splits.items()}
+    end_id = end_token_id(base.tokenizer, cfg.end_token) if cfg.end_token else None
+    data = {k: spam.encode_split(v, base.tokenizer, max_len, end_id) for k, v in splits.items()}
     for k, d in data.items():
         if d.truncated:
             say(f"{k}: {d.truncated} of {len(d)} texts are longer than {max_len} tokens and were cut to their "
@@ -406,7 +441,7 @@ def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool 
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
     opt = optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=(0.9, 0.999))
     shuffle = np.random.default_rng([cfg.seed, 1])
-    state = {"task": TASK, "labels": list(spam.LABELS), "pad_id": base.pad_id, "max_len": max_len,
+    state = {"task": TASK, "labels": list(spam.LABELS), "pad_id": base.pad_id, "max_len": max_len, "end_id": end_id,
              "classify_config": dataclasses.asdict(cfg), "base": base.source, "trainable": summary}
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -451,7 +486,7 @@ def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool 
                       "train_seconds": round(train_s, 3), "skipped_steps": skipped}
             append_jsonl(out_dir / LOG_FILE, record)
             log.append(record)
-            improved = (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
+            improved = cfg.keep == "last" or (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
             bar.write(f"epoch {epoch}: train loss {record['train_loss']:.4f} acc {100 * record['train_accuracy']:.2f} %,"
                       f" val loss {val['loss']:.4f} acc {100 * val['accuracy']:.2f} %" + (" (best)" if improved else ""),
                       file=sys.stderr if quiet else sys.stdout)
@@ -462,14 +497,15 @@ def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool 
         bar.close()
 
     best_model, tok, ckpt = load_classifier(out_dir)
-    reports = {k: evaluate(best_model, data[k], base.pad_id, cfg.eval_batch_size) for k in ("val", "test")}
+    reports = {k: evaluate(best_model, data[k], base.pad_id, cfg.eval_batch_size) for k in ("val", "test") if k in data}
     metrics = {"labels": list(spam.LABELS), "best_epoch": best["epoch"], "checkpoint": str(ckpt.path),
                "trainable": summary, "train_seconds": round(train_s, 3), "max_len": max_len,
                "truncated": {k: d.truncated for k, d in data.items()},
                **{k: {kk: vv for kk, vv in r.items() if kk != "predictions"} for k, r in reports.items()}}
     atomic_write_bytes(out_dir / METRICS_FILE, (json.dumps(metrics, indent=1) + "\n").encode())
-    say(format_report(reports["test"], title=f"test (best val epoch {best['epoch']})"))
-    return ClassifyResult(out_dir, best["epoch"], reports["val"], reports["test"], summary["trainable"],
+    if "test" in reports:
+        say(format_report(reports["test"], title=f"test (kept: epoch {best['epoch']})"))
+    return ClassifyResult(out_dir, best["epoch"], reports["val"], reports.get("test"), summary["trainable"],
                           summary["total"], train_s, log)
 
 
@@ -521,21 +557,22 @@ class Prediction:
 class Classifier:
     """A fine-tuned classifier ready for texts: ``Classifier.load(out_dir).predict(["text", ...])``."""
 
-    def __init__(self, model: GPTClassifier, tokenizer, labels, pad_id: int, max_len: int):
+    def __init__(self, model: GPTClassifier, tokenizer, labels, pad_id: int, max_len: int,
+                 end_id: int | None = None):
         self.model, self.tokenizer, self.labels = model, tokenizer, list(labels)
-        self.pad_id, self.max_len = int(pad_id), int(max_len)
+        self.pad_id, self.max_len, self.end_id = int(pad_id), int(max_len), end_id
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> "Classifier":
         model, tok, ckpt = load_classifier(out_dir)
         st = ckpt.state
-        return cls(model, tok, st["labels"], st["pad_id"], st["max_len"])
+        return cls(model, tok, st["labels"], st["pad_id"], st["max_len"], st.get("end_id"))
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
         """One :class:`Prediction` per text (texts longer than ``max_len`` tokens are cut, as in training)."""
         if isinstance(texts, str):
             raise TypeError("predict takes a list of texts; for one text call the classifier: clf(text)")
-        ids, _ = spam.encode_texts(list(texts), self.tokenizer, self.max_len)
+        ids, _ = spam.encode_texts(list(texts), self.tokenizer, self.max_len, self.end_id)
         out = []
         with tt.no_grad():
             for start in range(0, len(ids), batch_size):
@@ -556,4 +593,4 @@ class Classifier:
 
 __all__ = ["GPTClassifier", "ClassifyConfig", "ClassifyResult", "Classifier", "Prediction", "Base",
            "finetune_classifier", "build_classifier", "load_base", "load_classifier", "set_trainable",
-           "parse_trainable", "last_real_positions", "evaluate", "confusion_report", "format_report"]
+           "parse_trainable", "last_real_positions", "end_token_id", "evaluate", "confusion_report", "format_report"]

@@ -13,7 +13,7 @@ import argparse
 from tokenizer.cli import texts_or_stdin
 
 from ..lora import DEFAULT_TARGETS
-from .classify import LR_SCHEDULES, Classifier, ClassifyConfig, finetune_classifier
+from .classify import KEEP, LR_SCHEDULES, Classifier, ClassifyConfig, finetune_classifier
 
 _SIZES = ("n_layer", "n_head", "n_embd", "block_size")
 
@@ -41,6 +41,11 @@ def add_kind(kinds: argparse._SubParsersAction) -> None:
                    help="what trains: the last N blocks + ln_f + head (default last = 1), or all")
     p.add_argument("--max_len", type=int, default=None, help="cut texts to this many tokens (default: block_size)")
     p.add_argument("--pad_to_max", action="store_true", help="pad every batch to --max_len, not to its longest text")
+    p.add_argument("--end_token", nargs="?", const=True, default=False, metavar="TOKEN",
+                   help="append <|endoftext|> (or TOKEN: a special token, or a one-token text such as a "
+                        "newline) to every text, so the classified token is always the same one")
+    p.add_argument("--keep", choices=KEEP, default="best",
+                   help="the model kept: best (by val accuracy, the book's) or last (the final epoch's)")
     p.add_argument("--seed", type=int, default=123, help="split, shuffling and init seed (the book's 123)")
     p.add_argument("--lora_rank", type=int, default=None, help="train LoRA adapters of this rank (and the head) instead")
     p.add_argument("--lora_alpha", type=float, default=16.0, help="LoRA scale: the update is (alpha / rank) B A x (default 16)")
@@ -69,9 +74,9 @@ def run_finetune_classify(args: argparse.Namespace) -> int:
                          dropout=args.dropout, trainable=args.trainable, max_len=args.max_len,
                          pad_to_max=args.pad_to_max, seed=args.seed, lora_rank=args.lora_rank,
                          lora_alpha=args.lora_alpha, lora_targets=args.lora_targets, sizes=sizes,
-                         tokenizer=args.tokenizer)
+                         tokenizer=args.tokenizer, end_token=args.end_token, keep=args.keep)
     res = finetune_classifier(cfg, progress=not args.no_progress, overwrite=args.overwrite)
-    print(f"best val accuracy {100 * res.val['accuracy']:.2f} % (epoch {res.best_epoch}); test accuracy "
+    print(f"val accuracy {100 * res.val['accuracy']:.2f} % (kept epoch {res.best_epoch}); test accuracy "
           f"{100 * res.test['accuracy']:.2f} %; {res.train_seconds:.0f} s training; results in {res.out_dir}")
     return 0
 

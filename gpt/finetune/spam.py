@@ -171,6 +171,25 @@ def book_split(rows: list[Example], seed: int = BOOK_SEED) -> dict[str, list[Exa
     return split(balance(rows, seed), 0.7, 0.1, seed)
 
 
+def kfold(rows: list[Example], k: int, seed: int = 0) -> list[dict[str, list[Example]]]:
+    """``k`` folds of ``rows`` for cross-validation: ``[{"train", "val"}, ...]``, the val parts disjoint and
+    together every row once (fold f's val = the rows at positions f, f + k, ... of a seeded permutation;
+    sizes differ by at most one), each fold's train = the other rows, in ``rows``' order.
+
+    Raises:
+        ConfigError: ``k`` is not an int in ``[2, len(rows)]``.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= len(rows):
+        raise ConfigError(f"kfold needs an int k in [2, {len(rows)}] (the row count), got {k!r}")
+    order = np.random.RandomState(seed).permutation(len(rows))
+    folds = []
+    for f in range(k):
+        held = set(order[f::k].tolist())
+        folds.append({"train": [r for i, r in enumerate(rows) if i not in held],
+                      "val": [rows[i] for i in order[f::k]]})
+    return folds
+
+
 # ------------------------------------------------------------------------------------------- batches
 @dataclass
 class Encoded:
@@ -184,28 +203,32 @@ class Encoded:
         return len(self.ids)
 
 
-def encode_texts(texts: list[str], tok, max_len: int) -> tuple[list[np.ndarray], int]:
+def encode_texts(texts: list[str], tok, max_len: int, end_id: int | None = None) -> tuple[list[np.ndarray], int]:
     """Each text's ids (no special-token handling), cut to its first ``max_len``; and how many were cut.
 
+    With ``end_id``, that id is appended to every text (after cutting it to ``max_len - 1``), so each
+    text's last real token is the same token, whose hidden state has read the whole text.
+
     Raises:
-        ConfigError: ``max_len < 1``, or a text that encodes to no tokens.
+        ConfigError: ``max_len < 1`` (``< 2`` with ``end_id``), or a text that encodes to no tokens.
     """
-    if max_len < 1:
-        raise ConfigError(f"max_len must be >= 1, got {max_len}")
+    room = max_len - (end_id is not None)
+    if room < 1:
+        raise ConfigError(f"max_len must be >= {1 + (end_id is not None)}, got {max_len}")
     out, cut = [], 0
     for k, text in enumerate(texts):
         ids = encode(tok, text)
         if not ids:
             raise ConfigError(f"text {k} ({_clip(text)!r}) encodes to no tokens")
-        if len(ids) > max_len:
-            ids, cut = ids[:max_len], cut + 1
-        out.append(np.asarray(ids, dtype=np.int64))
+        if len(ids) > room:
+            ids, cut = ids[:room], cut + 1
+        out.append(np.asarray(ids + ([int(end_id)] if end_id is not None else []), dtype=np.int64))
     return out, cut
 
 
-def encode_split(rows: list[Example], tok, max_len: int) -> Encoded:
+def encode_split(rows: list[Example], tok, max_len: int, end_id: int | None = None) -> Encoded:
     """:func:`encode_texts` of the rows' texts, with their labels."""
-    ids, cut = encode_texts([r.text for r in rows], tok, max_len)
+    ids, cut = encode_texts([r.text for r in rows], tok, max_len, end_id)
     return Encoded(ids, np.array([r.label for r in rows], dtype=np.int64), max_len, cut)
 
 
