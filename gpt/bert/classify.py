@@ -32,7 +32,7 @@ from tinytensor.ops.checks import check_int_fields
 
 from ..data import encode
 from ..finetune import spam
-from ..finetune.classify import ClassifyResult, confusion_report, evaluate, format_report, step_lr_at
+from ..finetune.classify import KEEP, ClassifyResult, confusion_report, evaluate, format_report, step_lr_at
 from .io import load_bert, read_meta, save_bert
 from .masking import frame, special_ids
 from .model import BertClassifier
@@ -77,7 +77,7 @@ class BertClassifyConfig:
         check_int_fields(self, ("epochs", "batch_size", "eval_batch_size"))
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
-        if self.keep not in ("best", "last"):
+        if self.keep not in KEEP:
             raise ConfigError(f"keep must be best or last, got {self.keep!r}")
 
 
@@ -107,11 +107,7 @@ def finetune_bert_classifier(cfg: BertClassifyConfig, progress: bool = True, qui
     model = BertClassifier(bert, len(spam.LABELS), seed=init_seed)
     max_len = min(cfg.max_len or bert.config.block_size, bert.config.block_size)
     pad = special_ids(tok).pad
-    if splits is None:
-        rows = rows if rows is not None else spam.read_spam_tsv(spam.resolve_spam_data(cfg.data))
-        splits = spam.book_split(rows, cfg.seed)
-    elif not {"train", "val"} <= set(splits) <= {"train", "val", "test"}:
-        raise ConfigError(f"splits needs train and val (and optionally test), got {sorted(splits)}")
+    splits = spam.resolve_splits(splits, rows, cfg.data, cfg.seed)
     data = {k: encode_rows(v, tok, max_len) for k, v in splits.items()}
     say(f"data: {', '.join(f'{len(d)} {k} ({d.truncated} cut to {max_len})' for k, d in data.items())} texts")
 

@@ -417,11 +417,7 @@ def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool 
     out_dir = Path(cfg.out_dir)
     if has_checkpoint(out_dir) and not overwrite:
         raise ConfigError(f"{out_dir} already holds a checkpoint; pass another --out_dir, or --overwrite to replace it")
-    if splits is None:
-        rows = spam.read_spam_tsv(spam.resolve_spam_data(cfg.data)) if rows is None else rows
-        splits = spam.book_split(rows, cfg.seed)
-    elif not {"train", "val"} <= set(splits) <= {"train", "val", "test"}:
-        raise ConfigError(f"splits needs train and val (and optionally test), got {sorted(splits)}")
+    splits = spam.resolve_splits(splits, rows, cfg.data, cfg.seed)
     model, base, summary = build_classifier(cfg)
     block = model.config.block_size
     max_len = min(cfg.max_len or block, block)

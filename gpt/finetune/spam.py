@@ -171,6 +171,22 @@ def book_split(rows: list[Example], seed: int = BOOK_SEED) -> dict[str, list[Exa
     return split(balance(rows, seed), 0.7, 0.1, seed)
 
 
+def resolve_splits(splits: dict | None, rows: list[Example] | None, data, seed: int = BOOK_SEED) -> dict:
+    """What a fine-tuning run trains and scores on: ``splits`` when given (``{"train", "val"[, "test"]}``, a
+    cross-validation fold from :func:`kfold`), else the book's split of ``rows`` (read from ``data``, a path
+    or None for the default file, when ``rows`` is None).
+
+    Raises:
+        ConfigError: ``splits`` lacks train or val, or has another key.
+    """
+    if splits is None:
+        rows = read_spam_tsv(resolve_spam_data(data)) if rows is None else rows
+        return book_split(rows, seed)
+    if not {"train", "val"} <= set(splits) <= {"train", "val", "test"}:
+        raise ConfigError(f"splits needs train and val (and optionally test), got {sorted(splits)}")
+    return splits
+
+
 def kfold(rows: list[Example], k: int, seed: int = 0) -> list[dict[str, list[Example]]]:
     """``k`` folds of ``rows`` for cross-validation: ``[{"train", "val"}, ...]``, the val parts disjoint and
     together every row once (fold f's val = the rows at positions f, f + k, ... of a seeded permutation;

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._common import _FLOATS, _PAR, _chunked, _jit, _nchunks
+from ._common import _FLOATS, _PAR, _chunked, _jit, _launch, _nchunks
 from .simd import load, make_ukernel, store
 
 # Register tile (MR rows, NV vectors of 512 bits): 12 x 32 float32 is 24 zmm accumulators plus two
@@ -243,11 +243,7 @@ def _gemv_t(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``x [K] @ w.T`` for a C-contiguous ``w [N, K]`` (a Linear's weight): ``[N]``. Parallel over the rows
     of ``w`` above a few hundred thousand elements."""
     out = np.empty(w.shape[0], dtype=w.dtype)
-    nchunks = _nchunks(w.size)
-    if nchunks <= 1:
-        _gemv_rows(w, x, out, 0, w.shape[0])
-    else:
-        _gemv_par(w, x, out, min(nchunks, w.shape[0]))
+    _launch(_gemv_rows, _gemv_par, w.shape[0], min(_nchunks(w.size), w.shape[0]), w, x, out)
     return out
 
 
