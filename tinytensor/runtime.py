@@ -65,9 +65,23 @@ def requested_backend() -> str:
     return os.environ.get("TINYTENSOR_BACKEND", "auto").strip().lower() or "auto"
 
 
+OMP_SPIN = "10000"
+"""``GOMP_SPINCOUNT`` set here when you set neither it nor ``OMP_WAIT_POLICY``: after a parallel loop the
+OpenMP workers spin this many pause instructions (a fraction of a millisecond) before they sleep, so the
+next loop of a burst (a decode step's 49 GEMVs, a training step's kernels) finds them awake, while a worker
+left idle longer sleeps and gives its core back to OpenBLAS or another process."""
+
+
 def omp_passive() -> bool:
-    """Do OpenMP workers wait passively (``OMP_WAIT_POLICY=PASSIVE``, the default set here)?"""
-    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+    """Do OpenMP workers sleep as soon as a loop ends, or after a short spin (``GOMP_SPINCOUNT`` of at most
+    :data:`OMP_SPIN`, the default set here)? False only when you asked for a longer spin or an active wait."""
+    policy = os.environ.get("OMP_WAIT_POLICY", "").strip().upper()
+    if policy in ("PASSIVE", "ACTIVE"):
+        return policy == "PASSIVE"
+    try:
+        return int(os.environ.get("GOMP_SPINCOUNT", "300000")) <= int(OMP_SPIN)
+    except ValueError:
+        return False
 
 
 def kernel_source_hash() -> str:
@@ -144,8 +158,8 @@ def configure() -> None:
     * **Threads.** ``TINYTENSOR_NUM_THREADS`` (default: all cores, divided by the MPI ranks started on this
       machine) for both pools, OpenBLAS (matmul) and
       Numba's OpenMP (the fused kernels). Both pools spin after work; on 2 cores a spinning BLAS worker
-      takes the core the next Numba loop needs. So OpenMP workers wait passively
-      (``OMP_WAIT_POLICY=PASSIVE``) and OpenBLAS workers sleep right after a GEMM
+      takes the core the next Numba loop needs. So OpenMP workers spin only briefly
+      (``GOMP_SPINCOUNT``: :data:`OMP_SPIN`) and OpenBLAS workers sleep right after a GEMM
       (``OPENBLAS_THREAD_TIMEOUT=4``, 2^4 cycles), with ``OPENBLAS_NUM_THREADS`` threads. OpenBLAS reads
       these when NumPy loads it; if NumPy was imported first, its worker pool is restarted under them, so
       the thread counts and the speed do not depend on the import order.
@@ -163,7 +177,8 @@ def configure() -> None:
         return
     _configured = True
     n = str(requested_threads())
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = OMP_SPIN
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", n)
     os.environ.setdefault("NUMBA_CACHE_DIR", numba_cache_dir())

@@ -19,7 +19,7 @@ _JIT = dict(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 _PAR = dict(_JIT, parallel=True)
 
 # Elements of work below which a kernel runs serially (no prange launch). Waking sleeping OpenMP
-# workers (OMP_WAIT_POLICY=PASSIVE, the policy of tinytensor.runtime) costs as much as a small row
+# workers (they spin only briefly: GOMP_SPINCOUNT, the policy of tinytensor.runtime) costs as much as a small row
 # kernel (figures: benchmarks/kernels.py), so the baby GPT's layer norm stays serial while its GELU
 # and every shakespeare-sized kernel run in parallel. Read at call time (tests lower it to 1).
 _PAR_MIN = 1 << 18 if runtime.omp_passive() else 1 << 15
