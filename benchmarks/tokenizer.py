@@ -9,7 +9,9 @@ Encoding: MB/s of UTF-8 input on Tiny Shakespeare (1.1 MB), ours against ``tikto
 the *same* ranks and pattern (GPT-2's files, and the 4096-token vocabulary we train here), both through
 ``encode_ordinary``, one thread. Ours is timed twice per round: "cold" is a fresh chunk cache (what the
 first encode of a text costs), "warm" encodes the same text again (every chunk a cache hit). Both
-outputs are checked to be identical to tiktoken's. Also timed: one 1,000,000-letter word.
+outputs are checked to be identical to tiktoken's. "Cold, one by one" is a cold encode with the batched
+merge switched off (``tokenizer.bpe._BATCH_MIN`` out of reach): each missing chunk merged by its own
+Python call, as before the batch existed; it is timed in the same rounds, for a side-by-side A/B. Also timed: one 1,000,000-letter word.
 "Fresh process" (GPT-2 only): per round, one new Python process for each side that imports, loads
 GPT-2's ``encoder.json`` + ``vocab.bpe`` (tiktoken with its own ``data_gym_to_mergeable_bpe_ranks``) and
 encodes Tiny Shakespeare once: the first encode alone, and load + encode.
@@ -33,6 +35,7 @@ from pathlib import Path
 
 from benchmarks._util import machine_info
 from tinytensor.fileio import atomic_write_text
+import tokenizer.bpe as bpe
 from tokenizer import GPT4_PATTERN, BPETokenizer, load_gpt2
 
 TARGET_ENCODE_RATIO = 0.5  # ours / tiktoken MB/s, at least
@@ -56,11 +59,21 @@ def _timed(fn):
     return time.perf_counter() - start, out
 
 
+def _encode_unbatched(ours: BPETokenizer, text: str) -> list[int]:
+    """``ours.encode_ordinary(text)`` with the batched merge off: every missing chunk by its own call."""
+    saved = bpe._BATCH_MIN
+    bpe._BATCH_MIN = sys.maxsize
+    try:
+        return ours.encode_ordinary(text)
+    finally:
+        bpe._BATCH_MIN = saved
+
+
 def bench_encode(name: str, ours: BPETokenizer, text: str, rounds: int) -> dict:
-    """Median seconds of ours (cold, warm) and tiktoken on ``text``; checks the ids agree."""
+    """Median seconds of ours (cold, warm, cold one by one) and tiktoken on ``text``; checks the ids agree."""
     enc = ours.to_tiktoken(name)
     n_bytes = len(text.encode("utf-8"))
-    cold, warm, tik = [], [], []
+    cold, warm, tik, unbatched = [], [], [], []
     for _ in range(rounds):
         ours.clear_cache()
         t, ids = _timed(lambda: ours.encode_ordinary(text))
@@ -69,7 +82,10 @@ def bench_encode(name: str, ours: BPETokenizer, text: str, rounds: int) -> dict:
         warm.append(t)
         t, ref = _timed(lambda: enc.encode_ordinary(text))
         tik.append(t)
-        if ids != ref or ids_warm != ref:
+        ours.clear_cache()
+        t, ids_unbatched = _timed(lambda: _encode_unbatched(ours, text))
+        unbatched.append(t)
+        if ids != ref or ids_warm != ref or ids_unbatched != ref:
             raise SystemExit(f"benchmarks.tokenizer: {name}: our ids differ from tiktoken's")
     med = statistics.median
     row = {
@@ -78,15 +94,17 @@ def bench_encode(name: str, ours: BPETokenizer, text: str, rounds: int) -> dict:
         "tokens": len(ref),
         "ours_cold_s": med(cold),
         "ours_warm_s": med(warm),
+        "ours_cold_unbatched_s": med(unbatched),
         "tiktoken_s": med(tik),
         "ours_cold_best_s": min(cold),
         "ours_warm_best_s": min(warm),
         "tiktoken_best_s": min(tik),
     }
-    for key in ("ours_cold", "ours_warm", "tiktoken"):
+    for key in ("ours_cold", "ours_warm", "ours_cold_unbatched", "tiktoken"):
         row[f"{key}_mb_s"] = n_bytes / row[f"{key}_s"] / 1e6
     row["ratio_cold"] = row["ours_cold_mb_s"] / row["tiktoken_mb_s"]
     row["ratio_warm"] = row["ours_warm_mb_s"] / row["tiktoken_mb_s"]
+    row["ratio_cold_unbatched"] = row["ours_cold_unbatched_mb_s"] / row["tiktoken_mb_s"]
     return row
 
 
@@ -208,6 +226,9 @@ def _table(result: dict) -> str:
             f"{r['name']:<22}{r['ours_cold_mb_s']:>11.2f}{r['ours_warm_mb_s']:>11.2f}{r['tiktoken_mb_s']:>10.2f}"
             f"{r['ratio_cold']:>9.2f}x{r['ratio_warm']:>9.2f}x"
         )
+        lines.append(f"{'':<22}cold, one by one (batched merge off): {r['ours_cold_unbatched_mb_s']:.2f} MB/s, "
+                     f"{r['ratio_cold_unbatched']:.2f}x tiktoken; batched / one by one "
+                     f"{r['ours_cold_unbatched_s'] / r['ours_cold_s']:.2f}x")
     f = result["fresh_process"]
     lines.append(f"fresh process (GPT-2, median of {f['rounds']}): load {f['load_s_ours']:.2f} s vs tiktoken "
                  f"{f['load_s_tiktoken']:.2f} s, first encode {f['encode_s_ours']:.2f} vs {f['encode_s_tiktoken']:.2f} "

@@ -8,6 +8,8 @@ How text becomes ids:
    adjacent pair whose joined bytes have the lowest rank, leftmost first, until no joined pair is a token.
    A token's rank is its id.
 3. Results are cached per chunk, so a text that repeats its words costs one dict lookup per chunk.
+   A long text first finds its distinct chunks that the cache lacks and merges them all in one compiled
+   call (:func:`tokenizer.bpe_batch.merge_pieces`, the same rule), rather than one Python call each.
 
 Training (:meth:`BPETokenizer.train`) pre-splits and counts the chunks here, then learns the merges
 with :func:`tokenizer.bpe_train.learn_merges`.
@@ -74,6 +76,10 @@ _LARGE_PIECE = 24
 # Chunk cache: cap on entries, and the longest chunk worth caching (characters).
 _CACHE_MAX_ENTRIES = 1 << 17
 _CACHE_MAX_CHUNK = 256
+# A text of at least this many chunks fills the cache first (_prefill), and when at least this many of its
+# distinct chunks need merging, they are merged in one compiled batch (tokenizer.bpe_batch). Below it the
+# batch's fixed costs (and, in a new process, loading the compiled code) outweigh the Python merges.
+_BATCH_MIN = 256
 
 
 def resolve_pattern(pattern: str) -> str:
@@ -289,6 +295,7 @@ class BPETokenizer(Tokenizer):
         self._decoder.update((i, s.encode("utf-8")) for s, i in self._special.items())
         self._vocab_size = max(self._decoder) + 1
         self._cache = _ChunkCache(self._ranks)
+        self._rank_table = None  # the arrays of tokenizer.bpe_batch, built by the first batch
         self._special_regex_cache = {}
 
     @classmethod
@@ -432,13 +439,47 @@ class BPETokenizer(Tokenizer):
 
     def _encode_ordinary(self, text: str) -> list[int]:
         try:
-            # One C-level pass: each chunk is a dict lookup; misses are encoded by _ChunkCache.__missing__.
-            return list(chain.from_iterable(map(self._cache.__getitem__, self._split(text))))
+            return self._encode_chunks(self._split(text))
         except UnicodeEncodeError:
             # subtle: what tiktoken does with surrogates: a valid pair becomes its character, a lone
             # surrogate becomes U+FFFD. So "\ud800" encodes like "\ufffd" and does not round-trip.
             text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-            return list(chain.from_iterable(map(self._cache.__getitem__, self._split(text))))
+            return self._encode_chunks(self._split(text))
+
+    def _encode_chunks(self, chunks: list[str]) -> list[int]:
+        if len(chunks) >= _BATCH_MIN:
+            self._prefill(chunks)
+        # One C-level pass: each chunk is a dict lookup; misses are encoded by _ChunkCache.__missing__.
+        return list(chain.from_iterable(map(self._cache.__getitem__, chunks)))
+
+    def _prefill(self, chunks: list[str]) -> None:
+        """Cache the distinct chunks of ``chunks`` that the cache lacks, merging them in one batch.
+
+        Chunks too long to cache, and those past the cache's capacity, are left to ``__missing__``.
+        """
+        cache = self._cache
+        new = [c for c in set(chunks) if c not in cache and len(c) <= _CACHE_MAX_CHUNK]
+        if len(new) > _CACHE_MAX_ENTRIES - len(cache):
+            cache.clear()  # as __missing__ does when the cache is full
+            new = [c for c in set(chunks) if len(c) <= _CACHE_MAX_CHUNK][:_CACHE_MAX_ENTRIES]
+        pieces = [c.encode("utf-8") for c in new]  # a lone surrogate raises UnicodeEncodeError: see above
+        found = list(map(self._ranks.get, pieces))  # the chunks that are one token
+        merged = iter(self._merge_many([p for p, r in zip(pieces, found) if r is None]))
+        cache.update(zip(new, [[r] if r is not None else next(merged) for r in found]))
+
+    def _merge_many(self, pieces: list[bytes]) -> list[list[int]]:
+        """``[bpe_merge(p, ranks) for p in pieces]``, in one compiled call when there are many."""
+        if len(pieces) >= _BATCH_MIN:
+            if self._rank_table is None:
+                from . import bpe_batch  # imports numba: only when a batch is worth it
+
+                self._rank_table = bpe_batch.RankTable(self._ranks) if bpe_batch.RankTable.fits(self._ranks) \
+                    else False
+            if self._rank_table:
+                from .bpe_batch import merge_pieces
+
+                return merge_pieces(pieces, self._rank_table)
+        return [bpe_merge(p, self._ranks) for p in pieces]
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes of ``ids`` joined; special tokens give their UTF-8 strings.
