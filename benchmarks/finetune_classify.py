@@ -26,6 +26,11 @@ split's train + val rows (``benchmarks.finetune_cv``; the test split is not read
 * ``cv_lm`` (``--runs pretrained,lora``): the accuracy preset's LM pretrained 1,500 iterations, a newline
   appended to every text, the last epoch's model.
 
+``--seeds 1,2,3`` makes every run a seed ensemble (:mod:`gpt.finetune.ensemble`): one member per init seed
+on the same split, scored by their mean probabilities; the time is that of all members (plus the LM's
+pretraining). ``--lm_from WORK`` starts the LM runs from the LM that ``benchmarks.finetune_cv --work WORK``
+pretrained with the same settings (its recorded pretraining time is counted) instead of pretraining again.
+
 Peak RSS of ``--trainable last`` vs ``all`` is measured in fresh subprocesses (``os.wait4``'s ``ru_maxrss``)
 on a random GPT-2-shaped folder (``save_pretrained``), a few steps each.
 """
@@ -44,6 +49,7 @@ from benchmarks._util import machine_info, machine_line, write_json_atomic
 from gpt.config import make_config
 from gpt.finetune import spam
 from gpt.finetune.classify import ClassifyConfig, finetune_classifier
+from gpt.finetune.classify_ensemble import finetune_classifier_ensemble
 from gpt.train import train
 from gpt.data import resolve_text
 from tokenizer import BPETokenizer
@@ -77,9 +83,14 @@ finetune_classifier(cfg, progress=False, quiet=True, rows=part)
 """
 
 
-def _run(label: str, cfg: ClassifyConfig, extra_s: float = 0.0) -> dict:
+def _run(label: str, cfg: ClassifyConfig, extra_s: float = 0.0, seeds: str | None = None) -> dict:
     t0 = time.perf_counter()
-    res = finetune_classifier(cfg, progress=False)
+    if seeds:
+        res = finetune_classifier_ensemble(cfg, seeds)
+        res.best_epoch, res.log = [m.best_epoch for m in res.members], res.members[0].log
+        label = f"{label}, ensemble of {len(res.seeds)} (init seeds {seeds})"
+    else:
+        res = finetune_classifier(cfg, progress=False)
     wall = time.perf_counter() - t0
     row = {"run": label, "init_from": cfg.init_from, "test_accuracy": res.test["accuracy"],
            "test_correct": round(res.test["accuracy"] * res.test["n"]), "test_n": res.test["n"],
@@ -90,6 +101,10 @@ def _run(label: str, cfg: ClassifyConfig, extra_s: float = 0.0) -> dict:
            "epochs": [{k: r[k] for k in ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")}
                       for r in res.log],
            "config": {k: v for k, v in vars(cfg).items() if k not in ("out_dir",)}}
+    if seeds:
+        row["members"] = [{"seed": s, "val_accuracy": m.val["accuracy"], "train_seconds": m.train_seconds}
+                          for s, m in zip(res.seeds, res.members)]
+        row["epochs"] = "per member: see each member's log.jsonl"
     print(f"{label}: test {100 * row['test_accuracy']:.2f} % ({row['test_correct']}/{row['test_n']}), "
           f"{row['trainable']:,}/{row['total']:,} trainable ({row['trainable_pct']:.2f} %), "
           f"{row['total_wall_s']:.0f} s in all", flush=True)
@@ -171,6 +186,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--preset", choices=sorted(PRESETS), default=None,
                     help="accuracy: the recipe chosen by validation accuracy for issue 15's bar")
+    ap.add_argument("--seeds", default=None, help="every run a seed ensemble of these init seeds (1,2,3)")
+    ap.add_argument("--lm_from", default=None, help="a benchmarks.finetune_cv --work folder whose LM to start from")
     ap.add_argument("--lr_schedule", default="constant", help="every fine-tune's: constant or cosine")
     ap.add_argument("--warmup_steps", type=int, default=0)
     ap.add_argument("--end_token", default="", help="appended to every text: <|endoftext|>, or a one-token text")
@@ -225,16 +242,22 @@ def main(argv=None) -> int:
                                  end_token=args.end_token or False, keep=args.keep,
                                  sizes=dict(n_layer=args.scratch_layers, n_head=4, n_embd=args.scratch_embd,
                                             block_size=128 if args.scratch_tokenizer == "gpt2" else 512))
-            out["runs"].append(_run(f"scratch ({args.scratch_tokenizer} tokens, all trainable)", cfg))
+            out["runs"].append(_run(f"scratch ({args.scratch_tokenizer} tokens, all trainable)", cfg, seeds=args.seeds))
         if "pretrained" in runs or "lora" in runs:
-            lm, out["pretrain"] = pretrain(work, data, args)
+            if args.lm_from:
+                from benchmarks.finetune_cv import pretrained_lm
+                lm, out["pretrain"] = pretrained_lm(Path(args.lm_from), data, args.lm_iters)
+                lm = Path(lm)
+            else:
+                lm, out["pretrain"] = pretrain(work, data, args)
             pre_s = out["pretrain"]["wall_s"]
             if "pretrained" in runs:
                 cfg = ClassifyConfig(init_from=str(lm), out_dir=str(work / "ft"), data=str(data), epochs=args.ft_epochs,
                                      batch_size=16, lr=args.ft_lr, trainable="all", dropout=0.1, seed=args.seed,
                                      lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
                                      end_token=args.lm_end_token or False, keep=args.keep)
-                out["runs"].append(_run(f"LM-pretrained ({args.lm_corpus} corpus), all trainable", cfg, pre_s))
+                out["runs"].append(_run(f"LM-pretrained ({args.lm_corpus} corpus), all trainable", cfg, pre_s,
+                                        args.seeds))
             if "lora" in runs:
                 cfg = ClassifyConfig(init_from=str(lm), out_dir=str(work / "lora"), data=str(data),
                                      epochs=args.lora_epochs, batch_size=16, lr=args.lora_lr, dropout=0.1,
@@ -243,7 +266,7 @@ def main(argv=None) -> int:
                                      warmup_steps=args.warmup_steps, end_token=args.lm_end_token or False,
                                      keep=args.keep)
                 out["runs"].append(_run(f"LM-pretrained + LoRA r={args.lora_rank} ({args.lora_targets}) + head",
-                                        cfg, pre_s))
+                                        cfg, pre_s, args.seeds))
         if "rss" in runs:
             out["rss"] = peak_rss(work, data)
     if args.json:

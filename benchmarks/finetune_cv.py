@@ -5,6 +5,13 @@
 
 The test split is never read here (see :mod:`gpt.finetune.cv`): this module only ranks recipes; the
 chosen one is then run once, test split included, by ``benchmarks.finetune_classify --preset``.
+With ``--members 1,2,...,M --sizes 1,3,5`` each recipe is scored as seed ensembles
+(:func:`gpt.finetune.cv.cross_validate_ensemble`): every fold trains the M members once, and each size n
+is the mean over folds and disjoint groups of n members of the averaged probabilities' accuracy.
+
+    TINYTENSOR_NUM_THREADS=1 python -m benchmarks.finetune_cv --recipes eot_cos --k 4 \
+        --members 1,2,3,4,5,6,7,8,9,10 --sizes 1,3,5,10 --json benchmarks/results/finetune_ensemble_cv.json
+
 Each recipe is a set of :class:`gpt.finetune.classify.ClassifyConfig` fields plus a tokenizer name:
 ``gpt2`` (GPT-2's BPE, whose ``<|endoftext|>`` is appended with ``end_token``) or ``byte`` (the 256
 bytes plus ``<|endoftext|>``; no data involved).
@@ -12,6 +19,7 @@ bytes plus ``<|endoftext|>``; no data involved).
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +27,7 @@ from pathlib import Path
 from benchmarks._util import machine_info, machine_line, write_json_atomic
 from gpt.finetune import spam
 from gpt.finetune.classify import ClassifyConfig
-from gpt.finetune.cv import cross_validate
+from gpt.finetune.cv import cross_validate, cross_validate_ensemble
 from tokenizer import BPETokenizer
 
 SMALL = dict(n_layer=2, n_head=4, n_embd=64, block_size=128)
@@ -60,12 +68,23 @@ RECIPES = {
 }
 
 
+LM_INFO = "lm-info.json"
+
+
 def pretrained_lm(work: Path, data, iters: int) -> tuple[str, dict]:
-    """An LM from :func:`benchmarks.finetune_classify.pretrain` with the accuracy preset's settings."""
+    """An LM from :func:`benchmarks.finetune_classify.pretrain` with the accuracy preset's settings (its
+    figures, wall time included, are kept in ``work/lm-info.json``; an LM already in ``work`` with the same
+    iterations is reused, its recorded time still counting for the runs that start from it)."""
     from benchmarks import finetune_classify as fc
+    if (work / LM_INFO).is_file():
+        info = json.loads((work / LM_INFO).read_text(encoding="utf-8"))
+        if info.get("iters") == iters and (work / "lm").is_dir():
+            print(f"reusing the LM in {work / 'lm'} (pretrained in {info['wall_s']:.0f} s)", flush=True)
+            return str(work / "lm"), {**info, "reused": str(work / "lm")}
     ns = argparse.Namespace(**{**fc.PRESETS["accuracy"], "lm_iters": iters, "seed": 123,
                                 "vocab_size": 1024, "block_size": 128})
     lm, info = fc.pretrain(work, spam.resolve_spam_data(data), ns)
+    write_json_atomic(work / LM_INFO, info)
     return str(lm), info
 
 
@@ -91,6 +110,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="123")
     ap.add_argument("--json", default=None)
     ap.add_argument("--lm_iters", type=int, default=0, help="pretrain an LM for the init_from=lm recipes")
+    ap.add_argument("--members", default=None, help="seed ensembles: the member seeds trained on each fold (1,2,3)")
+    ap.add_argument("--sizes", default="1,3,5", help="with --members: the ensemble sizes scored")
+    ap.add_argument("--work", default=None, help="keep the runs (and the LM) in this folder (default: a temporary one)")
     args = ap.parse_args(argv)
     rows = spam.read_spam_tsv(spam.resolve_spam_data(args.data))
     info = machine_info()
@@ -98,7 +120,8 @@ def main(argv=None) -> int:
     out = {"machine": info, "k": args.k, "seeds": args.seeds, "pool": "book split train + val (1,194 texts); "
            "test never read", "results": []}
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = Path(args.work or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         lm = None
         if args.lm_iters:
             lm, out["pretrain"] = pretrained_lm(work, args.data, args.lm_iters)
@@ -115,6 +138,11 @@ def main(argv=None) -> int:
             cfg = ClassifyConfig(out_dir=str(work / name), data=args.data, **fields)
             t0 = time.perf_counter()
             print(f"{name}:", flush=True)
+            if args.members:
+                out["results"].append(ensemble_cv(name, cfg, args, rows, out.get("pretrain")))
+                if args.json:
+                    write_json_atomic(args.json, out)
+                continue
             cv = cross_validate(cfg, args.k, rows, seeds=[int(s) for s in args.seeds.split(",")], say=print)
             wall = time.perf_counter() - t0
             print(f"{name}: mean {100 * cv.mean_accuracy:.2f} % ± {100 * cv.std_accuracy:.2f} "
@@ -126,6 +154,23 @@ def main(argv=None) -> int:
             if args.json:
                 write_json_atomic(args.json, out)
     return 0
+
+
+def ensemble_cv(name: str, cfg: ClassifyConfig, args, rows: list, pretrain: dict | None) -> dict:
+    """One recipe's seed-ensemble CV (``--members``, ``--sizes``), printed; its JSON record."""
+    sizes = [int(n) for n in args.sizes.split(",")]
+    t0 = time.perf_counter()
+    cv = cross_validate_ensemble(cfg, args.k, rows, member_seeds=args.members, sizes=sizes, say=print)
+    wall = time.perf_counter() - t0
+    member_s = [m["train_seconds"] for m in cv.members]
+    for n in sizes:
+        d = cv.sizes[n]
+        print(f"{name}, ensemble of {n}: mean {100 * d['mean_accuracy']:.2f} % ± {100 * d['std_accuracy']:.2f} "
+              f"over {len(d['runs'])} (fold, group) runs ({d['correct']}/{d['n']})", flush=True)
+    print(f"{name}: {wall:.0f} s; member training {sum(member_s) / len(member_s):.1f} s each on a fold", flush=True)
+    return {"recipe": name, "fields": RECIPES[name], "members": args.members, "sizes": cv.sizes,
+            "member_runs": cv.members, "fold_wall_s": cv.fold_seconds, "wall_s": wall,
+            "pretrain_wall_s": (pretrain or {}).get("wall_s", 0.0) if cfg.init_from != "scratch" else 0.0}
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Modules: ``model`` (BertConfig, Bert, BertClassifier), ``masking`` (special toke
 ``io`` (save / load a run), ``pretrain`` (masked-LM training, evaluation, fill), ``classify`` (SMS spam
 fine-tuning on [CLS]), ``cli`` (``tinygpt bert ...``).
 """
-from .classify import BertClassifyConfig, classify_texts, finetune_bert_classifier
+from .classify import BertClassifyConfig, classify_texts, finetune_bert_classifier, finetune_bert_ensemble
 from .io import load_bert, save_bert
 from .masking import SPECIAL_TOKENS, SpecialIds, frame, mask_tokens, special_ids, train_tokenizer
 from .model import IGNORE_INDEX, Bert, BertClassifier, BertConfig
@@ -17,4 +17,4 @@ from .pretrain import PretrainConfig, PretrainResult, evaluate_mlm, fill, pretra
 __all__ = ["Bert", "BertConfig", "BertClassifier", "IGNORE_INDEX", "SPECIAL_TOKENS", "SpecialIds", "frame",
            "mask_tokens", "special_ids", "train_tokenizer", "load_bert", "save_bert", "PretrainConfig",
            "PretrainResult", "pretrain", "evaluate_mlm", "fill", "BertClassifyConfig", "finetune_bert_classifier",
-           "classify_texts"]
+           "finetune_bert_ensemble", "classify_texts"]

@@ -32,7 +32,9 @@ from tinytensor.ops.checks import check_int_fields
 
 from ..data import encode
 from ..finetune import spam
-from ..finetune.classify import KEEP, ClassifyResult, confusion_report, evaluate, format_report, step_lr_at
+from ..finetune import ensemble
+from ..finetune.classify import KEEP, ClassifyResult, evaluate, step_lr_at
+from ..finetune.report import confusion_report, format_report, softmax_rows
 from .io import load_bert, read_meta, save_bert
 from .masking import frame, special_ids
 from .model import BertClassifier
@@ -166,39 +168,62 @@ def finetune_bert_classifier(cfg: BertClassifyConfig, progress: bool = True, qui
     return ClassifyResult(out_dir, best["epoch"], reports["val"], reports.get("test"), n, n, train_s, log)
 
 
+class BertMember:
+    """A fine-tuned run ready for texts: ``labels`` and ``probabilities(texts) -> [N, K]`` (what an ensemble
+    member needs, :mod:`gpt.finetune.ensemble`)."""
+
+    def __init__(self, out_dir):
+        self.model, self.tokenizer, doc = load_bert(out_dir)
+        if doc.get("task") != "classify":
+            raise ConfigError(f"{out_dir} is a pretraining run; fine-tune it with `tinygpt bert classify` first")
+        self.labels, self.max_len, self.pad = list(doc["labels"]), int(doc["max_len"]), special_ids(self.tokenizer).pad
+
+    @classmethod
+    def load(cls, out_dir) -> "BertMember":
+        return cls(out_dir)
+
+    def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        enc = encode_rows([spam.Example(t, 0) for t in texts], self.tokenizer, self.max_len)
+        return _probabilities(self.model, enc, self.pad, batch_size)
+
+
 def classify_texts(out_dir, texts: list[str]) -> list[tuple[str, float]]:
-    """``(label, probability)`` for each text, by a fine-tuned run in ``out_dir``."""
-    model, tok, doc = load_bert(out_dir)
-    if doc.get("task") != "classify":
-        raise ConfigError(f"{out_dir} is a pretraining run; fine-tune it with `tinygpt bert classify` first")
-    enc = encode_rows([spam.Example(t, 0) for t in texts], tok, doc["max_len"])
-    probs = _probabilities(model, enc, special_ids(tok).pad)          # [N, K]
-    return [(doc["labels"][int(np.argmax(p))], float(np.max(p))) for p in probs]
+    """``(label, probability)`` for each text, by a fine-tuned run in ``out_dir``, or by the mean
+    probabilities of a seed ensemble's members (:func:`finetune_bert_ensemble`)."""
+    clf = ensemble.load_ensemble(out_dir, BertMember.load) if ensemble.is_ensemble(out_dir) else BertMember(out_dir)
+    probs = clf.probabilities(list(texts))                          # [N, K]
+    return [(clf.labels[int(np.argmax(p))], float(np.max(p))) for p in probs]
+
+
+def finetune_bert_ensemble(cfg: BertClassifyConfig, seeds, rows: list | None = None, splits: dict | None = None,
+                           overwrite: bool = False, quiet: bool = False) -> ensemble.EnsembleResult:
+    """One fine-tuning run of the same pretrained BERT per init seed (head init and data order; the split
+    is ``cfg.seed``'s) into ``cfg.out_dir/member-S``; val and test scored by the mean of their probabilities
+    (:func:`gpt.finetune.ensemble.train_ensemble`)."""
+    def fit(c, part):
+        return finetune_bert_classifier(c, progress=False, quiet=True, splits=part)
+    return ensemble.train_ensemble(cfg, seeds, fit, BertMember.load, "bert", rows=rows, splits=splits,
+                                   overwrite=overwrite, say=None if quiet else (lambda *a: print(*a, flush=True)))
 
 
 def ensemble_report(out_dirs: list, split: str = "test", data: str | None = None, rows: list | None = None,
                     seed: int = spam.BOOK_SEED) -> dict:
-    """The report (:func:`gpt.finetune.classify.confusion_report`) of the mean class probabilities of several
+    """The report (:func:`gpt.finetune.report.confusion_report`) of the mean class probabilities of several
     fine-tuned runs on one split of the book's split with ``seed``; each run frames texts to its own max_len."""
     rows = rows if rows is not None else spam.read_spam_tsv(spam.resolve_spam_data(data))
     part = spam.book_split(rows, seed)[split]
-    probs = []
-    for d in out_dirs:
-        model, tok, doc = load_bert(d)
-        probs.append(_probabilities(model, encode_rows(part, tok, doc["max_len"]), special_ids(tok).pad))
-    labels = np.array([r.label for r in part])
-    return confusion_report(labels, np.argmax(np.mean(probs, axis=0), axis=-1), len(spam.LABELS))
+    probs = ensemble.mean_probabilities([BertMember(d).probabilities([r.text for r in part]) for d in out_dirs])
+    return confusion_report(np.array([r.label for r in part]), np.argmax(probs, axis=-1), len(spam.LABELS))
 
 
-def _probabilities(model: BertClassifier, enc: spam.Encoded, pad: int) -> np.ndarray:
-    rows = []
+def _probabilities(model: BertClassifier, enc: spam.Encoded, pad: int, batch_size: int = 64) -> np.ndarray:
+    rows = [np.zeros((0, model.num_classes))]
     with tt.no_grad():
-        for idx, lengths, _ in spam.iter_batches(enc, 64, pad):
+        for idx, lengths, _ in spam.iter_batches(enc, batch_size, pad):
             logits, _ = model(idx, lengths)
-            rows.append(logits.data.astype(np.float64))
-    z = np.concatenate(rows)                                          # [N, K] softmax
-    p = np.exp(z - z.max(axis=-1, keepdims=True))
-    return p / p.sum(axis=-1, keepdims=True)
+            rows.append(softmax_rows(logits.data))
+    return np.concatenate(rows)                                       # [N, K] softmax
 
 
-__all__ = ["BertClassifyConfig", "finetune_bert_classifier", "encode_rows", "classify_texts", "ensemble_report"]
+__all__ = ["BertClassifyConfig", "BertMember", "finetune_bert_classifier", "finetune_bert_ensemble", "encode_rows",
+           "classify_texts", "ensemble_report"]

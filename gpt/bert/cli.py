@@ -3,7 +3,8 @@
     tinygpt bert pretrain --data input.txt --out_dir out-bert --max_iters 2000
     tinygpt bert fill --out_dir out-bert --top_k 5 "To be or not to [MASK]"
     tinygpt bert classify --init_from out-bert --out_dir out-bert-spam      # SMS spam, head on [CLS]
-    tinygpt bert predict --out_dir out-bert-spam "WINNER!! Claim your prize now"
+    tinygpt bert classify --init_from out-bert --out_dir out-bert-ens --seeds 1,2,3 # a seed ensemble
+    tinygpt bert predict --out_dir out-bert-spam "WINNER!! Claim your prize now"  # a run or an ensemble
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import argparse
 from tinytensor.fileio import read_text
 from tokenizer.cli import texts_or_stdin
 
-from .classify import BertClassifyConfig, classify_texts, finetune_bert_classifier
+from .classify import BertClassifyConfig, classify_texts, finetune_bert_classifier, finetune_bert_ensemble
 from .pretrain import PretrainConfig, fill, pretrain
 
 _MODEL_FLAGS = (("vocab_size", 2048), ("n_layer", 4), ("n_head", 4), ("n_embd", 128), ("block_size", 64),
@@ -57,10 +58,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                ("max_len", int, None), ("seed", int, 123)):
         c.add_argument(f"--{name}", type=typ, default=default, help=f"(default {default})")
     c.add_argument("--lr_schedule", choices=("constant", "cosine"), default="cosine", help="(default cosine)")
+    c.add_argument("--keep", choices=("best", "last"), default="best", help="the best-val epoch's model or the last")
+    c.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                   help="a seed ensemble: one run per init seed (head init, data order) in --out_dir/member-S")
+    c.add_argument("--overwrite", action="store_true", help="with --seeds: replace an ensemble in --out_dir")
     c.set_defaults(func=run_classify)
 
     pr = kinds.add_parser("predict", help="label texts with a fine-tuned run (label, probability, text)")
-    pr.add_argument("--out_dir", required=True, metavar="DIR", help="a `tinygpt bert classify` run")
+    pr.add_argument("--out_dir", required=True, metavar="DIR", help="a `tinygpt bert classify` run (or a --seeds ensemble)")
     pr.add_argument("texts", nargs="*", help="texts (default: stdin, one per line)")
     pr.set_defaults(func=run_predict)
 
@@ -86,7 +91,13 @@ def run_classify(args: argparse.Namespace) -> int:
     cfg = BertClassifyConfig(init_from=args.init_from, out_dir=args.out_dir, data=args.data, epochs=args.epochs,
                              batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                              lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps, dropout=args.dropout,
-                             max_len=args.max_len, seed=args.seed)
+                             max_len=args.max_len, seed=args.seed, keep=args.keep)
+    if args.seeds is not None:
+        res = finetune_bert_ensemble(cfg, args.seeds, overwrite=args.overwrite)
+        print(f"ensemble of {len(res.seeds)}: val accuracy {100 * res.val['accuracy']:.2f} %; test accuracy "
+              f"{100 * res.test['accuracy']:.2f} %; {res.train_seconds:.0f} s training ({res.wall_seconds:.0f} s wall); "
+              f"results in {res.out_dir}")
+        return 0
     res = finetune_bert_classifier(cfg)
     print(f"best val accuracy {100 * res.val['accuracy']:.2f} % (epoch {res.best_epoch}); test accuracy "
           f"{100 * res.test['accuracy']:.2f} %; {res.train_seconds:.0f} s training; results in {res.out_dir}")

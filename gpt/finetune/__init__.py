@@ -4,6 +4,8 @@ following (chapter 7). Each kind has a CLI module with ``add_kind(kinds)``; ``KI
 """
 from .classify import (Classifier, ClassifyConfig, ClassifyResult, GPTClassifier, Prediction,
                        finetune_classifier, load_classifier)
+from .classify_ensemble import finetune_classifier_ensemble
+from .ensemble import EnsembleClassifier, EnsembleResult, load_ensemble
 from .instruct import InstructConfig, finetune_instruct, generate_response, stream_response
 from .instruct_data import collate, format_entry, load_instruction_data, split_entries
 from .spam import book_split, read_spam_tsv, resolve_spam_data
@@ -15,6 +17,7 @@ KINDS = [
 ]
 
 __all__ = ["GPTClassifier", "ClassifyConfig", "ClassifyResult", "Classifier", "Prediction",
-           "finetune_classifier", "load_classifier", "book_split", "read_spam_tsv", "resolve_spam_data",
+           "finetune_classifier", "load_classifier", "finetune_classifier_ensemble", "EnsembleClassifier",
+           "EnsembleResult", "load_ensemble", "book_split", "read_spam_tsv", "resolve_spam_data",
            "InstructConfig", "finetune_instruct", "generate_response", "stream_response", "collate", "format_entry",
            "load_instruction_data", "split_entries", "KINDS"]

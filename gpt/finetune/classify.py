@@ -54,7 +54,8 @@ from ..data import build_tokenizer, encode, load_tokenizer
 from ..hf import CONFIG_NAME, GPT2_EOT_ID
 from ..hub import MODELS, resolve_model
 from ..model import GPT, GPTConfig
-from . import spam
+from . import ensemble, spam
+from .report import Prediction, confusion_report, format_report, softmax_rows, to_predictions
 
 LOG_FILE = "log.jsonl"
 METRICS_FILE = "metrics.json"
@@ -266,34 +267,6 @@ def evaluate(model: GPTClassifier, data: spam.Encoded, pad_id: int, batch_size: 
     return out
 
 
-def confusion_report(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
-    """Accuracy, confusion matrix ``C[true, predicted]``, and per class ``precision_k = C[k,k] / Σ_i C[i,k]``,
-    ``recall_k = C[k,k] / Σ_j C[k,j]``, ``F1_k = 2 P R / (P + R)`` (0 where a denominator is 0)."""
-    conf = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(conf, (np.asarray(labels), np.asarray(pred)), 1)
-    tp = np.diag(conf).astype(np.float64)
-    precision = np.divide(tp, conf.sum(axis=0), out=np.zeros_like(tp), where=conf.sum(axis=0) > 0)
-    recall = np.divide(tp, conf.sum(axis=1), out=np.zeros_like(tp), where=conf.sum(axis=1) > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
-    return {"accuracy": float(tp.sum() / max(1, conf.sum())), "n": int(conf.sum()), "confusion": conf.tolist(),
-            "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist()}
-
-
-def format_report(rep: dict, labels=spam.LABELS, title: str = "test") -> str:
-    """The accuracy, the confusion matrix and per-class precision / recall / F1 as a few lines of text."""
-    w = max(len(s) for s in labels) + 2
-    lines = [f"{title}: accuracy {100 * rep['accuracy']:.2f} % ({round(rep['accuracy'] * rep['n'])}/{rep['n']}), "
-             f"loss {rep['loss']:.4f}",
-             " " * (w + 7) + "predicted",
-             "true".ljust(w + 7) + "".join(s.rjust(w) for s in labels)]
-    for k, row in enumerate(rep["confusion"]):
-        lines.append(f"  {labels[k]:<{w + 5}}" + "".join(str(v).rjust(w) for v in row))
-    lines.append("class".ljust(w + 7) + "precision  recall      F1")
-    for k, name in enumerate(labels):
-        lines.append(f"  {name:<{w + 5}}{rep['precision'][k]:9.4f}{rep['recall'][k]:8.4f}{rep['f1'][k]:8.4f}")
-    return "\n".join(lines)
-
-
 # ====================================================================================== training
 @dataclass
 class ClassifyConfig:
@@ -317,6 +290,8 @@ class ClassifyConfig:
             (True: ``<|endoftext|>``; or a one-token text such as ``"\n"``; see :func:`end_token_id`).
             Pads are still told apart by length: the pad id may be the same id.
         keep: ``best`` (the best-val epoch's model, the book's) or ``last`` (the final epoch's).
+        init_seed: the init, LoRA init, dropout and shuffling seed (None: ``seed``, which then also splits);
+            the members of a seed ensemble (:mod:`gpt.finetune.ensemble`) differ only here.
     """
     init_from: str
     out_dir: str
@@ -341,6 +316,7 @@ class ClassifyConfig:
     tokenizer: str | None = None
     end_token: bool | str = False
     keep: str = "best"
+    init_seed: int | None = None
 
     def __post_init__(self):
         check_int_fields(self, ("epochs", "batch_size", "eval_batch_size"))
@@ -384,10 +360,13 @@ def step_lr_at(step: int, lr: float, total_steps: int, schedule: str = "constant
 
 def build_classifier(cfg: ClassifyConfig) -> tuple[GPTClassifier, Base, dict]:
     """The model ``cfg`` describes, with what trains set; returns it, its base and a ``trainable`` summary."""
-    base = load_base(cfg.init_from, cfg.tokenizer, cfg.dropout, cfg.sizes, cfg.seed)
-    model = GPTClassifier(base.gpt, len(spam.LABELS), seed=cfg.seed)
+    seed = cfg.seed if cfg.init_seed is None else cfg.init_seed
+    base = load_base(cfg.init_from, cfg.tokenizer, cfg.dropout, cfg.sizes, seed)
+    if cfg.init_seed is not None and base.source["kind"] != "scratch":   # a loaded body's dropout stream: seed 0
+        base.gpt.dropout_rng.bit_generator.state = np.random.default_rng([seed, 4]).bit_generator.state
+    model = GPTClassifier(base.gpt, len(spam.LABELS), seed=seed)
     if cfg.lora_rank is not None:
-        names = lora.apply_lora(model.gpt, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, seed=cfg.seed)
+        names = lora.apply_lora(model.gpt, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, seed=seed)
         for p in model.head.parameters():
             p.requires_grad_(True)
         n, total = lora.count_trainable(model)
@@ -436,7 +415,7 @@ def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool 
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
     opt = optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=(0.9, 0.999))
-    shuffle = np.random.default_rng([cfg.seed, 1])
+    shuffle = np.random.default_rng([cfg.seed if cfg.init_seed is None else cfg.init_seed, 1])
     state = {"task": TASK, "labels": list(spam.LABELS), "pad_id": base.pad_id, "max_len": max_len, "end_id": end_id,
              "classify_config": dataclasses.asdict(cfg), "base": base.source, "trainable": summary}
 
@@ -542,14 +521,6 @@ def load_classifier(out_dir: str | os.PathLike):
     return model, ckpt.tokenizer, ckpt
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """A text's predicted label, its probability, and every class's probability."""
-    label: str
-    probability: float
-    probabilities: dict
-
-
 class Classifier:
     """A fine-tuned classifier ready for texts: ``Classifier.load(out_dir).predict(["text", ...])``."""
 
@@ -559,29 +530,30 @@ class Classifier:
         self.pad_id, self.max_len, self.end_id = int(pad_id), int(max_len), end_id
 
     @classmethod
-    def load(cls, out_dir: str | os.PathLike) -> "Classifier":
+    def load(cls, out_dir: str | os.PathLike) -> "Classifier | ensemble.EnsembleClassifier":
+        """The run in ``out_dir``; a seed ensemble's folder (``ensemble.json``) gives an
+        :class:`gpt.finetune.ensemble.EnsembleClassifier` that averages its members' probabilities."""
+        if ensemble.is_ensemble(out_dir):
+            return ensemble.load_ensemble(out_dir, cls.load)
         model, tok, ckpt = load_classifier(out_dir)
         st = ckpt.state
         return cls(model, tok, st["labels"], st["pad_id"], st["max_len"], st.get("end_id"))
 
-    def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
-        """One :class:`Prediction` per text (texts longer than ``max_len`` tokens are cut, as in training)."""
+    def probabilities(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Class probabilities ``[N, K]`` (float64 softmax of the logits) of ``texts``, cut to ``max_len`` tokens."""
         if isinstance(texts, str):
             raise TypeError("predict takes a list of texts; for one text call the classifier: clf(text)")
         ids, _ = spam.encode_texts(list(texts), self.tokenizer, self.max_len, self.end_id)
-        out = []
+        rows = [np.zeros((0, len(self.labels)))]
         with tt.no_grad():
             for start in range(0, len(ids), batch_size):
                 idx, lengths = spam.pad_batch(ids[start:start + batch_size], self.pad_id)
-                logits, _ = self.model(idx, lengths)
-                z = logits.data.astype(np.float64)
-                p = np.exp(z - z.max(axis=-1, keepdims=True))
-                p /= p.sum(axis=-1, keepdims=True)                      # [B, K] softmax
-                for row in p:
-                    k = int(np.argmax(row))
-                    out.append(Prediction(self.labels[k], float(row[k]),
-                                          {name: float(v) for name, v in zip(self.labels, row)}))
-        return out
+                rows.append(softmax_rows(self.model(idx, lengths)[0].data))
+        return np.concatenate(rows)
+
+    def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
+        """One :class:`Prediction` per text (texts longer than ``max_len`` tokens are cut, as in training)."""
+        return to_predictions(self.probabilities(texts, batch_size), self.labels)
 
     def __call__(self, text: str) -> Prediction:
         return self.predict([text])[0]

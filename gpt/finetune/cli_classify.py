@@ -3,7 +3,8 @@
     tinygpt finetune classify --init_from out-sms --out_dir out-spam --epochs 5 --trainable last
     tinygpt finetune classify --init_from gpt2-dir --out_dir out-spam-lora --lora_rank 8 --lora_alpha 16
     tinygpt finetune classify --init_from scratch --n_layer 2 --n_embd 64 --out_dir out-spam-scratch --lr 1e-3
-    tinygpt classify --out_dir out-spam "WINNER!! Claim your prize now"
+    tinygpt finetune classify --init_from scratch --out_dir out-spam-ens --seeds 1,2,3   # a seed ensemble
+    tinygpt classify --out_dir out-spam "WINNER!! Claim your prize now"     # a run or an ensemble
     cat messages.txt | tinygpt classify --out_dir out-spam          # one text per line
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from tokenizer.cli import texts_or_stdin
 
 from ..lora import DEFAULT_TARGETS
 from .classify import KEEP, LR_SCHEDULES, Classifier, ClassifyConfig, finetune_classifier
+from .classify_ensemble import finetune_classifier_ensemble
 
 _SIZES = ("n_layer", "n_head", "n_embd", "block_size")
 
@@ -47,6 +49,9 @@ def add_kind(kinds: argparse._SubParsersAction) -> None:
     p.add_argument("--keep", choices=KEEP, default="best",
                    help="the model kept: best (by val accuracy, the book's) or last (the final epoch's)")
     p.add_argument("--seed", type=int, default=123, help="split, shuffling and init seed (the book's 123)")
+    p.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                   help="train a seed ensemble: one member per init seed (same --seed split) in --out_dir/member-S; "
+                        "its val / test figures are those of the members' mean probabilities")
     p.add_argument("--lora_rank", type=int, default=None, help="train LoRA adapters of this rank (and the head) instead")
     p.add_argument("--lora_alpha", type=float, default=16.0, help="LoRA scale: the update is (alpha / rank) B A x (default 16)")
     p.add_argument("--lora_targets", default=",".join(DEFAULT_TARGETS), help="Linear layers to adapt (comma list)")
@@ -61,7 +66,7 @@ def add_kind(kinds: argparse._SubParsersAction) -> None:
 def add_toplevel(sub: argparse._SubParsersAction) -> None:
     """Register ``tinygpt classify`` (called by the ``finetune`` parent, :mod:`gpt.finetune.cli`)."""
     p = sub.add_parser("classify", help="label texts with a fine-tuned classifier (prints label and probability)")
-    p.add_argument("--out_dir", required=True, metavar="DIR", help="a `tinygpt finetune classify` run")
+    p.add_argument("--out_dir", required=True, metavar="DIR", help="a `tinygpt finetune classify` run (or a --seeds ensemble)")
     p.add_argument("texts", nargs="*", help="texts to classify (default: stdin, one per line)")
     p.set_defaults(func=run_classify)
 
@@ -75,6 +80,12 @@ def run_finetune_classify(args: argparse.Namespace) -> int:
                          pad_to_max=args.pad_to_max, seed=args.seed, lora_rank=args.lora_rank,
                          lora_alpha=args.lora_alpha, lora_targets=args.lora_targets, sizes=sizes,
                          tokenizer=args.tokenizer, end_token=args.end_token, keep=args.keep)
+    if args.seeds is not None:
+        res = finetune_classifier_ensemble(cfg, args.seeds, overwrite=args.overwrite, progress=not args.no_progress)
+        print(f"ensemble of {len(res.seeds)}: val accuracy {100 * res.val['accuracy']:.2f} %; test accuracy "
+              f"{100 * res.test['accuracy']:.2f} %; {res.train_seconds:.0f} s training ({res.wall_seconds:.0f} s wall); "
+              f"results in {res.out_dir}")
+        return 0
     res = finetune_classifier(cfg, progress=not args.no_progress, overwrite=args.overwrite)
     print(f"val accuracy {100 * res.val['accuracy']:.2f} % (kept epoch {res.best_epoch}); test accuracy "
           f"{100 * res.test['accuracy']:.2f} %; {res.train_seconds:.0f} s training; results in {res.out_dir}")

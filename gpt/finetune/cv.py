@@ -8,6 +8,11 @@ chosen on it do not carry over to the test split. Here the pool is the book spli
 (1,194 texts; the 300 test rows are never read), cut into ``k`` folds (:func:`gpt.finetune.spam.kfold`);
 each fold trains on the other folds' rows and is scored on its own, so every pool row is scored once per
 seed. The recipe's figure is the mean over folds (and seeds) of the fold models' accuracy.
+
+A recipe can be a seed ensemble (:mod:`gpt.finetune.ensemble`): :func:`cross_validate_ensemble` trains M
+member seeds on each fold's train rows and scores, for each ensemble size n, the mean probabilities of
+disjoint groups of n members (seeds 1-n, n+1-2n, ...) on the fold's val rows, so single models and
+ensembles of 3 or 5 are compared on the same folds and the same trained members.
 """
 from __future__ import annotations
 
@@ -17,8 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tinytensor.errors import ConfigError
+
 from . import spam
-from .classify import ClassifyConfig, finetune_classifier
+from .classify import Classifier, ClassifyConfig, finetune_classifier
+from .classify_ensemble import fit_gpt_member
+from .ensemble import mean_probabilities, parse_seeds, probability_report, train_ensemble
 
 
 @dataclass
@@ -81,4 +90,61 @@ def cross_validate(cfg, k: int = 5, rows: list | None = None, fold_seed: int = 0
     return out
 
 
-__all__ = ["CVResult", "cross_validate", "pool_rows"]
+@dataclass
+class EnsembleCVResult:
+    """``sizes[n]``: ``{"mean_accuracy", "std_accuracy", "correct", "n", "runs": [{"fold", "seeds",
+    "accuracy", "correct", "n"}]}`` over every (fold, group of n members); ``members``: one
+    ``{"fold", "seed", "accuracy", "train_seconds"}`` per trained member; ``fold_seconds``: each fold's wall."""
+    sizes: dict = field(default_factory=dict)
+    members: list = field(default_factory=list)
+    fold_seconds: list = field(default_factory=list)
+
+
+def cross_validate_ensemble(cfg, k: int = 4, rows: list | None = None, member_seeds=(1, 2, 3, 4, 5),
+                            sizes=(1, 3, 5), fold_seed: int = 0, split_seed: int = spam.BOOK_SEED, say=None,
+                            fit=None, load_member=None, kind: str = "gpt") -> EnsembleCVResult:
+    """K-fold CV of seed ensembles of ``cfg``: on each fold, :func:`gpt.finetune.ensemble.train_ensemble`
+    trains one member per seed in ``member_seeds`` (into ``cfg.out_dir/fold-F``, overwritten); each size n in
+    ``sizes`` is then scored on the fold's val rows for the groups ``member_seeds[0:n]``, ``[n:2n]``, ...
+
+    ``fit`` / ``load_member``: one member's training and loading (default: the GPT's,
+    :func:`gpt.finetune.classify_ensemble.fit_gpt_member` and ``Classifier.load``).
+
+    Raises:
+        ConfigError: a size that is not in ``[1, len(member_seeds)]``.
+    """
+    seeds = parse_seeds(member_seeds)
+    if not sizes or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(seeds) for n in sizes):
+        raise ConfigError(f"ensemble sizes must be ints in [1, {len(seeds)}] (the member count), got {list(sizes)}")
+    if rows is None:
+        rows = spam.read_spam_tsv(spam.resolve_spam_data(cfg.data))
+    folds = spam.kfold(pool_rows(rows, split_seed), k, fold_seed)
+    out = EnsembleCVResult(sizes={n: {"runs": []} for n in sizes})
+    for f, fold in enumerate(folds):
+        run = dataclasses.replace(cfg, out_dir=str(Path(cfg.out_dir) / f"fold-{f}"))
+        res = train_ensemble(run, seeds, fit or fit_gpt_member(overwrite=True), load_member or Classifier.load, kind,
+                             splits=fold, overwrite=True)
+        out.fold_seconds.append(res.wall_seconds)
+        labels = [r.label for r in fold["val"]]
+        probs = res.member_probs["val"]
+        for s, m, p in zip(seeds, res.members, probs):
+            acc = probability_report(labels, p, p.shape[1])["accuracy"]
+            out.members.append({"fold": f, "seed": s, "accuracy": acc, "train_seconds": m.train_seconds})
+        for n in sizes:
+            for g in range(0, len(seeds) - n + 1, n):
+                rep = probability_report(labels, mean_probabilities(probs[g:g + n]), probs[0].shape[1])
+                out.sizes[n]["runs"].append({"fold": f, "seeds": seeds[g:g + n], "accuracy": rep["accuracy"],
+                                             "correct": round(rep["accuracy"] * rep["n"]), "n": rep["n"]})
+        if say is not None:
+            say(f"  fold {f}: members " + " ".join(f"{100 * m['accuracy']:.1f}" for m in out.members[-len(seeds):])
+                + "; " + ", ".join(f"size {n}: " + " ".join(f"{100 * r['accuracy']:.1f}" for r in out.sizes[n]["runs"]
+                                                         if r["fold"] == f) for n in sizes)
+                + f"; {res.wall_seconds:.0f} s")
+    for n, d in out.sizes.items():
+        acc = np.array([r["accuracy"] for r in d["runs"]])
+        d.update(mean_accuracy=float(acc.mean()), std_accuracy=float(acc.std()),
+                 correct=sum(r["correct"] for r in d["runs"]), n=sum(r["n"] for r in d["runs"]))
+    return out
+
+
+__all__ = ["CVResult", "EnsembleCVResult", "cross_validate", "cross_validate_ensemble", "pool_rows"]
