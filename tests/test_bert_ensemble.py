@@ -12,17 +12,14 @@ from gpt.bert import Bert, BertClassifyConfig, BertConfig, save_bert, special_id
 from gpt.bert.classify import BertMember, classify_texts, finetune_bert_ensemble
 from gpt.cli import main
 from gpt.finetune.ensemble import MANIFEST
-from gpt.finetune.spam import Example
+from test_bert import _rows as _bert_rows
+
+
+def _rows() -> list:
+    return _bert_rows(30)   # the BERT tests' labelled texts, 30 per class
+
 
 TEXT = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer.\n" * 20
-
-
-def _rows(n: int = 30) -> list[Example]:
-    g = np.random.default_rng(0)
-    ham = ["see you at six", "ok lor, on my way home", "can you call me later", "what time is dinner"]
-    spam = ["WINNER!! claim your FREE prize now, txt WIN to 80082", "URGENT: you have won a cash award, call now"]
-    return ([Example(f"{ham[i % 4]} {g.integers(100)}", 0, i) for i in range(n)]
-            + [Example(f"{spam[i % 2]} {g.integers(100)}", 1, n + i) for i in range(n)])
 
 
 def test_bert_ensemble_averages_its_members(tmp_path, capsys):
