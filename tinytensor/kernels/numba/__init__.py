@@ -27,9 +27,9 @@ Design
   call is large enough to use it. While a compile runs, stderr says so (``_compile_notice``).
 * **fastmath** only with ``{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}`` (reassociation is what
   lets LLVM vectorise reductions): never ``nnan``/``ninf``, so NaN and inf still propagate.
-* **GEMM** (``matmul``, :mod:`.gemm`): BLIS-style. A is packed into 12-row panels, B into 32-column
-  panels, both read along the source's rows (so ``x @ W.T`` needs no transposed copy); a micro-kernel
-  emitted as LLVM vector IR (:mod:`.simd`) keeps a 12 x 32 float32 tile in 24 512-bit registers and does
+* **GEMM** (``matmul``, :mod:`.gemm`): BLIS-style. B is packed into 32-column panels, A is read in place
+  in 12-row panels (only its edge panel packed), both along the source's rows (so ``x @ W.T`` needs no
+  transposed copy); a micro-kernel emitted as LLVM vector IR (:mod:`.simd`) keeps a 12 x 32 float32 tile in 24 512-bit registers and does
   per k two vector loads, 12 broadcasts and 24 FMAs; ``prange`` over regions of C. ``auto`` routes
   matmul to it when ``auto.json`` says it measured faster and the CPU has AVX-512 (``backend.auto_choice``);
   the figures against OpenBLAS are in ``benchmarks/results/gemm*.json`` and ``docs/performance.md``.
