@@ -217,6 +217,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lora_rank", type=int, default=2)
     ap.add_argument("--lora_alpha", type=float, default=8.0)
     ap.add_argument("--lora_targets", default="c_attn,c_fc")
+    ap.add_argument("--lora_norms", default="none", help="none, weight or all: LayerNorm gains / biases train too")
     ap.add_argument("--lora_epochs", type=int, default=6)
     ap.add_argument("--lora_lr", type=float, default=3e-3)
     pre = argparse.ArgumentParser(add_help=False)
@@ -262,10 +263,12 @@ def main(argv=None) -> int:
                 cfg = ClassifyConfig(init_from=str(lm), out_dir=str(work / "lora"), data=str(data),
                                      epochs=args.lora_epochs, batch_size=16, lr=args.lora_lr, dropout=0.1,
                                      seed=args.seed, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
-                                     lora_targets=args.lora_targets, lr_schedule=args.lr_schedule,
+                                     lora_targets=args.lora_targets, lora_norms=args.lora_norms,
+                                     lr_schedule=args.lr_schedule,
                                      warmup_steps=args.warmup_steps, end_token=args.lm_end_token or False,
                                      keep=args.keep)
-                out["runs"].append(_run(f"LM-pretrained + LoRA r={args.lora_rank} ({args.lora_targets}) + head",
+                norms = "" if args.lora_norms == "none" else f" + LayerNorm {args.lora_norms}"
+                out["runs"].append(_run(f"LM-pretrained + LoRA r={args.lora_rank} ({args.lora_targets}){norms} + head",
                                         cfg, pre_s, args.seeds))
         if "rss" in runs:
             out["rss"] = peak_rss(work, data)

@@ -62,6 +62,14 @@ RECIPES = {
     "lm_lora_attn8": dict(init_from="lm", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
                           lr_schedule="cosine", warmup_steps=20, end_token="\n", lora_rank=8, lora_alpha=16.0,
                           lora_targets="c_attn"),
+    # issue 15, within the 2 % budget of the 3 x 128 LM (756,610 parameters with r4 on c_attn, c_fc): the
+    # LayerNorm gains too (14,978 trainable, 1.98 %); or r2 on every Linear + gains and biases (14,338, 1.90 %)
+    "lm_lora_lnw": dict(init_from="lm", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
+                        lr_schedule="cosine", warmup_steps=20, end_token="\n", lora_rank=4, lora_alpha=16.0,
+                        lora_targets="c_attn,c_fc", lora_norms="weight"),
+    "lm_lora_r2all_ln": dict(init_from="lm", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
+                             lr_schedule="cosine", warmup_steps=20, end_token="\n", lora_rank=2, lora_alpha=8.0,
+                             lora_targets="c_attn,c_proj,c_fc", lora_norms="all"),
     "lm_lora_noend": dict(init_from="lm", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
                           lr_schedule="cosine", warmup_steps=20, lora_rank=4, lora_alpha=16.0,
                           lora_targets="c_attn,c_fc"),

@@ -2,6 +2,7 @@
 layers, a short run that learns, the two CLI commands, the GPT-2 and LoRA paths, and bad input."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,9 +13,9 @@ from gpt import GPT, GPTConfig
 from gpt.checkpoint import load_checkpoint
 from gpt.cli import main
 from gpt.finetune import spam
-from gpt.finetune.classify import (Classifier, ClassifyConfig, GPTClassifier, confusion_report,
-                                   end_token_id, finetune_classifier, load_classifier, set_trainable,
-                                   step_lr_at)
+from gpt.finetune.classify import (Classifier, ClassifyConfig, GPTClassifier, build_classifier,
+                                   confusion_report, end_token_id, finetune_classifier, load_classifier,
+                                   set_trainable, step_lr_at)
 from gpt.finetune.cv import cross_validate, pool_rows
 from gpt.lora import load_adapters
 from tinytensor.errors import ConfigError, FileFormatError
@@ -337,3 +338,37 @@ def test_cross_validation_pool_leaves_the_test_split_out(spam_tsv, tmp_path):
     assert len(cv.epoch_means) == 1
     with pytest.raises(ConfigError, match="splits needs train and val"):
         finetune_classifier(cfg, progress=False, quiet=True, splits={"train": small})
+
+
+@pytest.mark.parametrize("norms, per_ln", [("none", 0), ("weight", 16), ("all", 32)])
+def test_lora_norms_train_the_layernorms_too(tmp_path, byte_tok, norms, per_ln):
+    """lora_norms: the LayerNorm gains (and biases) train beside the adapters and head, nothing else does;
+    they move, are saved with the adapters, and the adapters alone on the base give the saved logits."""
+    data = _write_tsv(tmp_path / "sms.tsv", _synthetic_rows(40, 20))
+    cfg = ClassifyConfig(init_from="scratch", tokenizer=byte_tok, out_dir=str(tmp_path / norms), data=data,
+                         sizes=dict(n_layer=2, n_head=2, n_embd=16, block_size=64), epochs=1, batch_size=8,
+                         lr=1e-2, lora_rank=2, lora_alpha=4, lora_targets="c_attn", lora_norms=norms)
+    model, _, summary = build_classifier(cfg)
+    n_ln = 2 * 2 + 1                          # ln_1, ln_2 per block + ln_f
+    assert summary["trainable"] == 2 * 2 * (16 + 48) + (16 * 2 + 2) + n_ln * per_ln
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert all("lora_" in n or n.startswith("head") or ".ln_" in n for n in names)
+    assert sum(".ln_" in n for n in names) == n_ln * per_ln // 16
+    res = finetune_classifier(cfg, progress=False, quiet=True)
+    assert res.trainable == summary["trainable"]
+    merged, _, _ = load_classifier(cfg.out_dir)
+    ln1 = merged.gpt.transformer.h[0].ln_1
+    assert (not np.allclose(ln1.weight.data, 1.0)) == (norms != "none")
+    assert (not np.allclose(ln1.bias.data, 0.0)) == (norms == "all")
+    fresh, _, _ = build_classifier(dataclasses.replace(cfg, lora_rank=None, lora_norms="none", trainable="all"))
+    load_adapters(fresh, tmp_path / norms / "lora")
+    fresh.eval()
+    idx, lengths = np.array([[70, 71, 72, 73], [74, 75, 76, 0]]), np.array([4, 3])
+    np.testing.assert_allclose(fresh(idx, lengths)[0].data, merged(idx, lengths)[0].data, atol=1e-5)
+
+
+def test_lora_norms_needs_lora():
+    with pytest.raises(ConfigError, match="lora_norms"):
+        ClassifyConfig(init_from="scratch", out_dir="o", lora_norms="weight")
+    with pytest.raises(ConfigError, match="lora_norms"):
+        ClassifyConfig(init_from="scratch", out_dir="o", lora_rank=2, lora_norms="gains")

@@ -63,6 +63,7 @@ LORA_DIR = "lora"
 TASK = "classify"
 LR_SCHEDULES = ("constant", "cosine")
 KEEP = ("best", "last")
+LORA_NORMS = ("none", "weight", "all")
 END_TOKEN = "<|endoftext|>"
 
 
@@ -284,6 +285,8 @@ class ClassifyConfig:
         max_len: cut texts to this many tokens (None: the model's block_size; never more).
         pad_to_max: pad every batch to ``max_len`` instead of its own longest text.
         lora_rank, lora_alpha, lora_targets: LoRA instead of ``trainable`` (rank None: no LoRA).
+        lora_norms: with LoRA, also train every LayerNorm's ``weight`` (gain) or ``all`` (gain and bias),
+            BitFit-style; ``none``: only the adapters and the head.
         sizes: ``n_layer`` / ``n_head`` / ``n_embd`` / ``block_size`` for ``init_from="scratch"``.
         tokenizer: for a GPT-2 folder without tokenizer files, or scratch (``gpt2`` or a saved tokenizer).
         end_token: append one token to every text, so the token classified from is always the same one
@@ -312,6 +315,7 @@ class ClassifyConfig:
     lora_rank: int | None = None
     lora_alpha: float = 16.0
     lora_targets: str = ",".join(lora.DEFAULT_TARGETS)
+    lora_norms: str = "none"
     sizes: dict = field(default_factory=dict)
     tokenizer: str | None = None
     end_token: bool | str = False
@@ -334,6 +338,9 @@ class ClassifyConfig:
                               f"both: with LoRA the adapters and the head train, everything else is frozen")
         if self.lora_rank is not None and self.lora_rank < 1:
             raise ConfigError(f"lora_rank must be >= 1 (it is the adapters' inner size), got {self.lora_rank}")
+        if self.lora_norms not in LORA_NORMS or (self.lora_norms != "none" and self.lora_rank is None):
+            raise ConfigError(f"lora_norms must be one of {', '.join(LORA_NORMS)}, and needs lora_rank; got "
+                              f"{self.lora_norms!r} with lora_rank={self.lora_rank}")
 
 
 @dataclass
@@ -369,9 +376,14 @@ def build_classifier(cfg: ClassifyConfig) -> tuple[GPTClassifier, Base, dict]:
         names = lora.apply_lora(model.gpt, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, seed=seed)
         for p in model.head.parameters():
             p.requires_grad_(True)
+        for m in model.gpt.modules() if cfg.lora_norms != "none" else ():
+            if isinstance(m, nn.LayerNorm):
+                for p in (m.weight, m.bias if cfg.lora_norms == "all" else None):
+                    if p is not None:
+                        p.requires_grad_(True)
         n, total = lora.count_trainable(model)
         what = {"mode": "lora", "layers": len(names), "rank": cfg.lora_rank, "alpha": cfg.lora_alpha,
-                "targets": lora.parse_targets(cfg.lora_targets)}
+                "targets": lora.parse_targets(cfg.lora_targets), "norms": cfg.lora_norms}
     else:
         n, total = set_trainable(model, cfg.trainable or "last")
         what = {"mode": cfg.trainable or "last"}

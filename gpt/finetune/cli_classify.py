@@ -55,6 +55,8 @@ def add_kind(kinds: argparse._SubParsersAction) -> None:
     p.add_argument("--lora_rank", type=int, default=None, help="train LoRA adapters of this rank (and the head) instead")
     p.add_argument("--lora_alpha", type=float, default=16.0, help="LoRA scale: the update is (alpha / rank) B A x (default 16)")
     p.add_argument("--lora_targets", default=",".join(DEFAULT_TARGETS), help="Linear layers to adapt (comma list)")
+    p.add_argument("--lora_norms", choices=("none", "weight", "all"), default="none",
+                   help="with LoRA, also train the LayerNorm gains (weight) or gains and biases (all)")
     p.add_argument("--tokenizer", metavar="PATH|gpt2", help="for scratch or a GPT-2 folder without tokenizer files")
     for name in _SIZES:
         p.add_argument(f"--{name}", type=int, default=None, help="with --init_from scratch")
@@ -78,7 +80,7 @@ def run_finetune_classify(args: argparse.Namespace) -> int:
                          lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
                          dropout=args.dropout, trainable=args.trainable, max_len=args.max_len,
                          pad_to_max=args.pad_to_max, seed=args.seed, lora_rank=args.lora_rank,
-                         lora_alpha=args.lora_alpha, lora_targets=args.lora_targets, sizes=sizes,
+                         lora_alpha=args.lora_alpha, lora_targets=args.lora_targets, lora_norms=args.lora_norms, sizes=sizes,
                          tokenizer=args.tokenizer, end_token=args.end_token, keep=args.keep)
     if args.seeds is not None:
         res = finetune_classifier_ensemble(cfg, args.seeds, overwrite=args.overwrite, progress=not args.no_progress)
