@@ -16,6 +16,9 @@ unigram baseline) and SMS spam test accuracy with the [CLS] head.
    With ``--cv_folds K`` the candidates are ranked instead by K-fold cross-validation over the book split's
    train + val rows (:func:`gpt.finetune.cv.cross_validate`, ``--cv_seeds`` init seeds; the test split is
    not read), and the chosen one is then trained once on the book split and scored on its test split.
+   With ``--cv_members 1,2,3,4,5 --cv_sizes 1,3,5`` as well, seed ensembles are cross-validated
+   (:func:`gpt.finetune.cv.cross_validate_ensemble`) and the (setting, size) with the best CV mean wins (ties:
+   the smaller size); that many members are trained on the book split and the ensemble's test is read once.
 """
 from __future__ import annotations
 
