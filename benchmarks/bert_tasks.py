@@ -16,6 +16,9 @@ unigram baseline) and SMS spam test accuracy with the [CLS] head.
    With ``--cv_folds K`` the candidates are ranked instead by K-fold cross-validation over the book split's
    train + val rows (:func:`gpt.finetune.cv.cross_validate`, ``--cv_seeds`` init seeds; the test split is
    not read), and the chosen one is then trained once on the book split and scored on its test split.
+   With ``--cv_members 1,2,3,4,5 --cv_sizes 1,3,5`` as well, seed ensembles are cross-validated
+   (:func:`gpt.finetune.cv.cross_validate_ensemble`) and the (setting, size) with the best CV mean wins (ties:
+   the smaller size); that many members are trained on the book split and the ensemble's test is read once.
 """
 from __future__ import annotations
 
@@ -29,12 +32,13 @@ from pathlib import Path
 
 from benchmarks._util import machine_info, machine_line, write_json_atomic
 from gpt.bert import BertClassifyConfig, PretrainConfig, fill, finetune_bert_classifier, pretrain, train_tokenizer
-from gpt.bert.classify import ensemble_report
+from gpt.bert.classify import BertMember, ensemble_report, finetune_bert_ensemble
 from gpt.bert.io import META
 from gpt.bert.pretrain import VAL_FRAC
 from gpt.data import resolve_text
 from gpt.finetune import spam
-from gpt.finetune.cv import cross_validate
+from gpt.finetune.cv import cross_validate, cross_validate_ensemble
+from gpt.finetune.ensemble import parse_seeds
 
 PROMPTS = ["To be or not to [MASK].", "My lord, I [MASK] you.", "Call now to claim your [MASK] prize!"]
 
@@ -61,10 +65,13 @@ def main(argv=None) -> int:
     ap.add_argument("--ft_batch_size", type=int, default=16)
     ap.add_argument("--ensemble_seeds", default="", help="init seeds of an ensemble of the chosen setting (e.g. 1,2,3,4)")
     ap.add_argument("--reuse", action="store_true", help="keep WORK/mlm from an earlier run (fine-tune only)")
+    ap.add_argument("--pretrain_only", action="store_true", help="stop after the pretraining (no fine-tune, no test)")
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--ft_keep", default="best", help="best (by val) or last epoch's model")
     ap.add_argument("--cv_folds", type=int, default=0, help="rank candidates by K-fold CV (train + val rows)")
     ap.add_argument("--cv_seeds", default="123", help="init seeds of each CV fold run")
+    ap.add_argument("--cv_members", default="", help="seed ensembles: member init seeds trained per fold (e.g. 1,2,3)")
+    ap.add_argument("--cv_sizes", default="1,3", help="with --cv_members: the ensemble sizes compared")
     args = ap.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="bert-tasks-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -81,7 +88,11 @@ def main(argv=None) -> int:
         out["mlm"] = run_pretraining(work, sms_train, args)
         out["mlm_args"] = vars(args)
     write_json_atomic(args.json, out)
-
+    if args.pretrain_only:
+        return 0
+    if args.cv_folds and args.cv_members:
+        choose_ensemble_by_cv(work, args, out)
+        return 0
     if args.cv_folds:
         return choose_by_cv(work, args, out)
     candidates = []
@@ -166,6 +177,57 @@ def choose_by_cv(work: Path, args, out: dict) -> int:
     print(f"chosen lr {cfg.lr:g} epochs {cfg.epochs} dropout {cfg.dropout:g}: test "
           f"{100 * best.test['accuracy']:.2f} % ({out['spam']['test_correct']}/{best.test['n']})", flush=True)
     return 0
+
+
+def choose_ensemble_by_cv(work: Path, args, out: dict, rows: list | None = None) -> dict:
+    """Rank (fine-tuning setting, ensemble size) pairs by K-fold CV of seed ensembles
+    (:func:`gpt.finetune.cv.cross_validate_ensemble`; no test text read): the best CV mean accuracy wins,
+    ties to the smaller ensemble, then to the earlier setting. The chosen setting's first n member seeds are
+    then trained once on the book split and the ensemble's test figure is read once."""
+    rows = rows if rows is not None else spam.read_spam_tsv(spam.resolve_spam_data())
+    members = parse_seeds(args.cv_members)
+    sizes = [int(n) for n in args.cv_sizes.split(",")]
+    fit = lambda c, part: finetune_bert_classifier(c, progress=False, quiet=True, splits=part)   # noqa: E731
+    table, best = [], None
+    for lr in args.ft_lrs.split(","):
+        for ep in args.ft_epochs.split(","):
+            for dr in args.ft_dropouts.split(","):
+                cfg = BertClassifyConfig(init_from=str(work / "mlm"), epochs=int(ep), lr=float(lr), dropout=float(dr),
+                                         out_dir=str(work / f"cvens-lr{lr}-e{ep}-d{dr}"),
+                                         batch_size=args.ft_batch_size, keep=args.ft_keep)
+                t0 = time.perf_counter()
+                cv = cross_validate_ensemble(cfg, args.cv_folds, rows, member_seeds=members, sizes=sizes,
+                                             fit=fit, load_member=BertMember.load, kind="bert",
+                                             say=lambda *a: print(*a, flush=True))
+                wall = round(time.perf_counter() - t0, 1)
+                for n in sizes:
+                    d = cv.sizes[n]
+                    table.append({"lr": cfg.lr, "epochs": cfg.epochs, "dropout": cfg.dropout, "keep": cfg.keep,
+                                  "size": n, "cv_mean": d["mean_accuracy"], "cv_std": d["std_accuracy"],
+                                  "cv_correct": d["correct"], "cv_n": d["n"], "groups": len(d["runs"]),
+                                  "setting_wall_s": wall})
+                    print(f"lr {lr} epochs {ep} dropout {dr} size {n}: CV {100 * d['mean_accuracy']:.2f} % "
+                          f"({d['correct']}/{d['n']})", flush=True)
+                    if best is None or d["mean_accuracy"] > best[0]:   # strict: ties keep the smaller / earlier
+                        best = (d["mean_accuracy"], n, cfg)
+                out["spam_cv_table"], out["spam_cv_members"] = table, cv.members
+                write_json_atomic(args.json, out)
+    _, n, cfg = best
+    cfg = dataclasses.replace(cfg, out_dir=str(work / "spam-chosen-ensemble"))
+    t0 = time.perf_counter()
+    res = finetune_bert_ensemble(cfg, members[:n], rows=rows, overwrite=True, quiet=True)
+    out["spam"] = {"chosen_by": f"{args.cv_folds}-fold CV of seed ensembles over train + val (members "
+                                f"{args.cv_members}, sizes {args.cv_sizes}); best CV mean, ties to the smaller size",
+                   "chosen": {"lr": cfg.lr, "epochs": cfg.epochs, "dropout": cfg.dropout, "keep": cfg.keep,
+                              "size": n, "member_seeds": members[:n]},
+                   "member_val_accuracy": [m.val["accuracy"] for m in res.members],
+                   "val_accuracy": res.val["accuracy"], "test_accuracy": res.test["accuracy"],
+                   "test_correct": round(res.test["accuracy"] * res.test["n"]), "test_n": res.test["n"],
+                   "test_confusion": res.test["confusion"], "final_wall_s": round(time.perf_counter() - t0, 1)}
+    write_json_atomic(args.json, out)
+    print(f"chosen lr {cfg.lr:g} epochs {cfg.epochs} size {n}: test {100 * res.test['accuracy']:.2f} % "
+          f"({out['spam']['test_correct']}/{res.test['n']})", flush=True)
+    return out
 
 
 def run_pretraining(work: Path, sms_train: list, args) -> dict:

@@ -44,3 +44,24 @@ def test_bert_ensemble_averages_its_members(tmp_path, capsys):
     assert [float(s.split("\t")[1]) for s in lines] == pytest.approx(mean.max(axis=1).tolist(), abs=1e-4)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["confusion"] == res.test["confusion"] and len(metrics["member_val_accuracy"]) == 2
+
+
+def test_bert_tasks_chooses_the_ensemble_size_by_cv(tmp_path):
+    """benchmarks.bert_tasks --cv_members: one CV row per size, the best CV mean chosen (ties: the smaller
+    size), then that many members trained on the book split and its test read once."""
+    import argparse
+
+    from benchmarks.bert_tasks import choose_ensemble_by_cv
+    tok = train_tokenizer(TEXT + "".join(r.text + "\n" for r in _rows()), 300)
+    save_bert(tmp_path / "mlm", Bert(BertConfig(vocab_size=300, block_size=32, n_layer=1, n_head=2, n_embd=16,
+                                                pad_id=special_ids(tok).pad), seed=0), tok, {})
+    args = argparse.Namespace(cv_members="1,2,3", cv_sizes="1,3", ft_lrs="3e-3", ft_epochs="1", ft_dropouts="0.1",
+                              ft_batch_size=8, ft_keep="last", cv_folds=2, json=str(tmp_path / "r.json"))
+    out = choose_ensemble_by_cv(tmp_path, args, {}, rows=_rows())
+    table = out["spam_cv_table"]
+    assert [r["size"] for r in table] == [1, 3] and [r["groups"] for r in table] == [6, 2]   # per fold: 3, 1
+    assert all(2 * r["cv_n"] == r["groups"] * 48 for r in table)   # 48 pool rows (train + val) in 2 folds
+    best = max(r["cv_mean"] for r in table)
+    assert out["spam"]["chosen"]["size"] == min(r["size"] for r in table if r["cv_mean"] == best)
+    assert out["spam"]["test_n"] == 12 and len(out["spam"]["member_val_accuracy"]) == out["spam"]["chosen"]["size"]
+    assert out["spam_cv_members"] and json.loads((tmp_path / "r.json").read_text())["spam"] == out["spam"]
