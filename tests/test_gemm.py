@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -204,3 +205,28 @@ def test_gemv_of_a_transposed_weight(dtype, parallel, k, n, x_layout):
         w[n // 2, 0] = np.inf
         out = gemm.matmul(x, w.T)
     assert not np.isfinite(out[0, n // 2]) and np.isfinite(np.delete(out[0], n // 2)).all()
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="the pairing needs two Numba threads")
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("n,out,inn", [(1920, 64, 64), (37, 13, 70), (1, 5, 3), (300, 65, 128), (1024, 256, 256)])
+def test_linear_grads_pair_equals_two_products(monkeypatch, dtype, n, out, inn, rng):
+    """A Linear's backward ``(g @ w, g.T @ x)`` run as one launch of two whole products (one per thread)
+    gives the bits of the two separate products; above ``_PAIR_MAX`` it is the two separate products."""
+    g = rng.standard_normal((n, out)).astype(dtype)
+    w = rng.standard_normal((out, inn)).astype(dtype)
+    x = rng.standard_normal((n, inn)).astype(dtype)
+    calls = []
+    real = gemm._gemm_pair
+    monkeypatch.setattr(gemm, "_gemm_pair", lambda *a: calls.append(1) or real(*a))
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        dx, dw = gemm.linear_grads(g, w, x)
+    finally:
+        numba.set_num_threads(before)
+    assert len(calls) == (1 if 1 < n and n * out * inn <= gemm._PAIR_MAX else 0)
+    np.testing.assert_array_equal(dx, gemm.matmul(g, w))
+    np.testing.assert_array_equal(dw, gemm.matmul(g.T, x))
+    check(dx, g, w)
+    check(dw, g.T, x)

@@ -81,7 +81,8 @@ def _build(name: str) -> types.SimpleNamespace:
     auto = auto_choice()
     table = {}
     for k, kernel in spec.KERNELS.items():
-        want = "numba" if name == "numba" else auto.get(k, "numba")
+        # a Linear's backward products are GEMMs: they follow matmul's choice
+        want = "numba" if name == "numba" else auto.get(k, auto.get("matmul", "numba") if k == "linear_grads" else "numba")
         impl = getattr(nb, k) if (nb is not None and want == "numba") else getattr(numpy_ref, k)
         if runtime.debug and kernel.check is not None and impl is not getattr(numpy_ref, k):
             impl = _checked(kernel, impl)

@@ -33,6 +33,11 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.matmul(a, b)
 
 
+def linear_grads(g: np.ndarray, w: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A Linear's backward products: ``dx = g @ w`` ``[N, in]`` and ``dW = g.T @ x`` ``[out, in]``."""
+    return np.matmul(g, w), np.matmul(g.T, x)
+
+
 # ---------------------------------------------------------------------------------------- softmax
 def _causal_mask(t: int, s: int) -> np.ndarray:
     """Boolean ``[t, s]`` mask, True where query ``i`` may NOT see key ``j``.

@@ -99,6 +99,9 @@ def _ln_args(rng, n, dt):
 KERNELS: dict[str, Kernel] = {k.name: k for k in [
     Kernel("matmul", ("a", "b"), "a [..., M, K], b [..., K, N], batch dims broadcast", None,
            _matmul_flops, lambda r, n, dt: (_x(r, n, dt), _x(r, n, dt).T)),
+    Kernel("linear_grads", ("g", "w", "x"), "g [N, out], w [out, in], x [N, in]: a Linear's (dx, dW) = "
+           "(g @ w, g.T @ x)", None, lambda g, w, x: 4.0 * g.shape[0] * w.shape[0] * w.shape[1],
+           lambda r, n, dt: (_x(r, n, dt), _x(r, n, dt), _x(r, n, dt))),
     Kernel("softmax", ("x", "causal"), "causal: x is [..., T, S]", None, _elementwise,
            lambda r, n, dt: (_x(r, n, dt), True)),
     Kernel("softmax_backward", ("y", "dy"), "y a softmax output, dy broadcastable to it", None, _elementwise,

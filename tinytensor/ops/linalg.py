@@ -84,8 +84,12 @@ class Linear(Function):
     def backward(ctx, g):
         g2 = g.reshape(-1, g.shape[-1])                                   # [N, out]
         needs = ctx.needs_input_grad
-        dx = kernels().matmul(g2, ctx.w).reshape(ctx.shape) if needs[0] else None   # [N, in]
-        dw = kernels().matmul(g2.T, ctx.x2) if needs[1] else None                   # [out, in]
+        if needs[0] and needs[1]:  # both products in one kernel call (with 2 threads: one each)
+            dx, dw = kernels().linear_grads(g2, ctx.w, ctx.x2)                     # [N, in], [out, in]
+            dx = dx.reshape(ctx.shape)
+        else:
+            dx = kernels().matmul(g2, ctx.w).reshape(ctx.shape) if needs[0] else None   # [N, in]
+            dw = kernels().matmul(g2.T, ctx.x2) if needs[1] else None                   # [out, in]
         if len(needs) == 2:
             return dx, dw
         return dx, dw, (g2.sum(axis=0) if needs[2] else None)
