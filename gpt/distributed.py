@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 import zlib
 from pathlib import Path
 from typing import Iterable
@@ -42,6 +43,8 @@ from tinytensor.errors import ConfigError, UsageError
 
 # environment variables by which MPI runners announce the job's size (MPICH/Hydra, Open MPI, Slurm's PMI)
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_SIZE")
+# seconds between printing an error and MPI_Abort, so the runner forwards the line first (MPIWorld.abort)
+_ABORT_GRACE_S = 0.5
 
 
 def find_mpiexec() -> str | None:
@@ -165,6 +168,10 @@ class MPIWorld(World):
     def abort(self, code: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        # MPI_Abort tears the job down at once; the runner forwards each rank's output from a pipe on its own
+        # clock, so an error line just printed can be lost (seen in CI: exit code 2, empty stderr). A short
+        # pause on this error path lets it reach the terminal first.
+        time.sleep(_ABORT_GRACE_S)
         self.comm.Abort(code)
 
 
@@ -177,6 +184,7 @@ def _abort_on_exception(comm):
     def hook(kind, value, tb):
         previous(kind, value, tb)
         sys.stderr.flush()
+        time.sleep(_ABORT_GRACE_S)
         comm.Abort(1)   # the other ranks would otherwise wait in their next collective forever
 
     sys.excepthook = hook

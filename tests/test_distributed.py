@@ -168,7 +168,8 @@ def test_a_val_tail_batch_that_does_not_divide_over_the_ranks_is_refused_before_
 def test_a_batch_that_does_not_divide_over_the_ranks_is_one_clear_line(tmp_path):
     r = _train(tmp_path, "odd", 2, "--max_iters=2", "--batch_size=3")
     assert r.returncode != 0
-    assert "batch_size 3 does not divide over 2 ranks" in r.stderr
+    # the line must reach the terminal before MPI_Abort ends the job (it was once lost in CI: exit 2, no output)
+    assert "batch_size 3 does not divide over 2 ranks" in r.stderr, (r.returncode, r.stdout, r.stderr)
     assert "Traceback" not in r.stderr
 
 
