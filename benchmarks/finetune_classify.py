@@ -69,6 +69,14 @@ PRESETS["cv"] = dict(
 # issue 17, LM-pretrained and LoRA (benchmarks.finetune_cv's lm_all / lm_lora recipes, same CV): the accuracy
 # preset's LM pretrained 1,500 iterations, a newline (the LM's separator between texts) appended, last epoch kept
 PRESETS["cv_lm"] = dict(PRESETS["accuracy"], lm_iters=1500, lm_end_token="\n", keep="last")
+# session 12's LoRA candidate (issue 15): the scratch winner's tokenizer and body (GPT-2 BPE, 2 x 64) as an LM
+# on the train texts alone (x 3), then LoRA r 8 on every Linear + head; chosen by a rule fixed beforehand
+# (benchmarks/results/finetune_lora_rule_s12.md) on cross-validation with one LM per fold
+PRESETS["cv_lm_gpt2"] = dict(
+    lm_corpus="sms_repeat", lm_sms_repeat=3, lm_tokenizer="gpt2", n_layer=2, n_head=4, n_embd=64, block_size=128,
+    lm_batch_size=8, lm_iters=500, lm_lr=2e-3, lm_dropout=0.0, lm_end_token="\n", keep="last",
+    lr_schedule="cosine", warmup_steps=20, lora_rank=8, lora_alpha=16.0, lora_targets="c_attn,c_proj,c_fc",
+    lora_epochs=12, lora_lr=3e-3)
 
 RSS_SNIPPET = """
 import sys, numpy as np
@@ -117,6 +125,8 @@ def lm_corpus(train_text: str, args) -> tuple[str, list[str]]:
     the train split's texts ``lm_sms_repeat`` times (gpt.train's own val is the text's last 10 %)."""
     if args.lm_corpus == "sms":
         return train_text, ["sms train texts"]
+    if args.lm_corpus == "sms_repeat":     # every text also in gpt.train's share (its val is the last 10 %)
+        return train_text * args.lm_sms_repeat, [f"sms train texts x {args.lm_sms_repeat}"]
     parts, names = [resolve_text("tinyshakespeare").read_text(encoding="utf-8")], ["tinyshakespeare"]
     folder = Path(os.environ.get("TINYGPT_DATA", "."))
     if (folder / "the-verdict.txt").is_file():
@@ -132,17 +142,24 @@ def lm_corpus(train_text: str, args) -> tuple[str, list[str]]:
     return "\n".join(parts), names
 
 
-def pretrain(work: Path, data: Path, args) -> tuple[Path, dict]:
-    """A BPE tokenizer from the train split's texts and an LM on :func:`lm_corpus`; returns the run folder.
+def pretrain(work: Path, data: Path, args, train_rows: list | None = None) -> tuple[Path, dict]:
+    """A tokenizer (``args.lm_tokenizer``: ``sms-bpe``, a BPE learned from the train texts, or ``gpt2``) and
+    an LM on :func:`lm_corpus`; returns the run folder. ``train_rows``: the texts to use (default the book
+    split's train rows; cross-validation passes a fold's train rows).
 
     No validation or test text is ever in the tokenizer's or the LM's text."""
     t0 = time.perf_counter()
-    train_rows = spam.book_split(spam.read_spam_tsv(data), args.seed)["train"]
+    if train_rows is None:
+        train_rows = spam.book_split(spam.read_spam_tsv(data), args.seed)["train"]
     train_text = "\n".join(r.text for r in train_rows) + "\n"
     text, names = lm_corpus(train_text, args)
+    work.mkdir(parents=True, exist_ok=True)
     (work / "lm-corpus.txt").write_text(text, encoding="utf-8")
-    tok = BPETokenizer(pattern="gpt2").train(train_text, vocab_size=args.vocab_size)
-    tok_path = tok.save(work / "sms-bpe.json")
+    if getattr(args, "lm_tokenizer", "sms-bpe") == "gpt2":
+        tok_path, vocab = "gpt2", 50257
+    else:
+        tok = BPETokenizer(pattern="gpt2").train(train_text, vocab_size=args.vocab_size)
+        tok_path, vocab = tok.save(work / "sms-bpe.json"), tok.vocab_size
     cfg = make_config(None, dict(
         dataset=str(work / "lm-corpus.txt"), tokenizer=str(tok_path), out_dir=str(work / "lm"),
         n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size,
@@ -152,7 +169,7 @@ def pretrain(work: Path, data: Path, args) -> tuple[Path, dict]:
     res = train(cfg, overwrite=True, progress=False)
     info = {"wall_s": time.perf_counter() - t0, "iters": res.iter_num, "train_loss": res.train_loss,
             "val_loss_on_train_texts_tail": res.val_loss, "tokens_per_s": res.tokens_per_s,
-            "vocab_size": tok.vocab_size, "corpus": names, "corpus_chars": len(text),
+            "vocab_size": vocab, "corpus": names, "corpus_chars": len(text),
             "lm_train_tokens": "the first 90 % of the corpus (the last 10 % is gpt.train's own val)"}
     print(f"pretrain: {info['wall_s']:.0f} s, {res.iter_num} iters, train loss {res.train_loss:.3f}, "
           f"val loss {res.val_loss:.3f}", flush=True)
@@ -202,7 +219,9 @@ def main(argv=None) -> int:
     ap.add_argument("--scratch_dropout", type=float, default=0.2)
     # pretrained
     ap.add_argument("--vocab_size", type=int, default=1024)
-    ap.add_argument("--lm_corpus", choices=("sms", "mixed"), default="sms", help="see lm_corpus()")
+    ap.add_argument("--lm_corpus", choices=("sms", "sms_repeat", "mixed"), default="sms", help="see lm_corpus()")
+    ap.add_argument("--lm_tokenizer", choices=("sms-bpe", "gpt2"), default="sms-bpe",
+                    help="the LM's tokenizer: a BPE of --vocab_size learned from the train texts, or GPT-2's")
     ap.add_argument("--lm_sms_repeat", type=int, default=3)
     ap.add_argument("--lm_lr", type=float, default=1e-3)
     ap.add_argument("--lm_dropout", type=float, default=0.1)

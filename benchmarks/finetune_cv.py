@@ -19,6 +19,7 @@ bytes plus ``<|endoftext|>``; no data involved).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -70,6 +71,11 @@ RECIPES = {
     "lm_lora_r2all_ln": dict(init_from="lm", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
                              lr_schedule="cosine", warmup_steps=20, end_token="\n", lora_rank=2, lora_alpha=8.0,
                              lora_targets="c_attn,c_proj,c_fc", lora_norms="all"),
+    # session 12 (issue 15): the LM of benchmarks.finetune_classify's cv_lm_gpt2 preset (GPT-2 BPE, 2 x 64, the
+    # train texts x 3, 500 iterations; "lm" names the preset), LoRA r 8 on every Linear + head (0.5 % trainable)
+    "lm2_lora": dict(init_from="lm", lm="cv_lm_gpt2", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
+                     lr_schedule="cosine", warmup_steps=20, end_token="\n", lora_rank=8, lora_alpha=16.0,
+                     lora_targets="c_attn,c_proj,c_fc"),
     "lm_lora_noend": dict(init_from="lm", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
                           lr_schedule="cosine", warmup_steps=20, lora_rank=4, lora_alpha=16.0,
                           lora_targets="c_attn,c_fc"),
@@ -96,6 +102,24 @@ def pretrained_lm(work: Path, data, iters: int) -> tuple[str, dict]:
     return str(lm), info
 
 
+def fold_lm_cfg(work: Path, data, preset: str):
+    """``fold_cfg`` for :func:`gpt.finetune.cv.cross_validate_ensemble`: each fold's config starts from an LM
+    pretrained (``benchmarks.finetune_classify``'s ``preset``) on that fold's TRAIN rows only, so the fold's
+    val texts reach neither its tokenizer nor its LM (``work/fold-lm-F``; its time is in ``LM_INFO`` there)."""
+    from benchmarks import finetune_classify as fc
+
+    def make(f: int, fold: dict, cfg: ClassifyConfig) -> ClassifyConfig:
+        folder = work / f"fold-lm-{f}"
+        if (folder / LM_INFO).is_file() and (folder / "lm").is_dir():
+            print(f"  fold {f}: reusing the LM in {folder / 'lm'}", flush=True)
+        else:
+            ns = argparse.Namespace(**{"vocab_size": 1024, "seed": 123, **fc.PRESETS[preset]})
+            _, info = fc.pretrain(folder, spam.resolve_spam_data(data), ns, train_rows=fold["train"])
+            write_json_atomic(folder / LM_INFO, info)
+        return dataclasses.replace(cfg, init_from=str(folder / "lm"))
+    return make
+
+
 def sms_bpe(folder: Path, rows: list, vocab_size: int) -> str:
     """A BPE of ``vocab_size`` ids (``<|endoftext|>`` the last) learned from the book split's TRAIN texts
     only (in cross-validation some of them are a fold's val texts: unlabelled text, never a test text)."""
@@ -120,6 +144,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lm_iters", type=int, default=0, help="pretrain an LM for the init_from=lm recipes")
     ap.add_argument("--members", default=None, help="seed ensembles: the member seeds trained on each fold (1,2,3)")
     ap.add_argument("--sizes", default="1,3,5", help="with --members: the ensemble sizes scored")
+    ap.add_argument("--fold_lms", action="store_true",
+                    help="with --members: one LM per fold, pretrained on that fold's train rows only (recipes with an lm preset)")
     ap.add_argument("--work", default=None, help="keep the runs (and the LM) in this folder (default: a temporary one)")
     args = ap.parse_args(argv)
     rows = spam.read_spam_tsv(spam.resolve_spam_data(args.data))
@@ -135,7 +161,14 @@ def main(argv=None) -> int:
             lm, out["pretrain"] = pretrained_lm(work, args.data, args.lm_iters)
         for name in args.recipes.split(","):
             fields = dict(RECIPES[name])
-            if fields["init_from"] == "lm":
+            lm_preset = fields.pop("lm", None)
+            fold_cfg = None
+            if fields["init_from"] == "lm" and args.fold_lms:
+                if not (args.members and lm_preset):
+                    raise SystemExit(f"--fold_lms needs --members and a recipe with an lm preset, not {name}")
+                fold_cfg = fold_lm_cfg(work / f"{name}-lms", args.data, lm_preset)
+                fields["init_from"] = "fold-lm"          # replaced fold by fold
+            elif fields["init_from"] == "lm":
                 if lm is None:
                     raise SystemExit(f"recipe {name} needs --lm_iters N (an LM to start from)")
                 fields["init_from"] = lm
@@ -147,7 +180,11 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             print(f"{name}:", flush=True)
             if args.members:
-                out["results"].append(ensemble_cv(name, cfg, args, rows, out.get("pretrain")))
+                out["results"].append(ensemble_cv(name, cfg, args, rows, out.get("pretrain"), fold_cfg))
+                if fold_cfg is not None:
+                    out["results"][-1]["fold_lms"] = [
+                        json.loads((work / f"{name}-lms" / f"fold-lm-{f}" / LM_INFO).read_text(encoding="utf-8"))
+                        for f in range(args.k)]
                 if args.json:
                     write_json_atomic(args.json, out)
                 continue
@@ -164,11 +201,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def ensemble_cv(name: str, cfg: ClassifyConfig, args, rows: list, pretrain: dict | None) -> dict:
+def ensemble_cv(name: str, cfg: ClassifyConfig, args, rows: list, pretrain: dict | None, fold_cfg=None) -> dict:
     """One recipe's seed-ensemble CV (``--members``, ``--sizes``), printed; its JSON record."""
     sizes = [int(n) for n in args.sizes.split(",")]
     t0 = time.perf_counter()
-    cv = cross_validate_ensemble(cfg, args.k, rows, member_seeds=args.members, sizes=sizes, say=print)
+    cv = cross_validate_ensemble(cfg, args.k, rows, member_seeds=args.members, sizes=sizes, say=print,
+                                 fold_cfg=fold_cfg)
     wall = time.perf_counter() - t0
     member_s = [m["train_seconds"] for m in cv.members]
     for n in sizes:

@@ -102,13 +102,15 @@ class EnsembleCVResult:
 
 def cross_validate_ensemble(cfg, k: int = 4, rows: list | None = None, member_seeds=(1, 2, 3, 4, 5),
                             sizes=(1, 3, 5), fold_seed: int = 0, split_seed: int = spam.BOOK_SEED, say=None,
-                            fit=None, load_member=None, kind: str = "gpt") -> EnsembleCVResult:
+                            fit=None, load_member=None, kind: str = "gpt", fold_cfg=None) -> EnsembleCVResult:
     """K-fold CV of seed ensembles of ``cfg``: on each fold, :func:`gpt.finetune.ensemble.train_ensemble`
     trains one member per seed in ``member_seeds`` (into ``cfg.out_dir/fold-F``, overwritten); each size n in
     ``sizes`` is then scored on the fold's val rows for the groups ``member_seeds[0:n]``, ``[n:2n]``, ...
 
     ``fit`` / ``load_member``: one member's training and loading (default: the GPT's,
     :func:`gpt.finetune.classify_ensemble.fit_gpt_member` and ``Classifier.load``).
+    ``fold_cfg(f, fold, cfg)``: the config fold ``f`` trains (default ``cfg``), e.g. one whose ``init_from``
+    is an LM pretrained on that fold's train rows only, so no fold's val text reaches its model.
 
     Raises:
         ConfigError: a size that is not in ``[1, len(member_seeds)]``.
@@ -122,6 +124,8 @@ def cross_validate_ensemble(cfg, k: int = 4, rows: list | None = None, member_se
     out = EnsembleCVResult(sizes={n: {"runs": []} for n in sizes})
     for f, fold in enumerate(folds):
         run = dataclasses.replace(cfg, out_dir=str(Path(cfg.out_dir) / f"fold-{f}"))
+        if fold_cfg is not None:
+            run = fold_cfg(f, fold, run)
         res = train_ensemble(run, seeds, fit or fit_gpt_member(overwrite=True), load_member or Classifier.load, kind,
                              splits=fold, overwrite=True)
         out.fold_seconds.append(res.wall_seconds)
