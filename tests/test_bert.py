@@ -235,7 +235,7 @@ def test_classify_fine_tuning_and_predict(tmp_path, capsys):
     assert main(["bert", "fill", "--out_dir", str(tmp_path / "clf"), "a [MASK]"]) == 2
 
 
-def test_classify_cross_validation_folds_keep_last(tmp_path):
+def test_classify_cross_validation_folds_keep_last(tmp_path, capsys):
     """k-fold CV of a BERT recipe (gpt.finetune.cv with a BERT fit): no test split, the final epoch kept."""
     from gpt.finetune.cv import cross_validate, pool_rows
     tok = train_tokenizer(TEXT + "".join(r.text + "\n" for r in _rows()), 300)
@@ -246,6 +246,8 @@ def test_classify_cross_validation_folds_keep_last(tmp_path):
     cv = cross_validate(cfg, k=2, rows=_rows(), fit=lambda c, fold: finetune_bert_classifier(
         c, progress=False, quiet=True, splits=fold))
     assert [r["kept_epoch"] for r in cv.runs] == [2, 2] and cv.n == len(pool_rows(_rows())) == 64
+    err = capsys.readouterr().err                                  # no epoch is called "best" under keep="last"
+    assert "epoch 2: train loss" in err and "(best)" not in err
     assert [r["n_val"] for r in cv.runs] == [32, 32] and cv.correct == sum(r["correct"] for r in cv.runs)
     with pytest.raises(ConfigError, match="keep must be best or last"):
         BertClassifyConfig(init_from="x", out_dir="y", keep="middle")

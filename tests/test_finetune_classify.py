@@ -285,7 +285,7 @@ def test_end_token_is_appended_after_cutting():
         end_token_id(tok, "ab")
 
 
-def test_end_token_run_predicts_with_it(tmp_path):
+def test_end_token_run_predicts_with_it(tmp_path, capsys):
     tok = BPETokenizer(pattern="gpt2").train("", vocab_size=257, special_tokens=["<|endoftext|>"])
     path = str(tok.save(tmp_path / "tok.json"))
     cfg = ClassifyConfig(init_from="scratch", out_dir=str(tmp_path / "run"), epochs=2, batch_size=8, lr=3e-3,
@@ -293,6 +293,8 @@ def test_end_token_run_predicts_with_it(tmp_path):
                          sizes=dict(n_layer=1, n_head=2, n_embd=16, block_size=64))
     res = finetune_classifier(cfg, progress=False, quiet=True, rows=_synthetic_rows())
     assert res.best_epoch == 2                                     # keep="last": the final epoch's model
+    err = capsys.readouterr().err                                  # no epoch is called "best" under keep="last"
+    assert "epoch 2: train loss" in err and "(best)" not in err
     st = load_checkpoint(tmp_path / "run").state
     assert st["end_id"] == 256 and st["pad_id"] == 256             # one id; pads told apart by length
     clf = Classifier.load(tmp_path / "run")

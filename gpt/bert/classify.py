@@ -150,7 +150,7 @@ def finetune_bert_classifier(cfg: BertClassifyConfig, progress: bool = True, qui
         log.append(rec)
         improved = cfg.keep == "last" or (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
         print(f"epoch {epoch}: train loss {rec['train_loss']:.4f}, val loss {val['loss']:.4f} acc "
-              f"{100 * val['accuracy']:.2f} %" + (" (best)" if improved else ""),
+              f"{100 * val['accuracy']:.2f} %" + (" (best)" if improved and cfg.keep == "best" else ""),
               file=sys.stderr if quiet else sys.stdout, flush=True)
         if improved:
             best = {"epoch": epoch, "accuracy": val["accuracy"], "loss": val["loss"]}

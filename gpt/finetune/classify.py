@@ -475,7 +475,7 @@ def finetune_classifier(cfg: ClassifyConfig, progress: bool = True, quiet: bool 
             log.append(record)
             improved = cfg.keep == "last" or (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
             bar.write(f"epoch {epoch}: train loss {record['train_loss']:.4f} acc {100 * record['train_accuracy']:.2f} %,"
-                      f" val loss {val['loss']:.4f} acc {100 * val['accuracy']:.2f} %" + (" (best)" if improved else ""),
+                      f" val loss {val['loss']:.4f} acc {100 * val['accuracy']:.2f} %" + (" (best)" if improved and cfg.keep == "best" else ""),
                       file=sys.stderr if quiet else sys.stdout)
             if improved:
                 best = {"epoch": epoch, "accuracy": val["accuracy"], "loss": val["loss"]}
