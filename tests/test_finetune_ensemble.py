@@ -3,6 +3,7 @@ round-trips through its folder and gives the mean of its members' probabilities 
 manifests, and the ensemble cross-validation harness."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -165,3 +166,25 @@ def test_cross_validate_ensemble_scores_sizes_on_the_same_members(tmp_path):
     assert (tmp_path / "cv" / "fold-1" / MANIFEST).is_file() and len(cv.fold_seconds) == 2
     with pytest.raises(ConfigError, match=r"ensemble sizes must be ints in \[1, 2\]"):
         cross_validate_ensemble(cfg, k=2, rows=rows, member_seeds=[1, 2], sizes=[3])
+
+
+def test_cross_validate_ensemble_fold_cfg_sees_each_fold_and_sets_its_config(tmp_path):
+    """``fold_cfg`` (per-fold LMs in benchmarks.finetune_cv --fold_lms) gets each fold's own train rows, none
+    of that fold's val rows, and the config it returns is the one the fold's members train."""
+    cfg = _cfg(tmp_path, out="cv")
+    rows = _rows()
+    seen = []
+
+    def fold_cfg(f, fold, run):
+        seen.append((f, {r.line for r in fold["train"]}, {r.line for r in fold["val"]}, run.out_dir))
+        return dataclasses.replace(run, out_dir=run.out_dir + "-own")
+
+    cv = cross_validate_ensemble(cfg, k=2, rows=rows, member_seeds=[1], sizes=[1], fold_cfg=fold_cfg)
+    assert [s[0] for s in seen] == [0, 1] and len(cv.members) == 2
+    pool = {r.line for r in pool_rows(rows)}
+    for f, train, val, out_dir in seen:
+        assert train and val and not (train & val) and train | val == pool
+        assert out_dir == str(tmp_path / "cv" / f"fold-{f}")
+    for f in (0, 1):                                   # the members trained the returned config
+        assert (tmp_path / "cv" / f"fold-{f}-own" / MANIFEST).is_file()
+        assert not (tmp_path / "cv" / f"fold-{f}").exists()
