@@ -76,6 +76,10 @@ RECIPES = {
     "lm2_lora": dict(init_from="lm", lm="cv_lm_gpt2", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
                      lr_schedule="cosine", warmup_steps=20, end_token="\n", lora_rank=8, lora_alpha=16.0,
                      lora_targets="c_attn,c_proj,c_fc"),
+    # the lm_lora recipe above on per-fold LMs of the cv_lm preset (--fold_lms): its CV without the shared LM's leak
+    "lm_lora_foldlm": dict(init_from="lm", lm="cv_lm", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
+                           lr_schedule="cosine", warmup_steps=20, end_token="\n", lora_rank=4, lora_alpha=16.0,
+                           lora_targets="c_attn,c_fc"),
     "lm_lora_noend": dict(init_from="lm", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
                           lr_schedule="cosine", warmup_steps=20, lora_rank=4, lora_alpha=16.0,
                           lora_targets="c_attn,c_fc"),
@@ -113,7 +117,7 @@ def fold_lm_cfg(work: Path, data, preset: str):
         if (folder / LM_INFO).is_file() and (folder / "lm").is_dir():
             print(f"  fold {f}: reusing the LM in {folder / 'lm'}", flush=True)
         else:
-            ns = argparse.Namespace(**{"vocab_size": 1024, "seed": 123, **fc.PRESETS[preset]})
+            ns = argparse.Namespace(**{"vocab_size": 1024, "block_size": 128, "seed": 123, **fc.PRESETS[preset]})
             _, info = fc.pretrain(folder, spam.resolve_spam_data(data), ns, train_rows=fold["train"])
             write_json_atomic(folder / LM_INFO, info)
         return dataclasses.replace(cfg, init_from=str(folder / "lm"))
