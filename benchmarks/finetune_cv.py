@@ -77,16 +77,22 @@ RECIPES = {
                      lr_schedule="cosine", warmup_steps=20, end_token="\n", lora_rank=8, lora_alpha=16.0,
                      lora_targets="c_attn,c_proj,c_fc"),
     # the lm_lora recipe above on per-fold LMs of the cv_lm preset (--fold_lms): its CV without the shared LM's leak
-    "lm_lora_foldlm": dict(init_from="lm", lm="cv_lm", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
-                           lr_schedule="cosine", warmup_steps=20, end_token="\n", lora_rank=4, lora_alpha=16.0,
-                           lora_targets="c_attn,c_fc"),
     "lm_lora_noend": dict(init_from="lm", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
                           lr_schedule="cosine", warmup_steps=20, lora_rank=4, lora_alpha=16.0,
                           lora_targets="c_attn,c_fc"),
 }
+# the lm_lora recipe above on per-fold LMs of the cv_lm preset (--fold_lms): its CV without the shared LM's leak
+RECIPES["lm_lora_foldlm"] = {**RECIPES["lm_lora"], "lm": "cv_lm"}
 
 
 LM_INFO = "lm-info.json"
+
+
+def lm_args(preset: str, **over) -> argparse.Namespace:
+    """The pretraining arguments of ``benchmarks.finetune_classify``'s ``preset`` (a BPE of 1,024 ids, block 128
+    and seed 123 unless the preset says otherwise), with ``over`` on top."""
+    from benchmarks import finetune_classify as fc
+    return argparse.Namespace(**{"vocab_size": 1024, "block_size": 128, "seed": 123, **fc.PRESETS[preset], **over})
 
 
 def pretrained_lm(work: Path, data, iters: int) -> tuple[str, dict]:
@@ -99,29 +105,33 @@ def pretrained_lm(work: Path, data, iters: int) -> tuple[str, dict]:
         if info.get("iters") == iters and (work / "lm").is_dir():
             print(f"reusing the LM in {work / 'lm'} (pretrained in {info['wall_s']:.0f} s)", flush=True)
             return str(work / "lm"), {**info, "reused": str(work / "lm")}
-    ns = argparse.Namespace(**{**fc.PRESETS["accuracy"], "lm_iters": iters, "seed": 123,
-                                "vocab_size": 1024, "block_size": 128})
-    lm, info = fc.pretrain(work, spam.resolve_spam_data(data), ns)
+    lm, info = fc.pretrain(work, spam.resolve_spam_data(data), lm_args("accuracy", lm_iters=iters))
     write_json_atomic(work / LM_INFO, info)
     return str(lm), info
 
 
-def fold_lm_cfg(work: Path, data, preset: str):
+class FoldLMs:
     """``fold_cfg`` for :func:`gpt.finetune.cv.cross_validate_ensemble`: each fold's config starts from an LM
     pretrained (``benchmarks.finetune_classify``'s ``preset``) on that fold's TRAIN rows only, so the fold's
-    val texts reach neither its tokenizer nor its LM (``work/fold-lm-F``; its time is in ``LM_INFO`` there)."""
-    from benchmarks import finetune_classify as fc
+    val texts reach neither its tokenizer nor its LM (``work/fold-lm-F``; its figures, time included, are in
+    ``LM_INFO`` there and in ``self.infos[F]``)."""
 
-    def make(f: int, fold: dict, cfg: ClassifyConfig) -> ClassifyConfig:
-        folder = work / f"fold-lm-{f}"
+    def __init__(self, work: Path, data, preset: str):
+        self.work, self.data, self.preset = work, data, preset
+        self.infos: dict[int, dict] = {}
+
+    def __call__(self, f: int, fold: dict, cfg: ClassifyConfig) -> ClassifyConfig:
+        from benchmarks import finetune_classify as fc
+        folder = self.work / f"fold-lm-{f}"
         if (folder / LM_INFO).is_file() and (folder / "lm").is_dir():
             print(f"  fold {f}: reusing the LM in {folder / 'lm'}", flush=True)
+            info = json.loads((folder / LM_INFO).read_text(encoding="utf-8"))
         else:
-            ns = argparse.Namespace(**{"vocab_size": 1024, "block_size": 128, "seed": 123, **fc.PRESETS[preset]})
-            _, info = fc.pretrain(folder, spam.resolve_spam_data(data), ns, train_rows=fold["train"])
+            _, info = fc.pretrain(folder, spam.resolve_spam_data(self.data), lm_args(self.preset),
+                                  train_rows=fold["train"])
             write_json_atomic(folder / LM_INFO, info)
+        self.infos[f] = info
         return dataclasses.replace(cfg, init_from=str(folder / "lm"))
-    return make
 
 
 def sms_bpe(folder: Path, rows: list, vocab_size: int) -> str:
@@ -170,7 +180,7 @@ def main(argv=None) -> int:
             if fields["init_from"] == "lm" and args.fold_lms:
                 if not (args.members and lm_preset):
                     raise SystemExit(f"--fold_lms needs --members and a recipe with an lm preset, not {name}")
-                fold_cfg = fold_lm_cfg(work / f"{name}-lms", args.data, lm_preset)
+                fold_cfg = FoldLMs(work / f"{name}-lms", args.data, lm_preset)
                 fields["init_from"] = "fold-lm"          # replaced fold by fold
             elif fields["init_from"] == "lm":
                 if lm is None:
@@ -186,9 +196,7 @@ def main(argv=None) -> int:
             if args.members:
                 out["results"].append(ensemble_cv(name, cfg, args, rows, out.get("pretrain"), fold_cfg))
                 if fold_cfg is not None:
-                    out["results"][-1]["fold_lms"] = [
-                        json.loads((work / f"{name}-lms" / f"fold-lm-{f}" / LM_INFO).read_text(encoding="utf-8"))
-                        for f in range(args.k)]
+                    out["results"][-1]["fold_lms"] = [fold_cfg.infos[f] for f in sorted(fold_cfg.infos)]
                 if args.json:
                     write_json_atomic(args.json, out)
                 continue

@@ -188,3 +188,27 @@ def test_cross_validate_ensemble_fold_cfg_sees_each_fold_and_sets_its_config(tmp
     for f in (0, 1):                                   # the members trained the returned config
         assert (tmp_path / "cv" / f"fold-{f}-own" / MANIFEST).is_file()
         assert not (tmp_path / "cv" / f"fold-{f}").exists()
+
+
+def test_fold_lms_pretrains_each_fold_on_its_train_rows_once_and_records_its_figures(tmp_path, monkeypatch):
+    """benchmarks.finetune_cv's ``FoldLMs``: one LM per fold from that fold's train rows, the preset's
+    arguments, its info kept in ``infos``; a second pass reuses the LMs on disk (the same infos, no pretraining)."""
+    from benchmarks import finetune_classify as fc
+    from benchmarks import finetune_cv
+    calls = []
+
+    def fake_pretrain(work, data, args, train_rows=None):
+        calls.append((work.name, args.lm_iters, args.block_size, len(train_rows)))
+        (work / "lm").mkdir(parents=True)
+        return work / "lm", {"iters": args.lm_iters, "wall_s": 1.5, "rows": len(train_rows)}
+
+    monkeypatch.setattr(fc, "pretrain", fake_pretrain)
+    monkeypatch.setattr(spam, "resolve_spam_data", lambda data: data)
+    fold = {"train": _rows()[:30], "val": _rows()[30:40]}
+    for _ in range(2):
+        lms = finetune_cv.FoldLMs(tmp_path / "lms", "spam.tsv", "cv_lm")
+        run = lms(1, fold, _cfg(tmp_path))
+        assert run.init_from == str(tmp_path / "lms" / "fold-lm-1" / "lm")
+        assert lms.infos == {1: {"iters": 1500, "wall_s": 1.5, "rows": 30}}
+    assert calls == [("fold-lm-1", 1500, 128, 30)]
+    assert finetune_cv.RECIPES["lm_lora_foldlm"] == {**finetune_cv.RECIPES["lm_lora"], "lm": "cv_lm"}
