@@ -390,6 +390,21 @@ def test_attention_matches_reference(dtype, b, h, t, extra, d, causal, layout, d
         attention_blas._ATTN_BLAS_MAX = old
 
 
+@HYP
+@given(dtype=dtypes, t=st.integers(1, 30), extra=st.integers(0, 70),
+       d=st.sampled_from([1, 15, 16, 17, 31, 32, 33, 48, 64, 65]), causal=st.booleans(),
+       layout=st.sampled_from(["c", "s", "heads"]), dropout_p=st.sampled_from([0.0, 0.2]), seed=seeds)
+def test_attention_tiles_cross_panel_and_tile_edges(dtype, t, extra, d, causal, layout, dropout_p, seed):
+    # the tile path (attention_tiles): query tiles of 12 rows and key / channel panels of 32 (float32) or
+    # 16 (float64) lanes, zero-padded at the edges: T, S and D on both sides of those boundaries
+    old = attention_blas._ATTN_BLAS_MAX
+    attention_blas._ATTN_BLAS_MAX = 0
+    try:
+        _check_attention(dtype, 1, 2, t, extra, d, causal, layout, dropout_p, seed)
+    finally:
+        attention_blas._ATTN_BLAS_MAX = old
+
+
 def _check_attention(dtype, b, h, t, extra, d, causal, layout, dropout_p, seed):
     rng = np.random.default_rng(seed)
     s = t + extra  # S >= T: every query sees at least one key

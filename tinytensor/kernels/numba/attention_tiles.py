@@ -1,21 +1,27 @@
-"""Numba fused attention for larger heads: 4-query-row tiles per (batch, head), ``prange`` over heads."""
+"""Numba fused attention for larger heads: per (batch, head), tiles of query rows through the GEMM's
+register-tile micro-kernel (``gemm._ukernel``), ``prange`` over heads.
+
+Each product of a head (``q k^T``, ``P v``; in the backward also ``do v^T``, ``dS k``, ``dS^T q``, ``P^T do``)
+is a run of micro-kernel calls on one tile: ``MR`` rows of A (12 query rows, or 12 keys) times one
+``NR``-wide panel of B (32 float32 / 16 float64 keys or channels), the ``MR x NR`` tile of accumulators
+held in zmm registers across the whole inner dimension. The softmax row passes (max, exp, float64 sum,
+dropout) run between the products on the score tile, which never leaves the cache, and the ``[T, S]``
+matrix is never stored for the forward (one ``MR x S`` tile per head). The operands are first copied
+from the strided 4-D arrays (the ``[B, H, T, D]`` transposes of a ``[B, T, C]`` activation) into the
+kernel's layouts: rows of A as they are, B in panels, zero-padded at the edges so the kernel has no
+edge cases.
+
+Measured against the 4-query-row tile loops this replaced (which re-read their 4 accumulator rows from
+memory for every 2 FMAs), shakespeare-char's heads (64 x 6 x 256 x 64, causal, float32), 2 threads, Intel
+Xeon family 6 model 167: forward 1.4-1.6x, backward 1.3-1.8x (docs/performance.md, session 13).
+"""
 from __future__ import annotations
 
 import numpy as np
 
-from . import _common as c
-from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _nchunks, _parallel, _quiet, _rows
-from .. import numpy_ref
-from ._common import _exp, _row_max
+from ._common import _PAR, _chunked, _exp, _jit, _row_max
 from .dropout import _u24
-
-# ===================================================================================== attention
-# Tiled by 4 query rows: each sweep over the keys (or over D) updates 4 rows at once, so one vector
-# load of K^T (or V) feeds 4 FMAs and the loop overhead is paid once per tile instead of once per row.
-# (One row at a time, the baby GPT's 64 x 64 x 32 heads spent most of their time in loop set-up and
-# scalar remainders: 14 GFLOP/s.) Each head is first copied into contiguous scratch, so q, k, v and
-# the gradients can be strided views (the [B, H, T, D] transposes of a [B, T, C] activation).
-_QT = 4
+from .gemm import _ukernel
 
 
 @_jit(inline="always")
@@ -27,215 +33,51 @@ def _head_row(a, s, b, h, j, D):
 
 
 @_jit(inline="always")
-def _head_rows(a, s, b, h, out):
-    """``out[j, d] = A[b, h, j, d]``: one head of a strided 4-D array as contiguous rows."""
-    D = out.shape[1]
-    for j in range(out.shape[0]):
-        src = _head_row(a, s, b, h, j, D)
-        dst = out[j]
-        for d in range(D):
-            dst[d] = src[d]
-
-
-@_jit(inline="always")
-def _head_store(src, a, s, b, h):
-    """``A[b, h, j, d] = src[j, d]``: a head's contiguous result rows into a strided 4-D array."""
-    D = src.shape[1]
-    for j in range(src.shape[0]):
-        dst = _head_row(a, s, b, h, j, D)
-        row = src[j]
-        for d in range(D):
-            dst[d] = row[d]
-
-
-@_jit(inline="always")
-def _head_cols(a, s, b, h, out):
-    """``out[d, j] = A[b, h, j, d]``: one head transposed to ``[D, S]`` (keys contiguous)."""
-    D = out.shape[0]
-    for j in range(out.shape[1]):
-        src = _head_row(a, s, b, h, j, D)
-        for d in range(D):
-            out[d, j] = src[d]
-
-
-@_jit
-def _tile_dots(x, i0, mt, out, lim, scale):
-    """``out[r, j] = scale * (x[i0 + r] . M[j])`` for ``r < 4``, ``j < lim``, with ``mt = M^T`` ``[D, S]``.
-
-    Loop nest: 2 rows of ``mt`` per sweep over the keys; each sweep loads 2 key vectors and updates
-    4 output rows (8 FMAs per 8 keys). Rows of ``x`` past its end repeat the last one (ignored by
-    the caller).
-    """
-    D = mt.shape[0]
-    n = x.shape[0] - 1
-    x0 = x[min(i0, n)]
-    x1 = x[min(i0 + 1, n)]
-    x2 = x[min(i0 + 2, n)]
-    x3 = x[min(i0 + 3, n)]
-    o0 = out[0]
-    o1 = out[1]
-    o2 = out[2]
-    o3 = out[3]
-    for j in range(lim):
-        o0[j] = 0
-        o1[j] = 0
-        o2[j] = 0
-        o3[j] = 0
-    d = 0
-    while d + 2 <= D:
-        m0 = mt[d]
-        m1 = mt[d + 1]
-        a0, b0 = x0[d] * scale, x0[d + 1] * scale
-        a1, b1 = x1[d] * scale, x1[d + 1] * scale
-        a2, b2 = x2[d] * scale, x2[d + 1] * scale
-        a3, b3 = x3[d] * scale, x3[d + 1] * scale
-        for j in range(lim):
-            u = m0[j]
-            w = m1[j]
-            o0[j] += a0 * u + b0 * w
-            o1[j] += a1 * u + b1 * w
-            o2[j] += a2 * u + b2 * w
-            o3[j] += a3 * u + b3 * w
-        d += 2
-    if d < D:
-        m0 = mt[d]
-        a0, a1, a2, a3 = x0[d] * scale, x1[d] * scale, x2[d] * scale, x3[d] * scale
-        for j in range(lim):
-            u = m0[j]
-            o0[j] += a0 * u
-            o1[j] += a1 * u
-            o2[j] += a2 * u
-            o3[j] += a3 * u
-
-
-@_jit
-def _tile_weighted(w, m, lim, acc):
-    """``acc[r, :] = sum_{j < lim} w[r, j] * m[j, :]`` for ``r < 4`` (``m`` is ``[S, D]``, contiguous).
-
-    2 rows of ``m`` per sweep over D: 2 vector loads feed 8 FMAs into the 4 accumulator rows.
-    """
-    D = m.shape[1]
-    a0 = acc[0]
-    a1 = acc[1]
-    a2 = acc[2]
-    a3 = acc[3]
-    for d in range(D):
-        a0[d] = 0
-        a1[d] = 0
-        a2[d] = 0
-        a3[d] = 0
-    j = 0
-    while j + 2 <= lim:
-        r0 = m[j]
-        r1 = m[j + 1]
-        p0, q0 = w[0, j], w[0, j + 1]
-        p1, q1 = w[1, j], w[1, j + 1]
-        p2, q2 = w[2, j], w[2, j + 1]
-        p3, q3 = w[3, j], w[3, j + 1]
-        for d in range(D):
-            u = r0[d]
-            v = r1[d]
-            a0[d] += p0 * u + q0 * v
-            a1[d] += p1 * u + q1 * v
-            a2[d] += p2 * u + q2 * v
-            a3[d] += p3 * u + q3 * v
-        j += 2
-    if j < lim:
-        r0 = m[j]
-        p0, p1, p2, p3 = w[0, j], w[1, j], w[2, j], w[3, j]
-        for d in range(D):
-            u = r0[d]
-            a0[d] += p0 * u
-            a1[d] += p1 * u
-            a2[d] += p2 * u
-            a3[d] += p3 * u
-
-
-@_jit
-def _cols_weighted(w, j0, m, lo, hi, acc):
-    """``acc[c, :] = sum_{lo <= i < hi} w[i, j0 + c] * m[i, :]`` for ``c < 4``: 4 columns of ``w``
-    against the rows of ``m``, 2 rows per sweep over D. Columns past ``w``'s end repeat the last one."""
-    D = m.shape[1]
-    n = w.shape[1] - 1
-    c0, c1, c2, c3 = min(j0, n), min(j0 + 1, n), min(j0 + 2, n), min(j0 + 3, n)
-    a0 = acc[0]
-    a1 = acc[1]
-    a2 = acc[2]
-    a3 = acc[3]
-    for d in range(D):
-        a0[d] = 0
-        a1[d] = 0
-        a2[d] = 0
-        a3[d] = 0
-    i = lo
-    while i + 2 <= hi:
-        r0 = m[i]
-        r1 = m[i + 1]
-        p0, q0 = w[i, c0], w[i + 1, c0]
-        p1, q1 = w[i, c1], w[i + 1, c1]
-        p2, q2 = w[i, c2], w[i + 1, c2]
-        p3, q3 = w[i, c3], w[i + 1, c3]
-        for d in range(D):
-            u = r0[d]
-            v = r1[d]
-            a0[d] += p0 * u + q0 * v
-            a1[d] += p1 * u + q1 * v
-            a2[d] += p2 * u + q2 * v
-            a3[d] += p3 * u + q3 * v
-        i += 2
-    if i < hi:
-        r0 = m[i]
-        p0, p1, p2, p3 = w[i, c0], w[i, c1], w[i, c2], w[i, c3]
-        for d in range(D):
-            u = r0[d]
-            a0[d] += p0 * u
-            a1[d] += p1 * u
-            a2[d] += p2 * u
-            a3[d] += p3 * u
-
-
-@_jit(inline="always")
 def _visible(i, S, off, causal):
     """Keys visible to query ``i``: ``S``, or ``i + off + 1`` (clamped to ``0..S``) when causal."""
     return min(S, max(0, i + off + 1)) if causal else S
 
 
 @_jit
-def _attn_head(qh, kt, vh, oh, lse, bh, scale, causal, seed, thresh, zscale):
-    """One (batch, head) ``bh`` from contiguous scratch (``qh [T, D]``, ``kt = K^T [D, S]``, ``vh [S, D]``)
-    into ``oh [T, D]``, 4 query rows per tile; for each row i of the tile, with ``lim`` visible keys::
+def _attn_head(qh, kp, vp, out, os_, b, h, lse, bh, T, S, D, causal, seed, thresh, zscale, mr, nr):
+    """One (batch, head) ``bh`` through the GEMM's register-tile micro-kernel (``gemm._ukernel``), ``mr``
+    query rows per tile, into the strided 4-D ``out``. For each tile, with ``lt`` the widest row's
+    visible keys::
 
-        s[j] = (q[i] . k[j]) * scale      j < lim        (_tile_dots over K^T)
-        m = max s;  s[j] = exp(s[j] - m);  l = sum s      (8-lane exp, float64 sum)
-        out[i] = sum_j s[j] v[j] / l                      (_tile_weighted over V)
-        lse[i] = m + log l
+        S~[r, j] = q~[i0 + r] . k[j]        j < lt, nr keys per kernel call   (q~ = q * scale)
+        row r: m = max, exp(s - m), l = sum (float64), dropout, zeros past its own lim
+        O~[r, :] = sum_{j < lt} S~[r, j] v[j]  nr channels per kernel call, then / l
 
-    Masked keys are not computed beyond the tile's last row (whose ``lim`` is the largest), so
-    causal attention does about half the work of the dense one, and the T x S matrix is never stored
-    (one 4 x S tile per head).
+    ``qh [Tp * D]``: the scaled queries, zero rows past T (Tp a multiple of mr); ``kp``: K^T in nr-key
+    panels (``kp[(j0 // nr) * D * nr + d * nr + j] = k[j0 + j, d]``, zero past S); ``vp``: V in nr-channel
+    panels (``vp[(d0 // nr) * S * nr + j * nr + c] = v[j, d0 + c]``, zero past D). Per kernel step one
+    vector load of a panel feeds ``mr`` FMAs from registers: the tile loops above re-read their 4
+    accumulator rows from memory for every 2 FMAs.
     """
-    T, D = qh.shape
-    S = kt.shape[1]
+    Sp = -(-S // nr) * nr
+    Dp = -(-D // nr) * nr
     off = S - T
-    dt = oh.dtype
-    sc = np.zeros((_QT, S), dtype=dt)
-    acc = np.empty((_QT, D), dtype=dt)
-    inv = np.zeros(_QT, dtype=dt)
-    for i0 in range(0, T, _QT):
-        nr = min(_QT, T - i0)
-        lt = _visible(i0 + nr - 1, S, off, causal)  # the tile's widest row
-        _tile_dots(qh, i0, kt, sc, lt, scale)
-        for r in range(_QT):
-            row = sc[r]
-            lim = _visible(i0 + r, S, off, causal) if r < nr else 0
+    dt = out.dtype
+    sc = np.zeros(mr * Sp, dtype=dt)
+    acc = np.empty(mr * Dp, dtype=dt)
+    sc2 = sc.reshape((mr, Sp))
+    inv = np.zeros(mr, dtype=dt)
+    for i0 in range(0, T, mr):
+        nrow = min(mr, T - i0)
+        lt = _visible(i0 + nrow - 1, S, off, causal)  # the tile's widest row
+        for j0 in range(0, lt, nr):
+            _ukernel(qh, i0 * D, D, 1, kp, (j0 // nr) * D * nr, D, sc, j0, Sp, True)
+        for r in range(mr):
+            row = sc2[r]
+            lim = _visible(i0 + r, S, off, causal) if r < nrow else 0
             if lim == 0:  # past T, or no visible key (T > S): no distribution, NaN as in the reference
                 for j in range(lt):
                     row[j] = 0
-                if r < nr:
+                if r < nrow:
                     lse[bh, i0 + r] = np.nan
                 inv[r] = np.nan
                 continue
-            m = _row_max(sc, r, lim)
+            m = _row_max(sc2, r, lim)
             for j in range(lim):  # exp pass, then the float64 sum pass (see _softmax_rows)
                 row[j] = _exp(row[j] - m)
             l = np.float64(0.0)
@@ -252,87 +94,141 @@ def _attn_head(qh, kt, vh, oh, lse, bh, scale, causal, seed, thresh, zscale):
                         row[j] = 0
             for j in range(lim, lt):
                 row[j] = 0
-        _tile_weighted(sc, vh, lt, acc)
-        for r in range(nr):
+        for d0 in range(0, Dp, nr):
+            _ukernel(sc, 0, Sp, 1, vp, (d0 // nr) * S * nr, lt, acc, d0, Dp, True)
+        for r in range(nrow):
             f = inv[r]
+            dst = _head_row(out, os_, b, h, i0 + r, D)
+            src = acc[r * Dp:r * Dp + D]
             for d in range(D):
-                oh[i0 + r, d] = acc[r, d] * f
+                dst[d] = src[d] * f
 
 
 @_jit
-def _attn_fwd_one(q, qs, k, ks, v, vs, out, os_, lse, bh, H, T, S, D, scale, causal, seed, thresh, zscale):
-    """Head ``bh``: copy it in from the strided 4-D arrays, :func:`_attn_head`, copy the result out."""
+def _attn_fwd_one(q, qs, k, ks, v, vs, out, os_, lse, bh, H, T, S, D, scale, causal, seed, thresh, zscale, mr, nr):
+    """Head ``bh``: copy it in from the strided 4-D arrays as the micro-kernel's operands (see
+    :func:`_attn_head`), then the head."""
     b = bh // H
     h = bh % H
     dt = out.dtype
-    qh = np.empty((T, D), dtype=dt)
-    kt = np.empty((D, S), dtype=dt)
-    vh = np.empty((S, D), dtype=dt)
-    oh = np.empty((T, D), dtype=dt)
-    _head_rows(q, qs, b, h, qh)
-    _head_cols(k, ks, b, h, kt)
-    _head_rows(v, vs, b, h, vh)
-    _attn_head(qh, kt, vh, oh, lse, bh, scale, causal, seed, thresh, zscale)
-    _head_store(oh, out, os_, b, h)
+    Tp = -(-T // mr) * mr
+    Sp = -(-S // nr) * nr
+    Dp = -(-D // nr) * nr
+    qh = np.zeros(Tp * D, dtype=dt)
+    kp = np.zeros(Sp * D, dtype=dt)
+    vp = np.zeros(Dp * S, dtype=dt)
+    for i in range(T):
+        src = _head_row(q, qs, b, h, i, D)
+        for d in range(D):
+            qh[i * D + d] = src[d] * scale
+    for j in range(S):
+        src = _head_row(k, ks, b, h, j, D)
+        base = (j // nr) * D * nr + j % nr
+        for d in range(D):
+            kp[base + d * nr] = src[d]
+        src = _head_row(v, vs, b, h, j, D)
+        for d in range(D):
+            vp[(d // nr) * S * nr + j * nr + d % nr] = src[d]
+    _attn_head(qh, kp, vp, out, os_, b, h, lse, bh, T, S, D, causal, seed, thresh, zscale, mr, nr)
 
 
 @_jit
-def _attn_fwd_heads(q, qs, k, ks, v, vs, out, os_, lse, H, T, S, D, scale, causal, seed, thresh, zscale, bh0, bh1):
+def _attn_fwd_heads(q, qs, k, ks, v, vs, out, os_, lse, H, T, S, D, scale, causal, seed, thresh, zscale, mr, nr,
+                       bh0, bh1):
     for bh in range(bh0, bh1):
-        _attn_fwd_one(q, qs, k, ks, v, vs, out, os_, lse, bh, H, T, S, D, scale, causal, seed, thresh, zscale)
+        _attn_fwd_one(q, qs, k, ks, v, vs, out, os_, lse, bh, H, T, S, D, scale, causal, seed, thresh, zscale,
+                         mr, nr)
 
 
 @_jit(**_PAR)
-def _attn_fwd(q, qs, k, ks, v, vs, out, os_, lse, H, T, S, D, scale, causal, seed, thresh, zscale, nheads):
+def _attn_fwd(q, qs, k, ks, v, vs, out, os_, lse, H, T, S, D, scale, causal, seed, thresh, zscale, mr, nr, nheads):
     """Every one of the ``nheads = B * H`` (batch, head) pairs as its own ``prange`` task."""
     _chunked(_attn_fwd_heads, nheads, nheads,
-             (q, qs, k, ks, v, vs, out, os_, lse, H, T, S, D, scale, causal, seed, thresh, zscale))
+             (q, qs, k, ks, v, vs, out, os_, lse, H, T, S, D, scale, causal, seed, thresh, zscale, mr, nr))
+
+
+@_jit(inline="always")
+def _key_panels(a, s, b, h, n, D, nr, out):
+    """Rows ``0..n`` of head (b, h) of a strided 4-D array, transposed into nr-row panels for the
+    micro-kernel's B: ``out[(j // nr) * D * nr + d * nr + j % nr] = A[b, h, j, d]`` (``out`` zeroed)."""
+    for j in range(n):
+        src = _head_row(a, s, b, h, j, D)
+        base = (j // nr) * D * nr + j % nr
+        for d in range(D):
+            out[base + d * nr] = src[d]
+
+
+@_jit(inline="always")
+def _channel_panels(a, s, b, h, n, rows, D, nr, out):
+    """Rows ``0..n`` of head (b, h) in nr-channel panels of ``rows`` rows for the micro-kernel's B:
+    ``out[(d // nr) * rows * nr + j * nr + d % nr] = A[b, h, j, d]`` (``out`` zeroed)."""
+    for j in range(n):
+        src = _head_row(a, s, b, h, j, D)
+        for d in range(D):
+            out[(d // nr) * rows * nr + j * nr + d % nr] = src[d]
 
 
 @_jit
-def _attn_bwd_head(qh, kh, kt, vt, doh, lse, dqh, dkh, dvh, bh, scale, causal, seed, thresh, zscale):
-    """Backward for one (batch, head) ``bh`` from contiguous scratch (``qh``, ``doh`` ``[T, D]``; ``kh``
-    ``[S, D]``; ``kt``, ``vt`` = K^T, V^T ``[D, S]``) into ``dqh``, ``dkh``, ``dvh``, recomputing P from
-    ``lse``. Pass 1, 4 query rows per tile::
+def _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, bh, H, T, S, D, scale, causal,
+                     seed, thresh, zscale, mr, nr):
+    """Backward of head ``bh`` through the GEMM's micro-kernel (as :func:`_attn_head`), recomputing P
+    from ``lse``. Pass 1, ``mr`` query rows per tile (``lt`` the widest row's visible keys)::
 
-        p[j] = exp(q[i] . k[j] * scale - lse[i])     j < lim       (_tile_dots over K^T)
-        g[j] = do[i] . v[j]                                         (_tile_dots over V^T)
-        delta = sum_j p[j] g[j]   (= do[i] . out[i])               (float64 dot)
-        ds[j] = scale * p[j] * (g[j] - delta)
-        dq[i] = sum_j ds[j] k[j]                                    (_tile_weighted over K)
+        P[i, j] = exp(q~[i] . k[j] - lse[i]),  G[i, j] = do[i] . v[j]     j < lt   (q~ = q * scale)
+        delta = sum_j P G (float64);  dS = scale * P * (G - delta);  dq[i] = sum_j dS[i, j] k[j]
 
-    keeping P and dS in two zeroed ``[T + 3, S]`` scratch matrices (one head: L2-sized). Pass 2, 4 keys
-    at a time: ``dk[j] = sum_i ds[i, j] q[i]`` and ``dv[j] = sum_i p[i, j] do[i]`` over the queries that
-    see key j (_cols_weighted). With dropout, ``z[j]`` (0 or 1/(1-p), the forward's hash) multiplies
-    ``p[j]`` in P (for dv) and ``g[j]`` in dS. Each head writes only its own rows, so one head per
-    thread is race-free.
+    with dropout's ``z`` (0 or 1/(1-p), the forward's hash) on G and then on P. P and dS are kept for the
+    head (``[Tp, W]``, zero where masked). Pass 2, ``mr`` keys per tile: ``dk = dS^T q``, ``dv = P^T do``
+    over the queries that see the tile's first key. Each head writes only its own rows (race-free).
     """
-    T, D = qh.shape
-    S = kh.shape[0]
+    b = bh // H
+    h = bh % H
+    dt = dq.dtype
+    Tp = -(-T // mr) * mr
+    Sp = -(-S // nr) * nr
+    Sm = -(-S // mr) * mr
+    Dp = -(-D // nr) * nr
+    W = max(Sp, Sm)
     off = S - T
-    dt = dqh.dtype
-    P = np.zeros((T + _QT - 1, S), dtype=dt)    # p * z (p itself without dropout); masked entries 0
-    DS = np.zeros((T + _QT - 1, S), dtype=dt)   # dS; masked entries 0
-    G = np.empty((_QT, S), dtype=dt)
-    z = np.empty(S, dtype=dt)                    # one row's dropout scales (0 or 1/(1-p)), hashed once
-    acc = np.empty((_QT, D), dtype=dt)
+    qsc = np.zeros(Tp * D, dtype=dt)     # q * scale, rows: the A of P
+    doh = np.zeros(Tp * D, dtype=dt)     # do, rows: the A of G
+    for i in range(T):
+        src = _head_row(q, qs, b, h, i, D)
+        g = _head_row(do, dos, b, h, i, D)
+        for d in range(D):
+            qsc[i * D + d] = src[d] * scale
+            doh[i * D + d] = g[d]
+    kp = np.zeros(Sp * D, dtype=dt)      # K^T panels (B of P)
+    vtp = np.zeros(Sp * D, dtype=dt)     # V^T panels (B of G)
+    kd = np.zeros(Dp * S, dtype=dt)      # K channel panels (B of dq)
+    qd = np.zeros(Dp * Tp, dtype=dt)     # q channel panels (B of dk)
+    dod = np.zeros(Dp * Tp, dtype=dt)    # do channel panels (B of dv)
+    _key_panels(k, ks, b, h, S, D, nr, kp)
+    _key_panels(v, vs, b, h, S, D, nr, vtp)
+    _channel_panels(k, ks, b, h, S, S, D, nr, kd)
+    _channel_panels(q, qs, b, h, T, Tp, D, nr, qd)
+    _channel_panels(do, dos, b, h, T, Tp, D, nr, dod)
+    P = np.zeros(Tp * W, dtype=dt)
+    DS = np.zeros(Tp * W, dtype=dt)
+    G = np.zeros(mr * Sp, dtype=dt)
+    z = np.empty(S, dtype=dt)
+    acc = np.empty(mr * Dp, dtype=dt)
     dropping = thresh > 0
-    one = dt.type(1.0)
-    for i0 in range(0, T, _QT):
-        nr = min(_QT, T - i0)
-        lt = _visible(i0 + nr - 1, S, off, causal)
-        pt = P[i0:i0 + _QT]
-        st = DS[i0:i0 + _QT]
-        _tile_dots(qh, i0, kt, pt, lt, scale)
-        _tile_dots(doh, i0, vt, G, lt, one)
-        for r in range(_QT):
-            prow = pt[r]
-            srow = st[r]
-            g = G[r]
-            lim = _visible(i0 + r, S, off, causal) if r < nr else 0
+    for i0 in range(0, T, mr):
+        nrow = min(mr, T - i0)
+        lt = _visible(i0 + nrow - 1, S, off, causal)
+        for j0 in range(0, lt, nr):
+            _ukernel(qsc, i0 * D, D, 1, kp, (j0 // nr) * D * nr, D, P, i0 * W + j0, W, True)
+            _ukernel(doh, i0 * D, D, 1, vtp, (j0 // nr) * D * nr, D, G, j0, Sp, True)
+        wide = min(-(-lt // nr) * nr, W)  # the kernels wrote columns up to here
+        for r in range(mr):
+            pr = P[(i0 + r) * W:(i0 + r + 1) * W]
+            sr = DS[(i0 + r) * W:(i0 + r + 1) * W]
+            g = G[r * Sp:(r + 1) * Sp]
+            lim = _visible(i0 + r, S, off, causal) if r < nrow else 0
             li = dt.type(lse[bh, i0 + r]) if lim > 0 else dt.type(0)
             for j in range(lim):
-                prow[j] = _exp(prow[j] - li)
+                pr[j] = _exp(pr[j] - li)
             if dropping:
                 base = np.uint64((bh * T + i0 + r) * S)
                 for j in range(lim):
@@ -341,70 +237,50 @@ def _attn_bwd_head(qh, kh, kt, vt, doh, lse, dqh, dkh, dvh, bh, scale, causal, s
                     g[j] = g[j] * z[j]
             delta = np.float64(0.0)
             for j in range(lim):
-                delta += prow[j] * g[j]
+                delta += pr[j] * g[j]
             dl = dt.type(delta)
             for j in range(lim):
-                srow[j] = prow[j] * (g[j] - dl) * scale
+                sr[j] = pr[j] * (g[j] - dl) * scale
             if dropping:
                 for j in range(lim):
-                    prow[j] = prow[j] * z[j]
-            for j in range(lim, lt):
-                prow[j] = 0
-                srow[j] = 0
-        _tile_weighted(st, kh, lt, acc)
-        for r in range(nr):
+                    pr[j] = pr[j] * z[j]
+            for j in range(lim, wide):
+                pr[j] = 0
+                sr[j] = 0
+        for d0 in range(0, Dp, nr):
+            _ukernel(DS, i0 * W, W, 1, kd, (d0 // nr) * S * nr, lt, acc, d0, Dp, True)
+        for r in range(nrow):
+            dst = _head_row(dq, dqs, b, h, i0 + r, D)
             for d in range(D):
-                dqh[i0 + r, d] = acc[r, d]
-    acc2 = np.empty((_QT, D), dtype=dt)
-    for j0 in range(0, S, _QT):
-        nk = min(_QT, S - j0)
+                dst[d] = acc[r * Dp + d]
+    acc2 = np.empty(mr * Dp, dtype=dt)
+    for j0 in range(0, S, mr):
+        nk = min(mr, S - j0)
         lo = min(T, max(0, j0 - off)) if causal else 0   # the first query that sees key j0
-        _cols_weighted(DS, j0, qh, lo, T, acc)
-        _cols_weighted(P, j0, doh, lo, T, acc2)
+        for d0 in range(0, Dp, nr):
+            _ukernel(DS, lo * W + j0, 1, W, qd, (d0 // nr) * Tp * nr + lo * nr, T - lo, acc, d0, Dp, True)
+            _ukernel(P, lo * W + j0, 1, W, dod, (d0 // nr) * Tp * nr + lo * nr, T - lo, acc2, d0, Dp, True)
         for c in range(nk):
+            dst = _head_row(dk, dks, b, h, j0 + c, D)
+            dst2 = _head_row(dv, dvs, b, h, j0 + c, D)
             for d in range(D):
-                dkh[j0 + c, d] = acc[c, d]
-                dvh[j0 + c, d] = acc2[c, d]
-
-
-@_jit
-def _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, bh, H, T, S, D, scale, causal, seed,
-                  thresh, zscale):
-    """Head ``bh``: copy it in from the strided 4-D arrays, :func:`_attn_bwd_head`, copy the gradients out."""
-    b = bh // H
-    h = bh % H
-    dt = dq.dtype
-    qh = np.empty((T, D), dtype=dt)
-    kh = np.empty((S, D), dtype=dt)
-    kt = np.empty((D, S), dtype=dt)
-    vt = np.empty((D, S), dtype=dt)
-    doh = np.empty((T, D), dtype=dt)
-    _head_rows(q, qs, b, h, qh)
-    _head_rows(k, ks, b, h, kh)
-    _head_cols(k, ks, b, h, kt)
-    _head_cols(v, vs, b, h, vt)
-    _head_rows(do, dos, b, h, doh)
-    dqh = np.empty((T, D), dtype=dt)
-    dkh = np.empty((S, D), dtype=dt)
-    dvh = np.empty((S, D), dtype=dt)
-    _attn_bwd_head(qh, kh, kt, vt, doh, lse, dqh, dkh, dvh, bh, scale, causal, seed, thresh, zscale)
-    _head_store(dqh, dq, dqs, b, h)
-    _head_store(dkh, dk, dks, b, h)
-    _head_store(dvh, dv, dvs, b, h)
+                dst[d] = acc[c * Dp + d]
+                dst2[d] = acc2[c * Dp + d]
 
 
 @_jit
 def _attn_bwd_heads(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, H, T, S, D, scale, causal, seed,
-                    thresh, zscale, bh0, bh1):
+                       thresh, zscale, mr, nr, bh0, bh1):
     for bh in range(bh0, bh1):
         _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, bh, H, T, S, D, scale, causal,
-                      seed, thresh, zscale)
+                         seed, thresh, zscale, mr, nr)
 
 
 @_jit(**_PAR)
 def _attn_bwd(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, H, T, S, D, scale, causal, seed,
-              thresh, zscale, nheads):
+                 thresh, zscale, mr, nr, nheads):
     """Every one of the ``nheads = B * H`` (batch, head) pairs as its own ``prange`` task."""
     _chunked(_attn_bwd_heads, nheads, nheads,
              (q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, H, T, S, D, scale, causal, seed, thresh,
-              zscale))
+              zscale, mr, nr))
+
