@@ -41,7 +41,7 @@ from pathlib import Path
 import tinytensor  # noqa: F401  (the thread policy, tinytensor/runtime.py)
 
 import gpt
-from benchmarks.train_throughput import PRESETS, _batches, tt_step
+from benchmarks.train_throughput import PRESETS, _batches, _config, tt_step
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     which.add_argument("--toggle", metavar="MODULE.ATTR=A,B",
                        help="one model of this checkout; set the attribute to A (base) and B (this) in turn")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="baby")
+    ap.add_argument("--dropout", type=float, default=None, help="replace the preset's dropout (e.g. 0)")
     ap.add_argument("--pairs", type=int, default=40)
     ap.add_argument("--steps", type=int, default=5, help="steps per version in each pair")
     ap.add_argument("--json", default=None, help="write the results here (atomically)")
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
         raise ValueError(f"--pairs and --steps must be >= 1, got {args.pairs}, {args.steps}")
     from benchmarks._util import machine_info, write_json_atomic
 
-    cfg = PRESETS[args.preset]
+    cfg = _config(args.preset, args.dropout)
     if args.toggle:
         module, attr, values = _parse_toggle(args.toggle)
         run = _local_block(tt_step(tinytensor, gpt, cfg), _batches(cfg, 8))

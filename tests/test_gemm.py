@@ -230,3 +230,27 @@ def test_linear_grads_pair_equals_two_products(monkeypatch, dtype, n, out, inn, 
     np.testing.assert_array_equal(dw, gemm.matmul(g.T, x))
     check(dx, g, w)
     check(dw, g.T, x)
+
+
+def test_auto_hands_large_products_to_blas_and_small_ones_to_the_numba_gemm(monkeypatch, rng):
+    """``matmul_auto`` / ``linear_grads_auto`` (the auto backend's, when it picks the Numba GEMM): from
+    ``_BLAS_MIN`` multiply-adds on, exactly ``np.matmul``'s result (OpenBLAS); below, exactly the GEMM's."""
+    from tinytensor import backend
+    x = rng.standard_normal((96, 40)).astype(np.float32)          # 96 x 40 x 50 = 192,000 multiply-adds
+    w = rng.standard_normal((50, 40)).astype(np.float32)
+    g = rng.standard_normal((96, 50)).astype(np.float32)
+    monkeypatch.setattr(gemm, "_BLAS_MIN", 192_000)
+    np.testing.assert_array_equal(gemm.matmul_auto(x, w.T), np.matmul(x, w.T))
+    np.testing.assert_array_equal(gemm.matmul_auto(x.reshape(2, 48, 40), w.T), np.matmul(x, w.T).reshape(2, 48, 50))
+    for got, want in zip(gemm.linear_grads_auto(g, w, x), (np.matmul(g, w), np.matmul(g.T, x))):
+        np.testing.assert_array_equal(got, want)
+    monkeypatch.setattr(gemm, "_BLAS_MIN", 192_001)
+    np.testing.assert_array_equal(gemm.matmul_auto(x, w.T), gemm.matmul(x, w.T))
+    for got, want in zip(gemm.linear_grads_auto(g, w, x), gemm.linear_grads(g, w, x)):
+        np.testing.assert_array_equal(got, want)
+    check(gemm.matmul_auto(x, w.T), x, w.T)
+    assert not gemm._large(x.astype(np.int64), w.T.astype(np.int64))    # integers: never routed
+    if backend.auto_choice().get("matmul", "numba") == "numba":          # the auto table routes through them
+        monkeypatch.setattr(backend, "_cache", {})
+        monkeypatch.setattr(backend, "_current", "auto")
+        assert backend.kernels().matmul is gemm.matmul_auto and backend.kernels().linear_grads is gemm.linear_grads_auto

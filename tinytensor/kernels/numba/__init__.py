@@ -61,7 +61,7 @@ from ._common import _FLOATS
 from .attention_blas import attention, attention_backward
 from .dropout import dropout, dropout_keep
 from .embedding import embedding_backward
-from .gemm import linear_grads, matmul
+from .gemm import linear_grads, linear_grads_auto, matmul, matmul_auto
 from .optimizer import adamw_step
 from .pointwise import gelu, gelu_backward, sum_squares
 from .rows import (cross_entropy, cross_entropy_backward, layer_norm, layer_norm_backward, log_softmax,
