@@ -250,6 +250,8 @@ def test_auto_hands_large_products_to_blas_and_small_ones_to_the_numba_gemm(monk
         np.testing.assert_array_equal(got, want)
     check(gemm.matmul_auto(x, w.T), x, w.T)
     assert not gemm._large(x.astype(np.int64), w.T.astype(np.int64))    # integers: never routed
+    monkeypatch.setattr(gemm, "_BLAS_MIN", 1)
+    np.testing.assert_array_equal(gemm.matmul_auto(x[:1], w.T), gemm.matmul(x[:1], w.T))   # one row: the GEMV
     if backend.auto_choice().get("matmul", "numba") == "numba":          # the auto table routes through them
         monkeypatch.setattr(backend, "_cache", {})
         monkeypatch.setattr(backend, "_current", "auto")

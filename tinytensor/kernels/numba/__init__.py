@@ -33,10 +33,11 @@ Design
   per k two vector loads, 12 broadcasts and 24 FMAs; ``prange`` over regions of C. ``auto`` routes
   matmul to it when ``auto.json`` says it measured faster and the CPU has AVX-512 (``backend.auto_choice``);
   the figures against OpenBLAS are in ``benchmarks/results/gemm*.json`` and ``docs/performance.md``.
-* **No BLAS inside ``prange``**: the GEMM is Numba code, so there is no OpenBLAS thread pool
-  competing with Numba's. The one place that calls BLAS from a kernel, the attention of small heads,
-  does it from Python helper threads (``threads.run_parts``) on products too small for OpenBLAS to
-  thread.
+* **No BLAS inside ``prange``**: the GEMM is Numba code. Under ``auto``, though, a Linear's products go to
+  OpenBLAS (``gemm.matmul_auto``: measured faster in the training step on the Intel Xeon of CI), whose
+  workers sleep right after each GEMM (the thread policy of :mod:`tinytensor.runtime`), so its pool and
+  Numba's do not fight over the cores. The attention of small heads calls BLAS from Python helper threads
+  (``threads.run_parts``) on products too small for OpenBLAS to thread.
 * Everything also runs with ``NUMBA_DISABLE_JIT=1`` as plain Python (slowly), for teaching and
   debugging: the ``_exp``/``_tanh`` helpers fall back to NumPy's, ``prange`` becomes ``range``.
 

@@ -367,31 +367,36 @@ def linear_grads(g: np.ndarray, w: np.ndarray, x: np.ndarray) -> tuple[np.ndarra
     return matmul_pair(g, w, g.T, x)
 
 
-# ------------------------------------------------------------- the auto backend: large products to BLAS
-_BLAS_MIN = 1 << 30  # multiply-adds (M*N*K) from which the auto backend hands a 2-D product to OpenBLAS
+# ------------------------------------------------------------- the auto backend: products to BLAS
+_BLAS_MIN = 1  # multiply-adds (M*N*K) from which the auto backend hands a product of >= 2 rows to OpenBLAS
+#               (1: every one; measured side by side 2026-12-03, see matmul_auto; a knob for ab_step --toggle)
 
 
 def _large(a: np.ndarray, b: np.ndarray) -> bool:
-    """Is ``a @ b`` (a 2-D ``b``, ``a`` of any batch shape folded into rows) at least :data:`_BLAS_MIN`
-    multiply-adds, in float32/float64?"""
+    """Does the auto backend hand ``a @ b`` to OpenBLAS: a 2-D ``b``, ``a`` of at least 2 rows (its batch shape
+    folded into rows), float32/float64, at least :data:`_BLAS_MIN` multiply-adds?"""
     if a.ndim < 2 or b.ndim != 2 or np.result_type(a, b) not in _FLOATS:
         return False
     rows = int(np.prod(a.shape[:-1], dtype=np.int64))
-    return rows * a.shape[-1] * b.shape[-1] >= _BLAS_MIN
+    return rows >= 2 and rows * a.shape[-1] * b.shape[-1] >= _BLAS_MIN
 
 
 def matmul_auto(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The ``auto`` backend's matmul: :func:`matmul`, except products of at least :data:`_BLAS_MIN`
-    multiply-adds, which go to ``np.matmul`` (OpenBLAS). On the Intel Xeon (family 6 model 167) OpenBLAS
-    runs shakespeare-char's Linear products (16384 x 384 x 1152 and alike) 1.2-1.65x faster than this
-    GEMM, while on the small products of the baby GPT and the encoder-decoder this GEMM wins in the
-    training step (its launches find Numba's workers awake; docs/performance.md)."""
+    """The ``auto`` backend's matmul: ``np.matmul`` (OpenBLAS) for the products of :func:`_large`, else
+    :func:`matmul` (a decode step's single rows: the GEMV, which streams the weights faster than OpenBLAS's).
+
+    Why: on the Intel Xeon of CI (family 6 model 167, AVX-512), toggled on one model in the same process
+    (``benchmarks.ab_step --toggle``, 2 threads, 2026-12-03), OpenBLAS for every product against this GEMM made
+    the training step 1.07-1.10x faster for the baby GPT, 1.05x for the small encoder-decoder, 1.12x for the
+    d-256 one and, for the products of >= 2^30 multiply-adds alone, 1.24x for shakespeare-char (16384 x 384 x
+    1152 and alike: OpenBLAS 1.2-1.65x faster there). On the AMD EPYCs this GEMM had won at the small shapes;
+    ``benchmarks.gemm`` still measures it against OpenBLAS."""
     return np.matmul(a, b) if _large(a, b) else matmul(a, b)
 
 
 def linear_grads_auto(g: np.ndarray, w: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ``auto`` backend's :func:`linear_grads`: both products to OpenBLAS when they are large
-    (``g [N, out] @ w [out, in]`` of at least :data:`_BLAS_MIN` multiply-adds, see :func:`matmul_auto`)."""
+    """The ``auto`` backend's :func:`linear_grads`: both products by OpenBLAS when :func:`matmul_auto` would
+    hand ``g [N, out] @ w [out, in]`` to it."""
     if _large(g, w):
         return np.matmul(g, w), np.matmul(g.T, x)
     return linear_grads(g, w, x)
