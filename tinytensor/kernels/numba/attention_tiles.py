@@ -38,6 +38,27 @@ def _visible(i, S, off, causal):
     return min(S, max(0, i + off + 1)) if causal else S
 
 
+@_jit(inline="always")
+def _key_panels(a, s, b, h, n, D, nr, out):
+    """Rows ``0..n`` of head (b, h) of a strided 4-D array, transposed into nr-row panels for the
+    micro-kernel's B: ``out[(j // nr) * D * nr + d * nr + j % nr] = A[b, h, j, d]`` (``out`` zeroed)."""
+    for j in range(n):
+        src = _head_row(a, s, b, h, j, D)
+        base = (j // nr) * D * nr + j % nr
+        for d in range(D):
+            out[base + d * nr] = src[d]
+
+
+@_jit(inline="always")
+def _channel_panels(a, s, b, h, n, rows, D, nr, out):
+    """Rows ``0..n`` of head (b, h) in nr-channel panels of ``rows`` rows for the micro-kernel's B:
+    ``out[(d // nr) * rows * nr + j * nr + d % nr] = A[b, h, j, d]`` (``out`` zeroed)."""
+    for j in range(n):
+        src = _head_row(a, s, b, h, j, D)
+        for d in range(D):
+            out[(d // nr) * rows * nr + j * nr + d % nr] = src[d]
+
+
 @_jit
 def _attn_head(qh, kp, vp, out, os_, b, h, lse, bh, T, S, D, causal, seed, thresh, zscale, mr, nr):
     """One (batch, head) ``bh`` through the GEMM's register-tile micro-kernel (``gemm._ukernel``), ``mr``
@@ -121,14 +142,8 @@ def _attn_fwd_one(q, qs, k, ks, v, vs, out, os_, lse, bh, H, T, S, D, scale, cau
         src = _head_row(q, qs, b, h, i, D)
         for d in range(D):
             qh[i * D + d] = src[d] * scale
-    for j in range(S):
-        src = _head_row(k, ks, b, h, j, D)
-        base = (j // nr) * D * nr + j % nr
-        for d in range(D):
-            kp[base + d * nr] = src[d]
-        src = _head_row(v, vs, b, h, j, D)
-        for d in range(D):
-            vp[(d // nr) * S * nr + j * nr + d % nr] = src[d]
+    _key_panels(k, ks, b, h, S, D, nr, kp)
+    _channel_panels(v, vs, b, h, S, S, D, nr, vp)
     _attn_head(qh, kp, vp, out, os_, b, h, lse, bh, T, S, D, causal, seed, thresh, zscale, mr, nr)
 
 
@@ -145,27 +160,6 @@ def _attn_fwd(q, qs, k, ks, v, vs, out, os_, lse, H, T, S, D, scale, causal, see
     """Every one of the ``nheads = B * H`` (batch, head) pairs as its own ``prange`` task."""
     _chunked(_attn_fwd_heads, nheads, nheads,
              (q, qs, k, ks, v, vs, out, os_, lse, H, T, S, D, scale, causal, seed, thresh, zscale, mr, nr))
-
-
-@_jit(inline="always")
-def _key_panels(a, s, b, h, n, D, nr, out):
-    """Rows ``0..n`` of head (b, h) of a strided 4-D array, transposed into nr-row panels for the
-    micro-kernel's B: ``out[(j // nr) * D * nr + d * nr + j % nr] = A[b, h, j, d]`` (``out`` zeroed)."""
-    for j in range(n):
-        src = _head_row(a, s, b, h, j, D)
-        base = (j // nr) * D * nr + j % nr
-        for d in range(D):
-            out[base + d * nr] = src[d]
-
-
-@_jit(inline="always")
-def _channel_panels(a, s, b, h, n, rows, D, nr, out):
-    """Rows ``0..n`` of head (b, h) in nr-channel panels of ``rows`` rows for the micro-kernel's B:
-    ``out[(d // nr) * rows * nr + j * nr + d % nr] = A[b, h, j, d]`` (``out`` zeroed)."""
-    for j in range(n):
-        src = _head_row(a, s, b, h, j, D)
-        for d in range(D):
-            out[(d // nr) * rows * nr + j * nr + d % nr] = src[d]
 
 
 @_jit
