@@ -76,7 +76,6 @@ RECIPES = {
     "lm2_lora": dict(init_from="lm", lm="cv_lm_gpt2", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
                      lr_schedule="cosine", warmup_steps=20, end_token="\n", lora_rank=8, lora_alpha=16.0,
                      lora_targets="c_attn,c_proj,c_fc"),
-    # the lm_lora recipe above on per-fold LMs of the cv_lm preset (--fold_lms): its CV without the shared LM's leak
     "lm_lora_noend": dict(init_from="lm", epochs=12, batch_size=16, lr=3e-3, dropout=0.1, keep="last",
                           lr_schedule="cosine", warmup_steps=20, lora_rank=4, lora_alpha=16.0,
                           lora_targets="c_attn,c_fc"),

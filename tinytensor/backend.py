@@ -29,7 +29,7 @@ AUTO_FILE = Path(__file__).with_name("kernels") / "auto.json"
 """Written by ``python -m benchmarks.kernels --write-auto``: per kernel, the faster twin on that machine."""
 # Without the file: BLAS for matmul, the compiled twin otherwise.
 AUTO_DEFAULT: dict[str, str] = {"matmul": "numpy"}
-# Where auto picks the Numba GEMM, it still hands the largest products to BLAS (a rule by size, not per kernel)
+# Where auto picks the Numba GEMM, a rule by shape still sends products of >= 2 rows to BLAS (kernels.numba.gemm)
 _AUTO_BY_SIZE = {"matmul": "matmul_auto", "linear_grads": "linear_grads_auto"}
 
 
@@ -87,7 +87,7 @@ def _build(name: str) -> types.SimpleNamespace:
         want = "numba" if name == "numba" else auto.get(k, auto.get("matmul", "numba") if k == "linear_grads" else "numba")
         impl = getattr(nb, k) if (nb is not None and want == "numba") else getattr(numpy_ref, k)
         if name == "auto" and impl is getattr(nb, k, None) and k in _AUTO_BY_SIZE:
-            impl = getattr(nb, _AUTO_BY_SIZE[k])  # large products to BLAS (kernels.numba.gemm.matmul_auto)
+            impl = getattr(nb, _AUTO_BY_SIZE[k])  # gemm.matmul_auto / linear_grads_auto
         if runtime.debug and kernel.check is not None and impl is not getattr(numpy_ref, k):
             impl = _checked(kernel, impl)
         table[k] = impl

@@ -30,9 +30,10 @@ Design
 * **GEMM** (``matmul``, :mod:`.gemm`): BLIS-style. B is packed into 32-column panels, A is read in place
   in 12-row panels (only its edge panel packed), both along the source's rows (so ``x @ W.T`` needs no
   transposed copy); a micro-kernel emitted as LLVM vector IR (:mod:`.simd`) keeps a 12 x 32 float32 tile in 24 512-bit registers and does
-  per k two vector loads, 12 broadcasts and 24 FMAs; ``prange`` over regions of C. ``auto`` routes
-  matmul to it when ``auto.json`` says it measured faster and the CPU has AVX-512 (``backend.auto_choice``);
-  the figures against OpenBLAS are in ``benchmarks/results/gemm*.json`` and ``docs/performance.md``.
+  per k two vector loads, 12 broadcasts and 24 FMAs; ``prange`` over regions of C. ``auto`` (when
+  ``auto.json`` picks it and the CPU has AVX-512, ``backend.auto_choice``) runs single rows on it (the GEMV)
+  and hands every other product to OpenBLAS (``gemm.matmul_auto``, measured faster in the step); the
+  figures against OpenBLAS are in ``benchmarks/results/gemm*.json`` and ``docs/performance.md``.
 * **No BLAS inside ``prange``**: the GEMM is Numba code. Under ``auto``, though, a Linear's products go to
   OpenBLAS (``gemm.matmul_auto``: measured faster in the training step on the Intel Xeon of CI), whose
   workers sleep right after each GEMM (the thread policy of :mod:`tinytensor.runtime`), so its pool and

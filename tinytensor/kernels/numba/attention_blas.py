@@ -17,7 +17,8 @@ from .dropout import _dropout_args
 # For heads whose [T, S] x D products are small (the baby GPT's 64 x 64 x 32), OpenBLAS's GEMM on one
 # thread computes q k^T or P v faster than the tile kernels (attention_tiles), even doing the masked
 # half too: the whole attention 1.3-2x at the baby GPT's and the small encoder-decoder's heads (Intel
-# Xeon family 6 model 167, 2026-12-03), where the tiles' per-head copies and panel padding dominate. There the attention is a chain per group of heads: np.matmul for the products, a compiled pass
+# Xeon family 6 model 167, 2026-12-03), where the tiles' per-head copies and panel padding dominate.
+# There the attention is a chain per group of heads: np.matmul for the products, a compiled pass
 # over the rows of the [T, S] matrix in between; groups of heads run on different threads at once
 # (``threads.run_parts``). The price is one [B, H, T, S] scratch matrix per call (two in the backward),
 # freed on return: still nothing but lse is saved for the backward.
@@ -230,7 +231,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal:
         work = B * H * T * S * max(D, 1)
         _launch(_attn_fwd_heads, _attn_fwd, B * H, B * H if _parallel(work) else 1,
                 *_flat(q4), *_flat(k4), *_flat(v4), *_flat(out), lse.reshape(B * H, T), H, T, S, D,
-                dt.type(scale), bool(causal), sd, thresh, dt.type(1.0 / (1.0 - dropout_p)), _GEOMETRY[dt][0], _NR[dt])
+                dt.type(scale), bool(causal), sd, thresh, dt.type(1.0 / (1.0 - dropout_p)),
+                _GEOMETRY[dt][0], _NR[dt])
     return out.reshape(q.shape[:-1] + (D,)).astype(q.dtype, copy=False), lse
 
 

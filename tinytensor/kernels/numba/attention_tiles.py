@@ -33,9 +33,25 @@ def _head_row(a, s, b, h, j, D):
 
 
 @_jit(inline="always")
+def _round_up(n, m):
+    """``n`` rounded up to a multiple of ``m`` (a tile or panel edge; the zero padding past ``n``)."""
+    return -(-n // m) * m
+
+
+@_jit(inline="always")
 def _visible(i, S, off, causal):
     """Keys visible to query ``i``: ``S``, or ``i + off + 1`` (clamped to ``0..S``) when causal."""
     return min(S, max(0, i + off + 1)) if causal else S
+
+
+@_jit(inline="always")
+def _scaled_rows(a, s, b, h, n, D, f, out):
+    """Rows ``0..n`` of head (b, h) of a strided 4-D array times ``f``, as the micro-kernel's A (rows in
+    place): ``out[j * D + d] = f * A[b, h, j, d]`` (``out`` zeroed, so rows past ``n`` stay 0)."""
+    for j in range(n):
+        src = _head_row(a, s, b, h, j, D)
+        for d in range(D):
+            out[j * D + d] = src[d] * f
 
 
 @_jit(inline="always")
@@ -72,11 +88,10 @@ def _attn_head(qh, kp, vp, out, os_, b, h, lse, bh, T, S, D, causal, seed, thres
     ``qh [Tp * D]``: the scaled queries, zero rows past T (Tp a multiple of mr); ``kp``: K^T in nr-key
     panels (``kp[(j0 // nr) * D * nr + d * nr + j] = k[j0 + j, d]``, zero past S); ``vp``: V in nr-channel
     panels (``vp[(d0 // nr) * S * nr + j * nr + c] = v[j, d0 + c]``, zero past D). Per kernel step one
-    vector load of a panel feeds ``mr`` FMAs from registers: the tile loops above re-read their 4
-    accumulator rows from memory for every 2 FMAs.
+    vector load of a panel feeds ``mr`` FMAs from registers.
     """
-    Sp = -(-S // nr) * nr
-    Dp = -(-D // nr) * nr
+    Sp = _round_up(S, nr)
+    Dp = _round_up(D, nr)
     off = S - T
     dt = out.dtype
     sc = np.zeros(mr * Sp, dtype=dt)
@@ -132,16 +147,13 @@ def _attn_fwd_one(q, qs, k, ks, v, vs, out, os_, lse, bh, H, T, S, D, scale, cau
     b = bh // H
     h = bh % H
     dt = out.dtype
-    Tp = -(-T // mr) * mr
-    Sp = -(-S // nr) * nr
-    Dp = -(-D // nr) * nr
+    Tp = _round_up(T, mr)
+    Sp = _round_up(S, nr)
+    Dp = _round_up(D, nr)
     qh = np.zeros(Tp * D, dtype=dt)
     kp = np.zeros(Sp * D, dtype=dt)
     vp = np.zeros(Dp * S, dtype=dt)
-    for i in range(T):
-        src = _head_row(q, qs, b, h, i, D)
-        for d in range(D):
-            qh[i * D + d] = src[d] * scale
+    _scaled_rows(q, qs, b, h, T, D, scale, qh)
     _key_panels(k, ks, b, h, S, D, nr, kp)
     _channel_panels(v, vs, b, h, S, S, D, nr, vp)
     _attn_head(qh, kp, vp, out, os_, b, h, lse, bh, T, S, D, causal, seed, thresh, zscale, mr, nr)
@@ -149,10 +161,10 @@ def _attn_fwd_one(q, qs, k, ks, v, vs, out, os_, lse, bh, H, T, S, D, scale, cau
 
 @_jit
 def _attn_fwd_heads(q, qs, k, ks, v, vs, out, os_, lse, H, T, S, D, scale, causal, seed, thresh, zscale, mr, nr,
-                       bh0, bh1):
+                    bh0, bh1):
     for bh in range(bh0, bh1):
         _attn_fwd_one(q, qs, k, ks, v, vs, out, os_, lse, bh, H, T, S, D, scale, causal, seed, thresh, zscale,
-                         mr, nr)
+                      mr, nr)
 
 
 @_jit(**_PAR)
@@ -164,7 +176,7 @@ def _attn_fwd(q, qs, k, ks, v, vs, out, os_, lse, H, T, S, D, scale, causal, see
 
 @_jit
 def _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, bh, H, T, S, D, scale, causal,
-                     seed, thresh, zscale, mr, nr):
+                  seed, thresh, zscale, mr, nr):
     """Backward of head ``bh`` through the GEMM's micro-kernel (as :func:`_attn_head`), recomputing P
     from ``lse``. Pass 1, ``mr`` query rows per tile (``lt`` the widest row's visible keys)::
 
@@ -178,20 +190,16 @@ def _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, 
     b = bh // H
     h = bh % H
     dt = dq.dtype
-    Tp = -(-T // mr) * mr
-    Sp = -(-S // nr) * nr
-    Sm = -(-S // mr) * mr
-    Dp = -(-D // nr) * nr
+    Tp = _round_up(T, mr)
+    Sp = _round_up(S, nr)
+    Sm = _round_up(S, mr)
+    Dp = _round_up(D, nr)
     W = max(Sp, Sm)
     off = S - T
     qsc = np.zeros(Tp * D, dtype=dt)     # q * scale, rows: the A of P
     doh = np.zeros(Tp * D, dtype=dt)     # do, rows: the A of G
-    for i in range(T):
-        src = _head_row(q, qs, b, h, i, D)
-        g = _head_row(do, dos, b, h, i, D)
-        for d in range(D):
-            qsc[i * D + d] = src[d] * scale
-            doh[i * D + d] = g[d]
+    _scaled_rows(q, qs, b, h, T, D, scale, qsc)
+    _scaled_rows(do, dos, b, h, T, D, dt.type(1.0), doh)
     kp = np.zeros(Sp * D, dtype=dt)      # K^T panels (B of P)
     vtp = np.zeros(Sp * D, dtype=dt)     # V^T panels (B of G)
     kd = np.zeros(Dp * S, dtype=dt)      # K channel panels (B of dq)
@@ -214,7 +222,7 @@ def _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, 
         for j0 in range(0, lt, nr):
             _ukernel(qsc, i0 * D, D, 1, kp, (j0 // nr) * D * nr, D, P, i0 * W + j0, W, True)
             _ukernel(doh, i0 * D, D, 1, vtp, (j0 // nr) * D * nr, D, G, j0, Sp, True)
-        wide = min(-(-lt // nr) * nr, W)  # the kernels wrote columns up to here
+        wide = min(_round_up(lt, nr), W)  # the kernels wrote columns up to here
         for r in range(mr):
             pr = P[(i0 + r) * W:(i0 + r + 1) * W]
             sr = DS[(i0 + r) * W:(i0 + r + 1) * W]
@@ -264,10 +272,10 @@ def _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, 
 
 @_jit
 def _attn_bwd_heads(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, H, T, S, D, scale, causal, seed,
-                       thresh, zscale, mr, nr, bh0, bh1):
+                    thresh, zscale, mr, nr, bh0, bh1):
     for bh in range(bh0, bh1):
         _attn_bwd_one(q, qs, k, ks, v, vs, lse, do, dos, dq, dqs, dk, dks, dv, dvs, bh, H, T, S, D, scale, causal,
-                         seed, thresh, zscale, mr, nr)
+                      seed, thresh, zscale, mr, nr)
 
 
 @_jit(**_PAR)
