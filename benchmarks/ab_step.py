@@ -4,6 +4,9 @@ by running the two one after the other?
     python -m benchmarks.ab_step --base REV [--preset baby] [--pairs 40] [--steps 5] [--json PATH]
     python -m benchmarks.ab_step --toggle tinytensor.kernels.numba.attention_blas._ATTN_BLAS_MAX=0,262144 [...]
 
+``--preset`` names a GPT preset of ``benchmarks.train_throughput`` or, prefixed ``seq2seq-``, an encoder–decoder
+preset of ``benchmarks.seq2seq_throughput`` (``seq2seq-small``, ``seq2seq-base-ish``).
+
 On the 2-core VMs we use, whole processes run in fast and slow phases that last seconds to minutes: the same
 code measures 20-50 % apart in consecutive runs. So the two versions run side by side, in lockstep. The base
 revision is checked out into a temporary git worktree; each checkout's training step (forward, backward,
@@ -41,9 +44,13 @@ from pathlib import Path
 import tinytensor  # noqa: F401  (the thread policy, tinytensor/runtime.py)
 
 import gpt
-from benchmarks.train_throughput import PRESETS, _batches, _config, tt_step
+from benchmarks import seq2seq_throughput
+from benchmarks.train_throughput import PRESETS as GPT_PRESETS
+from benchmarks.train_throughput import _batches, _config, tt_step
 
 ROOT = Path(__file__).resolve().parent.parent
+_SEQ2SEQ = "seq2seq-"
+PRESETS = [*GPT_PRESETS, *(_SEQ2SEQ + name for name in seq2seq_throughput.PRESETS)]
 
 
 _WORKER = r"""
@@ -53,8 +60,10 @@ tp = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tp)
 import tinytensor, gpt                                   # the checkout on PYTHONPATH: base or this
 cfg = json.loads(sys.argv[2])
-step = tp.tt_step(tinytensor, gpt, cfg)
-batches = tp._batches(cfg, 8)
+if "d_model" in cfg:                                     # an encoder-decoder preset (benchmarks.seq2seq_throughput)
+    step, batches = tp._tt_step(cfg)[0], tp._batches(cfg, 4)
+else:
+    step, batches = tp.tt_step(tinytensor, gpt, cfg), tp._batches(cfg, 8)
 print(json.dumps({"tinytensor": tinytensor.__file__}), flush=True)
 loss = float("nan")
 for line in sys.stdin:                                   # "N": run N steps, answer ms per step and the loss
@@ -72,8 +81,9 @@ class Worker:
 
     def __init__(self, root: Path, cfg: dict):
         env = dict(os.environ, PYTHONPATH=str(root))
+        module = "seq2seq_throughput.py" if "d_model" in cfg else "train_throughput.py"
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER, str(ROOT / "benchmarks" / "train_throughput.py"), json.dumps(cfg)],
+            [sys.executable, "-c", _WORKER, str(ROOT / "benchmarks" / module), json.dumps(cfg)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=str(root))
         self.where = json.loads(self.proc.stdout.readline())["tinytensor"]
 
@@ -105,7 +115,7 @@ def main(argv=None) -> int:
     which.add_argument("--base", help="git revision to compare this checkout against")
     which.add_argument("--toggle", metavar="MODULE.ATTR=A,B",
                        help="one model of this checkout; set the attribute to A (base) and B (this) in turn")
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="baby")
+    ap.add_argument("--preset", choices=PRESETS, default="baby")
     ap.add_argument("--dropout", type=float, default=None, help="replace the preset's dropout (e.g. 0)")
     ap.add_argument("--pairs", type=int, default=40)
     ap.add_argument("--steps", type=int, default=5, help="steps per version in each pair")
@@ -115,10 +125,13 @@ def main(argv=None) -> int:
         raise ValueError(f"--pairs and --steps must be >= 1, got {args.pairs}, {args.steps}")
     from benchmarks._util import machine_info, write_json_atomic
 
-    cfg = _config(args.preset, args.dropout)
+    cfg = _preset_config(args.preset, args.dropout)
     if args.toggle:
         module, attr, values = _parse_toggle(args.toggle)
-        run = _local_block(tt_step(tinytensor, gpt, cfg), _batches(cfg, 8))
+        if "d_model" in cfg:
+            run = _local_block(seq2seq_throughput._tt_step(cfg)[0], seq2seq_throughput._batches(cfg, 4))
+        else:
+            run = _local_block(tt_step(tinytensor, gpt, cfg), _batches(cfg, 8))
         losses, times = _alternate({"base": run, "this": run}, args.pairs, args.steps,
                                    setup=lambda name: setattr(module, attr, values[name]))
     else:
@@ -161,6 +174,14 @@ def main(argv=None) -> int:
     if args.json:
         write_json_atomic(args.json, result)
     return 0
+
+
+def _preset_config(preset: str, dropout: float | None) -> dict:
+    """The sizes of a GPT preset or of a ``seq2seq-`` one, with the dropout replaced when given."""
+    if not preset.startswith(_SEQ2SEQ):
+        return _config(preset, dropout)
+    cfg = dict(seq2seq_throughput.PRESETS[preset[len(_SEQ2SEQ):]])
+    return cfg if dropout is None else {**cfg, "dropout": dropout}
 
 
 def _parse_toggle(spec: str):
