@@ -59,7 +59,7 @@ class _Residual(nn.Module):
     def forward(self, x: tt.Tensor, sublayer) -> tt.Tensor:
         if self.norm_first:
             return x + self.dropout(sublayer(self.norm(x)))           # pre-LN
-        return self.norm(x + self.dropout(sublayer(x)))               # post-LN (the paper)
+        return self.norm(self.dropout(sublayer(x)), residual=x)      # post-LN: norm(x + ...), the add fused
 
 
 class EncoderLayer(nn.Module):

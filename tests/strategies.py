@@ -282,6 +282,25 @@ def _layer_norm(draw):
     return OpCase(lambda a, wa: F.layer_norm(a, wa, None, eps), [x, w], ref)
 
 
+@st.composite
+def _add_layer_norm(draw):
+    """The post-LN residual ``layer_norm(x + r)`` (``F.layer_norm(..., residual=r)``)."""
+    shape = draw(shapes_1d_plus)
+    C = shape[-1]
+    x, r, w = draw(arrays(shape)), draw(arrays(shape)), draw(arrays((C,)))
+    eps = 1e-5
+
+    def ref(a, ra, wa, ba=None):
+        s = a + ra
+        y = (s - s.mean(-1, keepdims=True)) / np.sqrt(s.var(-1, keepdims=True) + eps) * wa
+        return y + ba if ba is not None else y
+
+    if draw(st.booleans()):
+        return OpCase(lambda a, ra, wa, ba: F.layer_norm(a, wa, ba, eps, residual=ra), [x, r, w, draw(arrays((C,)))],
+                      ref)
+    return OpCase(lambda a, ra, wa: F.layer_norm(a, wa, None, eps, residual=ra), [x, r, w], ref)
+
+
 def _np_gelu(a):
     return 0.5 * a * (1 + np.tanh(math.sqrt(2 / math.pi) * (a + 0.044715 * a ** 3)))
 
@@ -422,6 +441,7 @@ OP_CASES: dict[str, st.SearchStrategy[OpCase]] = {
     "log_softmax": _axis_op(F.log_softmax, _np_log_softmax),
     "cross_entropy": _cross_entropy(),
     "layer_norm": _layer_norm(),
+    "add_layer_norm": _add_layer_norm(),
     "embedding": _embedding(),
     "attention": _attention(),
     "dropout": _dropout(),

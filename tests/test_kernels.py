@@ -247,6 +247,24 @@ def test_layer_norm_matches_reference(dtype, n, c, layout, seed, offset):
         close(got, want, dtype, scale=4 * max(n, c) * float(np.max(rstd)))
 
 
+@HYP
+@given(dtype=dtypes, n=st.integers(1, 300), c=st.integers(1, 200), layout=layouts, seed=seeds)
+def test_add_layer_norm_is_the_norm_of_the_sum(dtype, n, c, layout, seed):
+    """The fused post-LN residual: the sum bit for bit as ``x + r``, the norm as the compiled layer norm of
+    that sum (bit for bit: the same row code), and both within the reference's tolerance."""
+    rng = np.random.default_rng(seed)
+    x, r = make(rng, (n, c), dtype, layout), make(rng, (n, c), dtype, layout)
+    w, b = make(rng, (c,), dtype), make(rng, (c,), dtype)
+    y, s, mean, rstd = numba_cpu.add_layer_norm(x, r, w, b, 1e-5)
+    assert s.dtype == y.dtype == dtype and np.array_equal(s, x + r)
+    for got, want in zip((y, mean, rstd), numba_cpu.layer_norm(x + r, w, b, 1e-5)):
+        assert np.array_equal(got, want)
+    ry, rs, rmean, rrstd = numpy_ref.add_layer_norm(x, r, w, b, 1e-5)
+    assert np.array_equal(rs, s)
+    close(y, ry, dtype, scale=4)
+    close(rstd, rrstd, dtype, scale=1 / np.sqrt(1e-5))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("offset", [100.0, 1000.0])
 def test_layer_norm_rows_with_a_large_mean_keep_their_precision(dtype, offset):
@@ -293,6 +311,31 @@ def test_gelu_special_values(mod):
     y = mod.gelu(x)
     assert y[0] == 0 and y[1] == np.inf and y[2] == 0 or np.isnan(y[2])  # -inf * 0: NaN allowed
     assert np.isnan(y[3]) and y[4] == 30 and y[5] == 0
+
+
+# =========================================================================================== ReLU
+@HYP
+@given(dtype=dtypes, shape=st.lists(st.integers(1, 60), min_size=1, max_size=3), layout=layouts,
+       zeros=st.booleans(), seed=seeds)
+def test_relu_matches_reference_exactly(dtype, shape, layout, zeros, seed):
+    rng = np.random.default_rng(seed)
+    x = make(rng, shape, dtype, layout)
+    if zeros:                                    # the kink: relu(0) = 0 and relu'(0) = 0
+        x = np.where(rng.random(x.shape) < 0.3, dtype(0), x).astype(dtype)
+    dy = make(rng, shape, dtype, layout)
+    y = numba_cpu.relu(x)
+    assert y.dtype == dtype and np.array_equal(y, numpy_ref.relu(x))
+    dx = numba_cpu.relu_backward(y, dy)
+    assert dx.dtype == dtype and np.array_equal(dx, numpy_ref.relu_backward(y, dy))
+    np.testing.assert_array_equal(dx, np.where(x > 0, dy, 0))
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_relu_special_values(mod):
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 2.5, -2.5], np.float32)
+    y = mod.relu(x)
+    np.testing.assert_array_equal(y, [0, 0, np.inf, 0, np.nan, 2.5, 0])   # NaN stays NaN
+    np.testing.assert_array_equal(mod.relu_backward(y, np.ones_like(x)), [0, 0, 1, 0, 0, 1, 0])
 
 
 # ======================================================================================= embedding
@@ -564,6 +607,9 @@ def test_parallel_branches_match_reference(monkeypatch):
             close(got, want, dt, scale=200)
         close(numba_cpu.gelu(x), numpy_ref.gelu(x), dt)
         close(numba_cpu.gelu_backward(x, dy), numpy_ref.gelu_backward(x, dy), dt, scale=20)
+        assert np.array_equal(numba_cpu.relu(x), numpy_ref.relu(x))
+        assert np.array_equal(numba_cpu.relu_backward(numpy_ref.relu(x), dy),
+                              numpy_ref.relu_backward(numpy_ref.relu(x), dy))
         dout = make(rng, (37, 40), dt)
         assert np.array_equal(numba_cpu.embedding_backward(t, dout, 29), numpy_ref.embedding_backward(t, dout, 29))
         st = [make(rng, (1001,), dt) for _ in range(3)] + [make(rng, (1001,), dt) ** 2]
@@ -647,6 +693,8 @@ _PLAIN_PYTHON_SCRIPT = textwrap.dedent("""
         ok(nc.layer_norm_backward(x, x, w, mu, rs), nr.layer_norm_backward(x, x, w, mu, rs))
         ok(nc.gelu(x), nr.gelu(x))
         ok(nc.gelu_backward(x, x), nr.gelu_backward(x, x))
+        ok(nc.relu(x), nr.relu(x))
+        ok(nc.relu_backward(nr.relu(x), x), nr.relu_backward(nr.relu(x), x))
         ok(nc.embedding_backward(np.array([1, 1, 0, 2, 1]), x, 3), nr.embedding_backward(np.array([1, 1, 0, 2, 1]), x, 3))
         s1 = [x.copy() for _ in range(3)] + [x * x]
         s2 = [a.copy() for a in s1]

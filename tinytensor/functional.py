@@ -57,8 +57,15 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return ops.Linear.apply(x, weight, bias)
 
 
-def layer_norm(x: Tensor, weight: Tensor, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
-    """Normalise the last axis to zero mean and unit (population) variance, then scale and shift."""
+def layer_norm(x: Tensor, weight: Tensor, bias: Tensor | None = None, eps: float = 1e-5,
+               residual: Tensor | None = None) -> Tensor:
+    """Normalise the last axis to zero mean and unit (population) variance, then scale and shift.
+
+    With ``residual`` (x's shape), the norm of ``x + residual``, the sum fused into the norm's pass
+    (a post-LN residual: ``layer_norm(sublayer(x), w, b, residual=x)``)."""
+    if residual is not None:
+        args = (x, residual, weight) if bias is None else (x, residual, weight, bias)
+        return ops.AddLayerNorm.apply(*args, eps=eps)
     if bias is None:
         return ops.LayerNorm.apply(x, weight, eps=eps)
     return ops.LayerNorm.apply(x, weight, bias, eps=eps)

@@ -250,6 +250,8 @@ def example_cases() -> dict[str, tuple[Callable[..., Tensor], list[Any]]]:
         "cross_entropy": (lambda a: F.cross_entropy(a, targets, ignore_index=-100, label_smoothing=0.1),
                           [_t(rng, 2, 3, 5)]),
         "layer_norm": (lambda x, w, b: F.layer_norm(x, w, b), [_t(rng, 2, 3, 6), _t(rng, 6), _t(rng, 6)]),
+        "add_layer_norm": (lambda x, r, w, b: F.layer_norm(x, w, b, residual=r),
+                           [_t(rng, 2, 3, 6), _t(rng, 2, 3, 6), _t(rng, 6), _t(rng, 6)]),
         "gelu": (lambda a: F.gelu(a), [_t(rng, 3, 4)]),
         "dropout": (lambda a: ops.Dropout.apply(a, p=0.5, seed=3), [_t(rng, 3, 4)]),
         "embedding": (lambda w: F.embedding(ids, w), [_t(rng, 5, 4)]),

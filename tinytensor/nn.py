@@ -231,8 +231,9 @@ class LayerNorm(Module):
         self.weight = Parameter(np.ones(normalized_shape, dtype=dtype))
         self.bias = Parameter(np.zeros(normalized_shape, dtype=dtype)) if bias else None
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x, self.weight, self.bias, self.eps)
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """The norm of ``x``, or of ``x + residual`` in one fused pass (a post-LN residual connection)."""
+        return F.layer_norm(x, self.weight, self.bias, self.eps, residual=residual)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}"

@@ -148,6 +148,15 @@ def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> tuple
     return y.astype(x.dtype, copy=False), mean.astype(x.dtype), rstd.astype(x.dtype)
 
 
+def add_layer_norm(x: np.ndarray, r: np.ndarray, w: np.ndarray, b: np.ndarray,
+                   eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Layer norm of the residual sum ``s = x + r`` (x's shape and dtype): ``(y, s, mean, rstd)``.
+    The backward is :func:`layer_norm_backward` of ``s``; its ``dx`` is the gradient of both x and r."""
+    s = x + r
+    y, mean, rstd = layer_norm(s, w, b, eps)
+    return y, s, mean, rstd
+
+
 def layer_norm_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, mean: np.ndarray,
                         rstd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backward of ``layer_norm``. Returns ``(dx [N, C], dw [C], db [C])``.
@@ -177,6 +186,18 @@ def gelu_backward(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     t = np.tanh(_GELU_C * (x + 0.044715 * x ** 3))
     d = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_C * (1.0 + 3 * 0.044715 * x * x)
     return (dy * d).astype(x.dtype, copy=False)
+
+
+# ------------------------------------------------------------------------------------------- ReLU
+def relu(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)``; NaN stays NaN (``np.maximum`` propagates it)."""
+    return np.maximum(x, np.zeros((), x.dtype))
+
+
+def relu_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """``dy`` where the output ``y > 0``, else 0: the subgradient 0 at x == 0, and 0 at NaN (``NaN > 0`` is
+    false). Reading the output, not the input, lets the op keep the array the next layer keeps anyway."""
+    return np.where(y > 0, dy, np.zeros((), y.dtype)).astype(y.dtype, copy=False)
 
 
 # -------------------------------------------------------------------------------------- embedding

@@ -7,16 +7,16 @@ them to each input's shape, checks shapes and casts dtypes. Every op registers i
 :data:`REGISTRY` (the test suite fails for an op without a gradient-check case).
 
 Families: :mod:`.elementwise`, :mod:`.reductions`, :mod:`.shape` (shape and indexing), :mod:`.linalg`
-(matmul, linear), :mod:`.nn` (softmax, cross-entropy, layer norm, GELU, embedding, dropout) and
+(matmul, linear), :mod:`.nn` (softmax, cross-entropy, layer norm, GELU, ReLU, embedding, dropout) and
 :mod:`.attention`. Ops with a fused kernel call it through :func:`backend.kernels`, never numba directly.
 The user's arguments are checked once, at the op's entry, with the types of :mod:`tinytensor.errors`.
 """
 from ..autograd import REGISTRY, Function
 from .attention import Attention
-from .elementwise import (Abs, Add, Cast, Clip, Div, Exp, Log, Log1p, Maximum, Minimum, Mul, Neg, Pow, PowScalar, Relu,
+from .elementwise import (Abs, Add, Cast, Clip, Div, Exp, Log, Log1p, Maximum, Minimum, Mul, Neg, Pow, PowScalar,
                           Sigmoid, Sqrt, Sub, Tanh, Where)
 from .linalg import Linear, MatMul
-from .nn import CrossEntropy, Dropout, Embedding, Gelu, LayerNorm, LogSoftmax, Softmax
+from .nn import AddLayerNorm, CrossEntropy, Dropout, Embedding, Gelu, LayerNorm, LogSoftmax, Relu, Softmax
 from .reductions import Max, Mean, Min, Sum, Var
 from .shape import BroadcastTo, Concatenate, GetItem, Reshape, Transpose
 
@@ -27,6 +27,6 @@ __all__ = [
     "Sum", "Mean", "Max", "Min", "Var",
     "Reshape", "Transpose", "BroadcastTo", "GetItem", "Concatenate",
     "MatMul", "Linear",
-    "Softmax", "LogSoftmax", "CrossEntropy", "LayerNorm", "Gelu", "Embedding", "Dropout",
+    "Softmax", "LogSoftmax", "CrossEntropy", "LayerNorm", "AddLayerNorm", "Gelu", "Embedding", "Dropout",
     "Attention",
 ]

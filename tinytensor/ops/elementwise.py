@@ -1,8 +1,8 @@
-"""Elementwise ops: arithmetic, exp/log/sqrt, activations, maximum/minimum, clip, cast, where.
+"""Elementwise ops: arithmetic, exp/log/sqrt, tanh/sigmoid, maximum/minimum, clip, cast, where.
 
-Kinks use a documented subgradient: relu'(0) = 0, abs'(0) = 0, clip passes the gradient on the closed
-interval [lo, hi], and ties in maximum/minimum share the gradient equally. NaN propagates as in NumPy
-and PyTorch: a NaN input gives a NaN output.
+Kinks use a documented subgradient: abs'(0) = 0, clip passes the gradient on the closed interval
+[lo, hi], and ties in maximum/minimum share the gradient equally (ReLU, relu'(0) = 0, is in :mod:`.nn`).
+NaN propagates as in NumPy and PyTorch: a NaN input gives a NaN output.
 """
 from __future__ import annotations
 
@@ -200,21 +200,6 @@ class Sigmoid(Function):
     @staticmethod
     def backward(ctx, g):
         return (g * ctx.out * (1 - ctx.out),)
-
-
-class Relu(Function):
-    """``max(a, 0)``; subgradient 0 at a == 0. NaN stays NaN (``np.maximum`` propagates it, as PyTorch);
-    its gradient there is 0, as PyTorch's."""
-    name = "relu"
-
-    @staticmethod
-    def forward(ctx, a):
-        ctx.mask = a > 0
-        return np.maximum(a, np.zeros((), a.dtype))
-
-    @staticmethod
-    def backward(ctx, g):
-        return (g * ctx.mask,)
 
 
 class Abs(Function):

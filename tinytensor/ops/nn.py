@@ -1,5 +1,5 @@
-"""Neural-network ops with fused kernels: softmax, log-softmax, cross-entropy, layer norm, GELU,
-embedding, dropout.
+"""Neural-network ops with fused kernels: softmax, log-softmax, cross-entropy, layer norm (also of a residual
+sum), GELU, ReLU, embedding, dropout.
 
 Each calls its kernel through :func:`backend.kernels`, never numba directly. The kernels check
 nothing, so the user's arguments (class ids, token ids, probabilities, shapes) are checked here, once.
@@ -152,6 +152,35 @@ class LayerNorm(Function):
         return grads + (db,) if len(ctx.needs_input_grad) == 3 else grads
 
 
+class AddLayerNorm(Function):
+    """``layer_norm(x + r)``: a post-LN residual (``norm(x + sublayer(x))``) in one pass over the rows.
+
+    The sum ``s = x + r`` is kept for backward (the unfused add's output would be kept the same way);
+    backward is layer norm's, and its ``dx`` is the gradient of both ``x`` and ``r``.
+    """
+    name = "add_layer_norm"
+
+    @staticmethod
+    def forward(ctx, x, r, weight, bias=None, eps=1e-5):
+        C = x.shape[-1] if x.ndim else 0
+        if x.shape != r.shape or x.ndim == 0 or weight.shape != (C,) or (bias is not None and bias.shape != (C,)):
+            raise ShapeError(f"add_layer_norm: x {x.shape} and the residual {r.shape} must match, with weight "
+                             f"and bias of shape ({C},); got {weight.shape} and {None if bias is None else bias.shape}")
+        dt = np.result_type(x, r)
+        x2, r2 = (contiguous(a.astype(dt, copy=False).reshape(-1, C)) for a in (x, r))
+        b = bias if bias is not None else np.zeros(C, dtype=weight.dtype)
+        y, s, mean, rstd = kernels().add_layer_norm(x2, r2, weight, b, real_number("add_layer_norm", "eps", eps))
+        ctx.s, ctx.w, ctx.mean, ctx.rstd, ctx.shape = s, weight, mean, rstd, x.shape
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        dx, dw, db = kernels().layer_norm_backward(contiguous(g.reshape(ctx.s.shape)), ctx.s, ctx.w, ctx.mean,
+                                                   ctx.rstd)
+        dx = dx.reshape(ctx.shape)
+        return (dx, dx, dw, db) if len(ctx.needs_input_grad) == 4 else (dx, dx, dw)
+
+
 class Gelu(Function):
     """GELU, tanh approximation (GPT-2): ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
     name = "gelu"
@@ -164,6 +193,22 @@ class Gelu(Function):
     @staticmethod
     def backward(ctx, g):
         return (kernels().gelu_backward(ctx.x, contiguous(g)),)
+
+
+class Relu(Function):
+    """``max(a, 0)``; subgradient 0 at a == 0. NaN stays NaN (``np.maximum`` propagates it, as PyTorch);
+    its gradient there is 0, as PyTorch's. Backward reads the output (``out > 0``), which the next layer
+    keeps anyway, so the op saves no mask of its own."""
+    name = "relu"
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.out = kernels().relu(a)
+        return ctx.out
+
+    @staticmethod
+    def backward(ctx, g):
+        return (kernels().relu_backward(ctx.out, g),)
 
 
 class Embedding(Function):

@@ -1,12 +1,10 @@
-"""Numba elementwise kernels: GELU (forward, backward) and the float64 ``sum_squares``."""
+"""Numba elementwise kernels: GELU and ReLU (forward, backward) and the float64 ``sum_squares``."""
 from __future__ import annotations
 
 import numpy as np
 
-from . import _common as c
-from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _launch, _nchunks, _parallel, _quiet, _rows
 from .. import numpy_ref
-from ._common import _tanh
+from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _launch, _nchunks, _tanh
 
 _LOG2E = 1.4426950408889634
 _GELU_C = 0.7978845608028654  # sqrt(2 / pi)
@@ -74,6 +72,60 @@ def gelu_backward(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     dx = np.empty_like(x1)
     _launch(_gelu_bwd_span, _gelu_bwd_1d, x1.size, _nchunks(x1.size), x1, dy1, dx)
     return dx.reshape(x.shape)
+
+
+# ========================================================================================= ReLU
+@_jit
+def _relu_span(x, y, lo, hi):
+    """``y = max(x, 0)``; NaN stays NaN (``not x <= 0`` is true for it), as ``np.maximum``."""
+    zero = x.dtype.type(0.0)
+    xs = x[lo:hi]
+    ys = y[lo:hi]
+    for i in range(xs.shape[0]):
+        v = xs[i]
+        ys[i] = v if not v <= zero else zero
+
+
+@_jit
+def _relu_bwd_span(y, dy, dx, lo, hi):
+    """``dx = dy`` where the output ``y > 0``, else 0 (so 0 at x == 0 and at NaN)."""
+    zero = y.dtype.type(0.0)
+    ys = y[lo:hi]
+    dys = dy[lo:hi]
+    dxs = dx[lo:hi]
+    for i in range(ys.shape[0]):
+        dxs[i] = dys[i] if ys[i] > zero else zero
+
+
+@_jit(**_PAR)
+def _relu_1d(x, y, nchunks):
+    _chunked(_relu_span, x.shape[0], nchunks, (x, y))
+
+
+@_jit(**_PAR)
+def _relu_bwd_1d(y, dy, dx, nchunks):
+    _chunked(_relu_bwd_span, y.shape[0], nchunks, (y, dy, dx))
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)`` elementwise, x's dtype."""
+    if not _float_pair(x) or x.size == 0:
+        return numpy_ref.relu(x)
+    x1 = np.ascontiguousarray(x).reshape(-1)
+    y = np.empty_like(x1)
+    _launch(_relu_span, _relu_1d, x1.size, _nchunks(x1.size), x1, y)
+    return y.reshape(x.shape)
+
+
+def relu_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """``dy * (y > 0)`` for ``y`` a ReLU output, y's dtype."""
+    if not _float_pair(y, dy) or y.size == 0:
+        return numpy_ref.relu_backward(y, dy)
+    y1 = np.ascontiguousarray(y).reshape(-1)
+    dy1 = _as(dy, y.shape, y.dtype).reshape(-1)
+    dx = np.empty_like(y1)
+    _launch(_relu_bwd_span, _relu_bwd_1d, y1.size, _nchunks(y1.size), y1, dy1, dx)
+    return dx.reshape(y.shape)
 
 
 # ================================================================================= gradient norm

@@ -260,8 +260,8 @@ def cross_entropy_backward(logits: np.ndarray, targets: np.ndarray, lse: np.ndar
 
 # =================================================================================== layer norm
 @_jit
-def _ln_rows(x, w, b, eps, y, mean, rstd, lo, hi):
-    """Per row: float64 mean pass; float64 centred-variance pass that also stores ``x - mean``
+def _ln_row(x, r, w, b, eps, y, mean, rstd):
+    """Row ``r``: float64 mean pass; float64 centred-variance pass that also stores ``x - mean``
     (subtracted in float64, rounded once to y's dtype) into ``y``; then one in-place scale pass
     ``y = y * rstd * w + b`` in y's dtype (8 float32 lanes, not 4 float64 ones).
 
@@ -273,22 +273,38 @@ def _ln_rows(x, w, b, eps, y, mean, rstd, lo, hi):
     fold ``(x - m) - dm`` back into ``x - float32(m + dm)``.) Three reads of a row that sits in L1."""
     C = x.shape[1]
     dt = y.dtype
+    s = np.float64(0.0)
+    for j in range(C):
+        s += x[r, j]
+    mu = s / C
+    s2 = np.float64(0.0)
+    for j in range(C):
+        d = x[r, j] - mu
+        s2 += d * d
+        y[r, j] = d
+    rs = 1.0 / np.sqrt(s2 / C + eps)
+    k = dt.type(rs)
+    for j in range(C):
+        y[r, j] = y[r, j] * k * w[j] + b[j]
+    mean[r] = mu
+    rstd[r] = rs
+
+
+@_jit
+def _ln_rows(x, w, b, eps, y, mean, rstd, lo, hi):
     for r in range(lo, hi):
-        s = np.float64(0.0)
+        _ln_row(x, r, w, b, eps, y, mean, rstd)
+
+
+@_jit
+def _add_ln_rows(x, res, w, b, eps, s, y, mean, rstd, lo, hi):
+    """Per row: ``s = x + res`` in x's dtype (the residual sum, as ``x + res`` rounds it), then the layer
+    norm of that row of ``s`` while it is still in L1: one pass over memory fewer than an add and a norm."""
+    C = x.shape[1]
+    for r in range(lo, hi):
         for j in range(C):
-            s += x[r, j]
-        mu = s / C
-        s2 = np.float64(0.0)
-        for j in range(C):
-            d = x[r, j] - mu
-            s2 += d * d
-            y[r, j] = d
-        rs = 1.0 / np.sqrt(s2 / C + eps)
-        k = dt.type(rs)
-        for j in range(C):
-            y[r, j] = y[r, j] * k * w[j] + b[j]
-        mean[r] = mu
-        rstd[r] = rs
+            s[r, j] = x[r, j] + res[r, j]
+        _ln_row(s, r, w, b, eps, y, mean, rstd)
 
 
 @_jit(**_PAR)
@@ -310,6 +326,29 @@ def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> tuple
     rstd = np.empty(x2.shape[0], dtype=x.dtype)
     _launch(_ln_rows, _ln_2d, x2.shape[0], _nchunks(x2.size), x2, w1, b1, float(eps), y, mean, rstd)
     return y.reshape(x.shape), mean.reshape(x.shape[:-1]), rstd.reshape(x.shape[:-1])
+
+
+@_jit(**_PAR)
+def _add_ln_2d(x, res, w, b, eps, s, y, mean, rstd, nchunks):
+    _chunked(_add_ln_rows, x.shape[0], nchunks, (x, res, w, b, eps, s, y, mean, rstd))
+
+
+def add_layer_norm(x: np.ndarray, r: np.ndarray, w: np.ndarray, b: np.ndarray,
+                   eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Layer norm of ``x + r`` over the last axis, in one pass: ``(y, s = x + r, mean, rstd)``."""
+    if not _float_pair(x) or x.size == 0 or x.ndim == 0 or r.dtype != x.dtype:
+        return numpy_ref.add_layer_norm(x, r, w, b, eps)
+    x2, r2 = _rows(x), _rows(r)
+    C = x2.shape[1]
+    pdt = np.result_type(np.asarray(w).dtype, np.asarray(b).dtype, x.dtype)
+    w1 = _as(w, (C,), pdt)
+    b1 = _as(b, (C,), pdt)
+    s = np.empty_like(x2)
+    y = np.empty_like(x2)
+    mean = np.empty(x2.shape[0], dtype=x.dtype)
+    rstd = np.empty(x2.shape[0], dtype=x.dtype)
+    _launch(_add_ln_rows, _add_ln_2d, x2.shape[0], _nchunks(x2.size), x2, r2, w1, b1, float(eps), s, y, mean, rstd)
+    return y.reshape(x.shape), s.reshape(x.shape), mean.reshape(x.shape[:-1]), rstd.reshape(x.shape[:-1])
 
 
 @_jit
