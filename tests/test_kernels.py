@@ -313,6 +313,17 @@ def test_gelu_special_values(mod):
     assert np.isnan(y[3]) and y[4] == 30 and y[5] == 0
 
 
+# ======================================================================================= bias add
+@HYP
+@given(dtype=dtypes, n=st.integers(1, 400), c=st.integers(1, 300), layout=layouts, seed=seeds)
+def test_bias_add_adds_in_place_exactly(dtype, n, c, layout, seed):
+    rng = np.random.default_rng(seed)
+    y, b = make(rng, (n, c), dtype, layout), make(rng, (c,), dtype)
+    want = y + b
+    got = numba_cpu.bias_add(y, b)
+    assert got is y and np.array_equal(y, want)          # in place, whatever the layout (strided: the reference)
+
+
 # =========================================================================================== ReLU
 @HYP
 @given(dtype=dtypes, shape=st.lists(st.integers(1, 60), min_size=1, max_size=3), layout=layouts,

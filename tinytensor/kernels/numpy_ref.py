@@ -188,6 +188,13 @@ def gelu_backward(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     return (dy * d).astype(x.dtype, copy=False)
 
 
+# --------------------------------------------------------------------------------------- bias add
+def bias_add(y: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``y += b`` over the rows of ``y [N, C]``, in place (b's dtype no wider than y's); returns ``y``."""
+    y += b
+    return y
+
+
 # ------------------------------------------------------------------------------------------- ReLU
 def relu(x: np.ndarray) -> np.ndarray:
     """``max(x, 0)``; NaN stays NaN (``np.maximum`` propagates it)."""

@@ -124,6 +124,8 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in [
     Kernel("gelu", ("x",), "", None, _elementwise, lambda r, n, dt: (_x(r, n, dt),)),
     Kernel("gelu_backward", ("x", "dy"), "dy broadcastable to x", None, _elementwise,
            lambda r, n, dt: (_x(r, n, dt), _x(r, n, dt))),
+    Kernel("bias_add", ("y", "b"), "y [N, C] writable, b [C] of y's dtype: y += b in place, returns y", None,
+           _elementwise, lambda r, n, dt: (_x(r, n, dt), _x(r, n, dt)[0].copy())),
     Kernel("relu", ("x",), "", None, _elementwise, lambda r, n, dt: (_x(r, n, dt),)),
     Kernel("relu_backward", ("y", "dy"), "y a relu output, dy broadcastable to it", None, _elementwise,
            lambda r, n, dt: (np.maximum(_x(r, n, dt), 0), _x(r, n, dt))),

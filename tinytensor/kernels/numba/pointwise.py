@@ -1,4 +1,5 @@
-"""Numba elementwise kernels: GELU and ReLU (forward, backward) and the float64 ``sum_squares``."""
+"""Numba elementwise kernels: GELU and ReLU (forward, backward), a Linear's bias add and the float64
+``sum_squares``."""
 from __future__ import annotations
 
 import numpy as np
@@ -126,6 +127,32 @@ def relu_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     dx = np.empty_like(y1)
     _launch(_relu_bwd_span, _relu_bwd_1d, y1.size, _nchunks(y1.size), y1, dy1, dx)
     return dx.reshape(y.shape)
+
+
+# ====================================================================================== bias add
+@_jit
+def _bias_add_span(y, b, lo, hi):
+    """Rows ``lo..hi`` of ``y [N, C]``: ``y[r] += b``, in place."""
+    C = y.shape[1]
+    for r in range(lo, hi):
+        for j in range(C):
+            y[r, j] += b[j]
+
+
+@_jit(**_PAR)
+def _bias_add_2d(y, b, nchunks):
+    _chunked(_bias_add_span, y.shape[0], nchunks, (y, b))
+
+
+def bias_add(y: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``y += b`` over the rows of a Linear's output ``y [N, C]``, in place; returns ``y``. (NumPy's broadcast
+    ``+=`` runs on one thread at a quarter of this speed: 116 vs 26 us at 1920 x 256 float32, 2 threads.)"""
+    if (not _float_pair(y) or y.ndim != 2 or not y.flags.c_contiguous or not y.flags.writeable
+            or np.asarray(b).dtype != y.dtype or y.size == 0):
+        return numpy_ref.bias_add(y, b)
+    b1 = _as(b, (y.shape[1],), y.dtype)
+    _launch(_bias_add_span, _bias_add_2d, y.shape[0], _nchunks(y.size), y, b1)
+    return y
 
 
 # ================================================================================= gradient norm
