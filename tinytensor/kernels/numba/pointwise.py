@@ -54,25 +54,36 @@ def _gelu_bwd_1d(x, dy, dx, nchunks):
     _chunked(_gelu_bwd_span, x.shape[0], nchunks, (x, dy, dx))
 
 
-def gelu(x: np.ndarray) -> np.ndarray:
-    """GELU, tanh approximation (GPT-2's ``gelu_new``), elementwise, x's dtype."""
+def _forward(reference, body, driver, x: np.ndarray) -> np.ndarray:
+    """An elementwise forward ``y = f(x)``, x's dtype: ``body`` over x's flat elements (``driver`` in parallel),
+    or the NumPy ``reference`` for other dtypes and empty arrays."""
     if not _float_pair(x) or x.size == 0:
-        return numpy_ref.gelu(x)
+        return reference(x)
     x1 = np.ascontiguousarray(x).reshape(-1)
     y = np.empty_like(x1)
-    _launch(_gelu_span, _gelu_1d, x1.size, _nchunks(x1.size), x1, y)
+    _launch(body, driver, x1.size, _nchunks(x1.size), x1, y)
     return y.reshape(x.shape)
+
+
+def _backward(reference, body, driver, a: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """An elementwise backward ``dx = dy * f'(a)``, ``a`` the op's saved input or output, its dtype and shape."""
+    if not _float_pair(a, dy) or a.size == 0:
+        return reference(a, dy)
+    a1 = np.ascontiguousarray(a).reshape(-1)
+    dy1 = _as(dy, a.shape, a.dtype).reshape(-1)
+    dx = np.empty_like(a1)
+    _launch(body, driver, a1.size, _nchunks(a1.size), a1, dy1, dx)
+    return dx.reshape(a.shape)
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """GELU, tanh approximation (GPT-2's ``gelu_new``), elementwise, x's dtype."""
+    return _forward(numpy_ref.gelu, _gelu_span, _gelu_1d, x)
 
 
 def gelu_backward(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """``dy * gelu'(x)`` (tanh approximation), x's dtype."""
-    if not _float_pair(x, dy) or x.size == 0:
-        return numpy_ref.gelu_backward(x, dy)
-    x1 = np.ascontiguousarray(x).reshape(-1)
-    dy1 = _as(dy, x.shape, x.dtype).reshape(-1)
-    dx = np.empty_like(x1)
-    _launch(_gelu_bwd_span, _gelu_bwd_1d, x1.size, _nchunks(x1.size), x1, dy1, dx)
-    return dx.reshape(x.shape)
+    return _backward(numpy_ref.gelu_backward, _gelu_bwd_span, _gelu_bwd_1d, x, dy)
 
 
 # ========================================================================================= ReLU
@@ -110,23 +121,12 @@ def _relu_bwd_1d(y, dy, dx, nchunks):
 
 def relu(x: np.ndarray) -> np.ndarray:
     """``max(x, 0)`` elementwise, x's dtype."""
-    if not _float_pair(x) or x.size == 0:
-        return numpy_ref.relu(x)
-    x1 = np.ascontiguousarray(x).reshape(-1)
-    y = np.empty_like(x1)
-    _launch(_relu_span, _relu_1d, x1.size, _nchunks(x1.size), x1, y)
-    return y.reshape(x.shape)
+    return _forward(numpy_ref.relu, _relu_span, _relu_1d, x)
 
 
 def relu_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """``dy * (y > 0)`` for ``y`` a ReLU output, y's dtype."""
-    if not _float_pair(y, dy) or y.size == 0:
-        return numpy_ref.relu_backward(y, dy)
-    y1 = np.ascontiguousarray(y).reshape(-1)
-    dy1 = _as(dy, y.shape, y.dtype).reshape(-1)
-    dx = np.empty_like(y1)
-    _launch(_relu_bwd_span, _relu_bwd_1d, y1.size, _nchunks(y1.size), y1, dy1, dx)
-    return dx.reshape(y.shape)
+    return _backward(numpy_ref.relu_backward, _relu_bwd_span, _relu_bwd_1d, y, dy)
 
 
 # ====================================================================================== bias add
