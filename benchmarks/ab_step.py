@@ -81,7 +81,7 @@ class Worker:
 
     def __init__(self, root: Path, cfg: dict):
         env = dict(os.environ, PYTHONPATH=str(root))
-        module = "seq2seq_throughput.py" if "d_model" in cfg else "train_throughput.py"
+        module = "seq2seq_throughput.py" if _is_seq2seq(cfg) else "train_throughput.py"
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _WORKER, str(ROOT / "benchmarks" / module), json.dumps(cfg)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=str(root))
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     cfg = _preset_config(args.preset, args.dropout)
     if args.toggle:
         module, attr, values = _parse_toggle(args.toggle)
-        if "d_model" in cfg:
+        if _is_seq2seq(cfg):
             run = _local_block(seq2seq_throughput._tt_step(cfg)[0], seq2seq_throughput._batches(cfg, 4))
         else:
             run = _local_block(tt_step(tinytensor, gpt, cfg), _batches(cfg, 8))
@@ -174,6 +174,11 @@ def main(argv=None) -> int:
     if args.json:
         write_json_atomic(args.json, result)
     return 0
+
+
+def _is_seq2seq(cfg: dict) -> bool:
+    """An encoder-decoder preset's sizes (``d_model``), not a GPT's (``n_embd``); the worker script asks the same."""
+    return "d_model" in cfg
 
 
 def _preset_config(preset: str, dropout: float | None) -> dict:

@@ -146,10 +146,14 @@ class LayerNorm(Function):
 
     @staticmethod
     def backward(ctx, g):
-        g2 = contiguous(g.reshape(ctx.x2.shape))
-        dx, dw, db = kernels().layer_norm_backward(g2, ctx.x2, ctx.w, ctx.mean, ctx.rstd)
-        grads = (dx.reshape(ctx.shape), dw)
-        return grads + (db,) if len(ctx.needs_input_grad) == 3 else grads
+        dx, dw, db = _layer_norm_grads(ctx, g, ctx.x2)
+        return (dx, dw, db) if len(ctx.needs_input_grad) == 3 else (dx, dw)
+
+
+def _layer_norm_grads(ctx, g, rows):
+    """``(dx, dw, db)`` of a layer norm of ``rows [N, C]`` (what was normalised), ``dx`` in the input's shape."""
+    dx, dw, db = kernels().layer_norm_backward(contiguous(g.reshape(rows.shape)), rows, ctx.w, ctx.mean, ctx.rstd)
+    return dx.reshape(ctx.shape), dw, db
 
 
 class AddLayerNorm(Function):
@@ -175,9 +179,7 @@ class AddLayerNorm(Function):
 
     @staticmethod
     def backward(ctx, g):
-        dx, dw, db = kernels().layer_norm_backward(contiguous(g.reshape(ctx.s.shape)), ctx.s, ctx.w, ctx.mean,
-                                                   ctx.rstd)
-        dx = dx.reshape(ctx.shape)
+        dx, dw, db = _layer_norm_grads(ctx, g, ctx.s)
         return (dx, dx, dw, db) if len(ctx.needs_input_grad) == 4 else (dx, dx, dw)
 
 

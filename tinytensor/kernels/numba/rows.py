@@ -312,18 +312,21 @@ def _ln_2d(x, w, b, eps, y, mean, rstd, nchunks):
     _chunked(_ln_rows, x.shape[0], nchunks, (x, w, b, eps, y, mean, rstd))
 
 
+def _ln_buffers(x2: np.ndarray, w, b):
+    """For the rows ``x2 [N, C]``: ``w`` and ``b`` as contiguous ``[C]`` arrays (the row math is float64 anyway),
+    and the empty outputs ``y`` (x2's shape), ``mean`` and ``rstd [N]``, all in x2's dtype."""
+    C = x2.shape[1]
+    pdt = np.result_type(np.asarray(w).dtype, np.asarray(b).dtype, x2.dtype)
+    return (_as(w, (C,), pdt), _as(b, (C,), pdt), np.empty_like(x2), np.empty(x2.shape[0], dtype=x2.dtype),
+            np.empty(x2.shape[0], dtype=x2.dtype))
+
+
 def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Layer norm over the last axis: ``(y, mean, rstd)``; mean/rstd float64-accumulated, x's dtype."""
     if not _float_pair(x) or x.size == 0 or x.ndim == 0:
         return numpy_ref.layer_norm(x, w, b, eps)
     x2 = _rows(x)
-    C = x2.shape[1]
-    pdt = np.result_type(np.asarray(w).dtype, np.asarray(b).dtype, x.dtype)  # row math is float64 anyway
-    w1 = _as(w, (C,), pdt)
-    b1 = _as(b, (C,), pdt)
-    y = np.empty_like(x2)
-    mean = np.empty(x2.shape[0], dtype=x.dtype)
-    rstd = np.empty(x2.shape[0], dtype=x.dtype)
+    w1, b1, y, mean, rstd = _ln_buffers(x2, w, b)
     _launch(_ln_rows, _ln_2d, x2.shape[0], _nchunks(x2.size), x2, w1, b1, float(eps), y, mean, rstd)
     return y.reshape(x.shape), mean.reshape(x.shape[:-1]), rstd.reshape(x.shape[:-1])
 
@@ -339,14 +342,8 @@ def add_layer_norm(x: np.ndarray, r: np.ndarray, w: np.ndarray, b: np.ndarray,
     if not _float_pair(x) or x.size == 0 or x.ndim == 0 or r.dtype != x.dtype:
         return numpy_ref.add_layer_norm(x, r, w, b, eps)
     x2, r2 = _rows(x), _rows(r)
-    C = x2.shape[1]
-    pdt = np.result_type(np.asarray(w).dtype, np.asarray(b).dtype, x.dtype)
-    w1 = _as(w, (C,), pdt)
-    b1 = _as(b, (C,), pdt)
+    w1, b1, y, mean, rstd = _ln_buffers(x2, w, b)
     s = np.empty_like(x2)
-    y = np.empty_like(x2)
-    mean = np.empty(x2.shape[0], dtype=x.dtype)
-    rstd = np.empty(x2.shape[0], dtype=x.dtype)
     _launch(_add_ln_rows, _add_ln_2d, x2.shape[0], _nchunks(x2.size), x2, r2, w1, b1, float(eps), s, y, mean, rstd)
     return y.reshape(x.shape), s.reshape(x.shape), mean.reshape(x.shape[:-1]), rstd.reshape(x.shape[:-1])
 
