@@ -10,6 +10,8 @@ unigram baseline) and SMS spam test accuracy with the [CLS] head.
    train texts as extra documents (share ``--lines_frac`` of the rows). The figure is the masked-token
    accuracy on Tiny Shakespeare's val split (its last 10 % of tokens), masked once with a fixed seed,
    beside the unigram baseline (always answering the training split's most frequent token).
+   ``--sms_unlabelled`` adds the 4,080 SMS messages that the book's balancing leaves out (unlabelled;
+   every copy of a val or test text removed: :func:`gpt.finetune.spam.unlabelled_texts`) to the lines.
 3. **Fine-tuning** (``gpt.bert.classify``) on the book's balanced split: every ``--ft_lrs`` x
    ``--ft_epochs`` candidate is trained, the one with the best VALIDATION accuracy (ties: val loss) is
    chosen, and only its test figure is reported (the others' test figures are not recorded).
@@ -58,6 +60,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--lines_frac", type=float, default=0.4)
+    ap.add_argument("--sms_unlabelled", action="store_true",
+                    help="pretrain on the SMS texts outside the balanced dataset too (no copy of a val/test text)")
     ap.add_argument("--eval_interval", type=int, default=500)
     ap.add_argument("--ft_lrs", default="1e-4,3e-4")
     ap.add_argument("--ft_epochs", default="6")
@@ -78,14 +82,17 @@ def main(argv=None) -> int:
     out = {"machine": machine_info(), "threads": os.environ.get("TINYTENSOR_NUM_THREADS"), "args": vars(args)}
     print(machine_line(out["machine"]), f"threads {out['threads']}", flush=True)
 
-    sms_train = [r.text for r in spam.book_split(spam.read_spam_tsv(spam.resolve_spam_data()))["train"]]
+    rows = spam.read_spam_tsv(spam.resolve_spam_data())
+    split = spam.book_split(rows)
+    sms_train = [r.text for r in split["train"]]
+    sms_lines = sms_train + (spam.unlabelled_texts(rows, split["val"] + split["test"]) if args.sms_unlabelled else [])
     if args.reuse and (work / "mlm" / META).is_file():
         prev = json.loads(Path(args.json).read_text(encoding="utf-8")) if Path(args.json).is_file() else {}
         out["mlm"] = {**prev.get("mlm", {}), "reused": str(work / "mlm")}
         out["mlm_args"] = prev.get("mlm_args", prev.get("args"))
         out["previous_spam"] = prev.get("spam")
     else:
-        out["mlm"] = run_pretraining(work, sms_train, args)
+        out["mlm"] = run_pretraining(work, sms_train, args, sms_lines)
         out["mlm_args"] = vars(args)
     write_json_atomic(args.json, out)
     if args.pretrain_only:
@@ -230,8 +237,10 @@ def choose_ensemble_by_cv(work: Path, args, out: dict, rows: list | None = None)
     return out
 
 
-def run_pretraining(work: Path, sms_train: list, args) -> dict:
-    """Steps 1 and 2 of the module docstring; the pretraining figures."""
+def run_pretraining(work: Path, sms_train: list, args, lines: list | None = None) -> dict:
+    """Steps 1 and 2 of the module docstring; the pretraining figures. The tokenizer learns from
+    ``sms_train``; the masked LM reads ``lines`` (default ``sms_train``) as its extra documents."""
+    lines = sms_train if lines is None else lines
     text_path = resolve_text("tinyshakespeare")
     text = text_path.read_text(encoding="utf-8")
     t0 = time.perf_counter()
@@ -240,7 +249,7 @@ def run_pretraining(work: Path, sms_train: list, args) -> dict:
     tok_path = tok.save(work / "bert-bpe.json")
     tok_s = time.perf_counter() - t0
 
-    pcfg = PretrainConfig(data=str(text_path), out_dir=str(work / "mlm"), lines=sms_train, lines_frac=args.lines_frac,
+    pcfg = PretrainConfig(data=str(text_path), out_dir=str(work / "mlm"), lines=lines, lines_frac=args.lines_frac,
                           tokenizer=str(tok_path), n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
                           block_size=args.block_size, batch_size=args.batch_size, max_iters=args.max_iters,
                           lr=args.lr, min_lr=args.lr / 10, dropout=args.dropout, eval_interval=args.eval_interval,

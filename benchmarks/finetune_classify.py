@@ -72,6 +72,9 @@ PRESETS["cv_lm"] = dict(PRESETS["accuracy"], lm_iters=1500, lm_end_token="\n", k
 # session 12's LoRA candidate (issue 15): the scratch winner's tokenizer and body (GPT-2 BPE, 2 x 64) as an LM
 # on the train texts alone (x 3), then LoRA r 8 on every Linear + head; chosen by a rule fixed beforehand
 # (benchmarks/results/finetune_lora_rule_s12.md) on cross-validation with one LM per fold
+# session 15's candidate (issue 15, 17): cv_lm's LM with the SMS texts outside the book's balanced dataset added to
+# its corpus (unlabelled; copies of held-out texts removed), twice
+PRESETS["cv_lm_unlabelled"] = dict(PRESETS["cv_lm"], lm_unlabelled=2)
 PRESETS["cv_lm_gpt2"] = dict(
     lm_corpus="sms_repeat", lm_sms_repeat=3, lm_tokenizer="gpt2", n_layer=2, n_head=4, n_embd=64, block_size=128,
     lm_batch_size=8, lm_iters=500, lm_lr=2e-3, lm_dropout=0.0, lm_end_token="\n", keep="last",
@@ -119,10 +122,11 @@ def _run(label: str, cfg: ClassifyConfig, extra_s: float = 0.0, seeds: str | Non
     return row
 
 
-def lm_corpus(train_text: str, args) -> tuple[str, list[str]]:
+def lm_corpus(train_text: str, args, unlabelled: str = "") -> tuple[str, list[str]]:
     """The LM's text and the names of its parts: the train split's texts (``sms``), or ``mixed``: Tiny
     Shakespeare, then the-verdict and the instruction data's texts if ``$TINYGPT_DATA`` has them, then
-    the train split's texts ``lm_sms_repeat`` times (gpt.train's own val is the text's last 10 %)."""
+    (``lm_unlabelled`` > 0) the SMS texts outside the book's balanced dataset that many times, then the
+    train split's texts ``lm_sms_repeat`` times (gpt.train's own val is the text's last 10 %)."""
     if args.lm_corpus == "sms":
         return train_text, ["sms train texts"]
     if args.lm_corpus == "sms_repeat":     # every text also in gpt.train's share (its val is the last 10 %)
@@ -137,6 +141,9 @@ def lm_corpus(train_text: str, args) -> tuple[str, list[str]]:
         parts.append("\n\n".join("\n".join(x for x in (e["instruction"], e["input"], e["output"]) if x)
                                  for e in entries))
         names.append("instruction-data texts")
+    if unlabelled:
+        parts.append(unlabelled * args.lm_unlabelled)
+        names.append(f"sms texts outside the balanced dataset x {args.lm_unlabelled}")
     parts.append(train_text * args.lm_sms_repeat)
     names.append(f"sms train texts x {args.lm_sms_repeat}")
     return "\n".join(parts), names
@@ -147,12 +154,22 @@ def pretrain(work: Path, data: Path, args, train_rows: list | None = None) -> tu
     an LM on :func:`lm_corpus`; returns the run folder. ``train_rows``: the texts to use (default the book
     split's train rows; cross-validation passes a fold's train rows).
 
+    ``lm_unlabelled`` > 0 adds the 4,080 messages that the book's balancing leaves out
+    (:func:`gpt.finetune.spam.unlabelled_texts`), less every copy of a balanced row's text that is not in
+    ``train_rows`` (the val and test texts; in cross-validation the fold's val texts too).
+
     No validation or test text is ever in the tokenizer's or the LM's text."""
     t0 = time.perf_counter()
+    rows = spam.read_spam_tsv(data)
     if train_rows is None:
-        train_rows = spam.book_split(spam.read_spam_tsv(data), args.seed)["train"]
+        train_rows = spam.book_split(rows, args.seed)["train"]
     train_text = "\n".join(r.text for r in train_rows) + "\n"
-    text, names = lm_corpus(train_text, args)
+    unlabelled = ""
+    if getattr(args, "lm_unlabelled", 0):
+        train_lines = {r.line for r in train_rows}
+        held_out = [r for r in spam.balance(rows, args.seed) if r.line not in train_lines]
+        unlabelled = "\n".join(spam.unlabelled_texts(rows, held_out, args.seed)) + "\n"
+    text, names = lm_corpus(train_text, args, unlabelled)
     work.mkdir(parents=True, exist_ok=True)
     (work / "lm-corpus.txt").write_text(text, encoding="utf-8")
     if getattr(args, "lm_tokenizer", "sms-bpe") == "gpt2":
@@ -223,6 +240,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lm_tokenizer", choices=("sms-bpe", "gpt2"), default="sms-bpe",
                     help="the LM's tokenizer: a BPE of --vocab_size learned from the train texts, or GPT-2's")
     ap.add_argument("--lm_sms_repeat", type=int, default=3)
+    ap.add_argument("--lm_unlabelled", type=int, default=0,
+                    help="mixed corpus: add the SMS texts outside the balanced dataset this many times (no held-out copies)")
     ap.add_argument("--lm_lr", type=float, default=1e-3)
     ap.add_argument("--lm_dropout", type=float, default=0.1)
     ap.add_argument("--n_layer", type=int, default=3)

@@ -82,6 +82,9 @@ RECIPES = {
 }
 # the lm_lora recipe above on per-fold LMs of the cv_lm preset (--fold_lms): its CV without the shared LM's leak
 RECIPES["lm_lora_foldlm"] = {**RECIPES["lm_lora"], "lm": "cv_lm"}
+# session 15 (issues 15, 17): the same on LMs that also read the SMS texts outside the book's balanced dataset
+# (unlabelled, 4,080 ham messages less the copies of each fold's held-out texts; preset cv_lm_unlabelled)
+RECIPES["lm_lora_unlabelled"] = {**RECIPES["lm_lora"], "lm": "cv_lm_unlabelled"}
 
 
 LM_INFO = "lm-info.json"

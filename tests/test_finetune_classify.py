@@ -63,6 +63,29 @@ def test_book_split_on_the_real_file(spam_tsv):
     assert [r.line for r in spam.book_split(rows, seed=1)["test"]] != [r.line for r in s["test"]]
 
 
+def test_unlabelled_texts_are_the_rows_balancing_leaves_out_minus_held_out_copies():
+    rows = [spam.Example(f"ham {i}", 0, i + 1) for i in range(8)] + [spam.Example(f"spam {i}", 1, 9 + i)
+                                                                     for i in range(3)]
+    rows.append(spam.Example("ham 0", 0, 12))          # a repeated message: equal value, another row
+    kept = {r.line for r in spam.balance(rows)}
+    left = [r.text for r in rows if r.line not in kept]
+    assert len(left) == 6 and spam.unlabelled_texts(rows, []) == left               # file order
+    held = [r for r in rows if r.line in kept and r.label == 0][:1]
+    copy = spam.Example("  HAM   " + held[0].text.split()[1], 0, 99)           # case and spaces differ
+    out = spam.unlabelled_texts(rows + [copy], held)
+    assert held[0].text not in out and copy.text not in out
+    assert len(out) == len(left) - left.count(held[0].text)
+
+
+def test_unlabelled_texts_on_the_real_file(spam_tsv):
+    rows = spam.read_spam_tsv(spam_tsv)
+    s = spam.book_split(rows)
+    assert len(spam.unlabelled_texts(rows, [])) == 5574 - 1494
+    out = spam.unlabelled_texts(rows, s["val"] + s["test"])
+    held = {" ".join(r.text.lower().split()) for r in s["val"] + s["test"]}
+    assert len(out) == 4080 - 49 and not held & {" ".join(t.lower().split()) for t in out}
+
+
 def test_read_spam_tsv_errors_name_file_and_line(tmp_path):
     p = tmp_path / "bad.tsv"
     p.write_text("ham\tfine\nspam no tab here\n", encoding="utf-8")
