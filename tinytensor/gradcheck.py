@@ -130,7 +130,7 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Any], eps: float = 1e-
         if np.any(g != 0):
             fail(f"{name}: zero upstream gradient gave a non-zero gradient for input {i}")
 
-    def compare(analytic: np.ndarray, numeric: np.ndarray, where: Callable[[int], str]) -> None:
+    def compare(analytic: np.ndarray, numeric: np.ndarray, locate: Callable[[int], str]) -> None:
         err = np.abs(analytic - numeric)
         rel = err / np.maximum(np.abs(numeric), 1e-300)
         res.max_abs_err = max(res.max_abs_err, float(np.max(err, initial=0.0)))
@@ -139,7 +139,7 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Any], eps: float = 1e-
         bad = ~(excess <= 0)  # NaN counts as bad
         if bad.any():
             k = int(np.argmax(np.where(np.isnan(excess), np.inf, excess).ravel()))
-            fail(f"{name}: {where(k)}: analytic {analytic.ravel()[k]:.10g} vs numeric {numeric.ravel()[k]:.10g} "
+            fail(f"{name}: {locate(k)}: analytic {analytic.ravel()[k]:.10g} vs numeric {numeric.ravel()[k]:.10g} "
                  f"(abs err {err.ravel()[k]:.3g}, {int(bad.sum())} element(s) beyond atol={atol}, rtol={rtol})")
 
     if mode == "full":
@@ -162,11 +162,11 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Any], eps: float = 1e-
                 ana[r] = gi.ravel()
             shape = x.shape
 
-            def where(k, i=i, shape=shape):
+            def locate(k, i=i, shape=shape):
                 r, c = divmod(k, max(x.size, 1))
                 return (f"input {i} {shape} element {np.unravel_index(c, shape) if shape else ()} "
                         f"-> output element {np.unravel_index(r, out0.shape) if out0.shape else ()}")
-            compare(ana, num, where)
+            compare(ana, num, locate)
     else:
         for p in range(n_proj):
             vs = [rng.standard_normal(inputs[i].shape) for i in diff]

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _common as c
-from ._common import _FLOATS, _PAR, _as, _chunked, _float_pair, _jit, _launch, _nchunks, _parallel, _quiet, _rows
+from ._common import _FLOATS, _PAR, _chunked, _jit, _launch, _nchunks
 from .. import numpy_ref
 
 

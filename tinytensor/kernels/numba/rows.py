@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _common as c
 from ._common import _PAR, _as, _chunked, _float_pair, _jit, _launch, _nchunks, _quiet, _rows
 from .. import numpy_ref
 from ._common import _exp, _row_max, _row_max_raw
