@@ -185,6 +185,20 @@ def test_profile_table():
     assert "linear" in prof.table() and "saved MB" in prof.table()
 
 
+def test_profile_counts_saved_arrays_that_are_views_of_new_buffers_not_inputs_or_outputs():
+    """add_layer_norm keeps the sum and the row statistics (reshaped views of fresh buffers: counted); ReLU keeps
+    its output and layer norm a reshape of its input (views of activations: not counted)."""
+    rng = np.random.default_rng(0)
+    x, r = (tt.tensor(rng.standard_normal((6, 5, 8)), requires_grad=True) for _ in range(2))
+    w, b = tt.tensor(np.ones(8), requires_grad=True), tt.tensor(np.zeros(8), requires_grad=True)
+    with tt.profile() as prof:
+        y = F.relu(F.layer_norm(F.layer_norm(x, w, b, residual=r), w, b))
+    st = prof.stats
+    assert st["add_layer_norm"].saved_bytes == 8 * (6 * 5 * 8 + 2 * 6 * 5)    # s, mean, rstd (float64)
+    assert st["layer_norm"].saved_bytes == 8 * 2 * 6 * 5                        # mean, rstd; x is the input
+    assert st["relu"].saved_bytes == 0 and y.shape == (6, 5, 8)
+
+
 @pytest.mark.parametrize("make", [
     lambda ps, s: optim.AdamW(ps, lr=s(1e-2), betas=(s(0.9), s(0.99)), eps=s(1e-8), weight_decay=s(0.1)),
     lambda ps, s: optim.SGD(ps, lr=s(0.1), momentum=s(0.9), weight_decay=s(0.01)),

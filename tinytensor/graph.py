@@ -205,7 +205,7 @@ def graph(root, module=None) -> Graph:
             raise UsageError("the graph was freed by backward(); call tt.graph before backward, or use "
                              "backward(retain_graph=True)")
         owner = getattr(node, "module", None)
-        nodes[key] = GraphNode(key, "op", node.fn.name, tuple(t.shape), str(t.dtype), saved_bytes(node.ctx, [t.data for t in node.inputs]),
+        nodes[key] = GraphNode(key, "op", node.fn.name, tuple(t.shape), str(t.dtype), saved_bytes(node.ctx, [i.data for i in node.inputs], t.data),
                                module_names.get(id(owner)) or None, tensor=t)
         stack.append((t, True))
         for inp in node.inputs:

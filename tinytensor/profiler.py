@@ -7,8 +7,8 @@
 
 For each op name the table shows calls, total forward and backward milliseconds, the FLOPs it did
 (matmul and attention counted exactly as 2·M·N·K; every other op as one per output element) and
-the bytes it saved for backward (arrays kept on the op's context that are not its inputs, i.e. what
-the graph costs in memory beyond the activations themselves).
+the bytes it saved for backward (arrays kept on the op's context that are neither its inputs nor its output
+nor views of them, i.e. what the graph costs in memory beyond the activations themselves).
 """
 from __future__ import annotations
 
@@ -40,13 +40,17 @@ def _flops(name: str, arrays, out) -> float:
     return float(np.size(out)) if counted is None else counted
 
 
-def saved_bytes(ctx, arrays) -> int:
-    """Bytes an op kept on its context for backward beyond its inputs (and beyond views of them)."""
+def saved_bytes(ctx, arrays, out=None) -> int:
+    """Bytes an op kept on its context for backward beyond its inputs and its output (and views of them):
+    what the graph costs on top of the activations. Each array counts once, views of fresh buffers too."""
     if ctx is None:
         return 0
-    ids = {id(a) for a in arrays}
-    return sum(v.nbytes for v in vars(ctx).values()
-               if isinstance(v, np.ndarray) and id(v) not in ids and v.base is None)
+    kept_anyway = [a for a in (*arrays, *(out if isinstance(out, tuple) else (out,))) if isinstance(a, np.ndarray)]
+    seen: dict[int, int] = {}
+    for v in vars(ctx).values():
+        if isinstance(v, np.ndarray) and not any(np.may_share_memory(v, a) for a in kept_anyway):
+            seen[id(v)] = v.nbytes
+    return sum(seen.values())
 
 
 @dataclass
@@ -63,7 +67,7 @@ class Profile:
         s.calls += 1
         s.forward_s += dt
         s.flops += _flops(fn.name, arrays, out)
-        s.saved_bytes += saved_bytes(ctx, arrays)
+        s.saved_bytes += saved_bytes(ctx, arrays, out)
         return out
 
     def run_backward(self, fn, ctx, grad):

@@ -81,7 +81,7 @@ class Trace:
         self._forward_of[id(ctx)] = index
         self.events.append(TraceEvent(index, "forward", fn.name, self._module(), [list(a.shape) for a in arrays],
                                       [list(np.shape(out))], str(np.asarray(out).dtype), ms,
-                                      profiler._flops(fn.name, arrays, out), profiler.saved_bytes(ctx, arrays)))
+                                      profiler._flops(fn.name, arrays, out), profiler.saved_bytes(ctx, arrays, out)))
         return out
 
     def run_backward(self, fn, ctx, grad):
