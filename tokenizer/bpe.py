@@ -458,10 +458,11 @@ class BPETokenizer(Tokenizer):
         Chunks too long to cache, and those past the cache's capacity, are left to ``__missing__``.
         """
         cache = self._cache
-        new = [c for c in set(chunks) if c not in cache and len(c) <= _CACHE_MAX_CHUNK]
+        distinct = [c for c in set(chunks) if len(c) <= _CACHE_MAX_CHUNK]
+        new = [c for c in distinct if c not in cache]
         if len(new) > _CACHE_MAX_ENTRIES - len(cache):
             cache.clear()  # as __missing__ does when the cache is full
-            new = [c for c in set(chunks) if len(c) <= _CACHE_MAX_CHUNK][:_CACHE_MAX_ENTRIES]
+            new = distinct[:_CACHE_MAX_ENTRIES]
         pieces = [c.encode("utf-8") for c in new]  # a lone surrogate raises UnicodeEncodeError: see above
         found = list(map(self._ranks.get, pieces))  # the chunks that are one token
         merged = iter(self._merge_many([p for p, r in zip(pieces, found) if r is None]))
