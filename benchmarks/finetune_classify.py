@@ -123,29 +123,29 @@ def _run(label: str, cfg: ClassifyConfig, extra_s: float = 0.0, seeds: str | Non
 
 
 def lm_corpus(train_text: str, args, unlabelled: str = "") -> tuple[str, list[str]]:
-    """The LM's text and the names of its parts: the train split's texts (``sms``), or ``mixed``: Tiny
-    Shakespeare, then the-verdict and the instruction data's texts if ``$TINYGPT_DATA`` has them, then
-    (``lm_unlabelled`` > 0) the SMS texts outside the book's balanced dataset that many times, then the
-    train split's texts ``lm_sms_repeat`` times (gpt.train's own val is the text's last 10 %)."""
-    if args.lm_corpus == "sms":
-        return train_text, ["sms train texts"]
-    if args.lm_corpus == "sms_repeat":     # every text also in gpt.train's share (its val is the last 10 %)
-        return train_text * args.lm_sms_repeat, [f"sms train texts x {args.lm_sms_repeat}"]
-    parts, names = [resolve_text("tinyshakespeare").read_text(encoding="utf-8")], ["tinyshakespeare"]
-    folder = Path(os.environ.get("TINYGPT_DATA", "."))
-    if (folder / "the-verdict.txt").is_file():
-        parts.append((folder / "the-verdict.txt").read_text(encoding="utf-8"))
-        names.append("the-verdict")
-    if (folder / "instruction-data.json").is_file():
-        entries = json.loads((folder / "instruction-data.json").read_text(encoding="utf-8"))
-        parts.append("\n\n".join("\n".join(x for x in (e["instruction"], e["input"], e["output"]) if x)
-                                 for e in entries))
-        names.append("instruction-data texts")
+    """The LM's text and the names of its parts, in order: for ``mixed``, Tiny Shakespeare, then the-verdict
+    and the instruction data's texts if ``$TINYGPT_DATA`` has them; then ``unlabelled`` (the SMS texts outside
+    the book's balanced dataset) ``lm_unlabelled`` times; then the train split's texts, once (``sms``) or
+    ``lm_sms_repeat`` times (``sms_repeat``, ``mixed``). gpt.train's own val is the text's last 10 %."""
+    parts, names = [], []
+    if args.lm_corpus == "mixed":
+        parts.append(resolve_text("tinyshakespeare").read_text(encoding="utf-8"))
+        names.append("tinyshakespeare")
+        folder = Path(os.environ.get("TINYGPT_DATA", "."))
+        if (folder / "the-verdict.txt").is_file():
+            parts.append((folder / "the-verdict.txt").read_text(encoding="utf-8"))
+            names.append("the-verdict")
+        if (folder / "instruction-data.json").is_file():
+            entries = json.loads((folder / "instruction-data.json").read_text(encoding="utf-8"))
+            parts.append("\n\n".join("\n".join(x for x in (e["instruction"], e["input"], e["output"]) if x)
+                                     for e in entries))
+            names.append("instruction-data texts")
     if unlabelled:
         parts.append(unlabelled * args.lm_unlabelled)
         names.append(f"sms texts outside the balanced dataset x {args.lm_unlabelled}")
-    parts.append(train_text * args.lm_sms_repeat)
-    names.append(f"sms train texts x {args.lm_sms_repeat}")
+    repeat = 1 if args.lm_corpus == "sms" else args.lm_sms_repeat
+    parts.append(train_text * repeat)
+    names.append("sms train texts" if args.lm_corpus == "sms" else f"sms train texts x {repeat}")
     return "\n".join(parts), names
 
 
@@ -241,7 +241,7 @@ def main(argv=None) -> int:
                     help="the LM's tokenizer: a BPE of --vocab_size learned from the train texts, or GPT-2's")
     ap.add_argument("--lm_sms_repeat", type=int, default=3)
     ap.add_argument("--lm_unlabelled", type=int, default=0,
-                    help="mixed corpus: add the SMS texts outside the balanced dataset this many times (no held-out copies)")
+                    help="add the SMS texts outside the balanced dataset this many times (no held-out copies)")
     ap.add_argument("--lm_lr", type=float, default=1e-3)
     ap.add_argument("--lm_dropout", type=float, default=0.1)
     ap.add_argument("--n_layer", type=int, default=3)

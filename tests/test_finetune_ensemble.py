@@ -212,3 +212,31 @@ def test_fold_lms_pretrains_each_fold_on_its_train_rows_once_and_records_its_fig
         assert lms.infos == {1: {"iters": 1500, "wall_s": 1.5, "rows": 30}}
     assert calls == [("fold-lm-1", 1500, 128, 30)]
     assert finetune_cv.RECIPES["lm_lora_foldlm"] == {**finetune_cv.RECIPES["lm_lora"], "lm": "cv_lm"}
+
+
+def test_pretrain_reads_the_unlabelled_texts_but_no_copy_of_a_held_out_text(tmp_path, monkeypatch):
+    """benchmarks.finetune_classify.pretrain with ``lm_unlabelled``: the LM's corpus holds the texts that
+    balancing left out (twice), and none equal to a balanced row outside ``train_rows`` (val, test, a fold's val)."""
+    import argparse
+    from benchmarks import finetune_classify as fc
+    rows = [spam.Example(f"ham message {i}", 0, i + 1) for i in range(30)]
+    rows += [spam.Example(f"spam offer {i}", 1, 31 + i) for i in range(10)]
+    balanced = spam.balance(rows)
+    held = [r for r in balanced if r.label == 0][5]
+    rows.append(spam.Example(held.text.upper(), 0, 41))         # a copy of a balanced ham text, left out by balance
+    tsv = tmp_path / "spam.tsv"
+    tsv.write_text("".join(f"{spam.LABELS[r.label]}\t{r.text}\n" for r in rows), encoding="utf-8")
+    corpora = []
+    monkeypatch.setattr(fc, "train", lambda cfg, **kw: corpora.append(open(cfg.dataset, encoding="utf-8").read())
+                        or argparse.Namespace(iter_num=1, train_loss=1.0, val_loss=1.0, tokens_per_s=1.0))
+    args = argparse.Namespace(lm_corpus="sms", lm_sms_repeat=1, lm_unlabelled=2, seed=123, vocab_size=270,
+                              n_layer=1, n_head=2, n_embd=16, block_size=32, lm_batch_size=2, lm_dropout=0.0,
+                              lm_lr=1e-3, lm_iters=1)
+    train_rows = [r for r in spam.read_spam_tsv(tsv) if r.line in {b.line for b in balanced} and r.text != held.text]
+    _, info = fc.pretrain(tmp_path / "w", tsv, args, train_rows=train_rows)
+    text = corpora[0]
+    left_out = [r.text for r in rows[:40] if r.line not in {b.line for b in balanced}]
+    assert len(left_out) == 20 and all(text.count(t + "\n") == 2 for t in left_out)
+    assert held.text.upper() not in text and held.text not in text
+    assert all(r.text in text for r in train_rows)
+    assert info["corpus"] == ["sms texts outside the balanced dataset x 2", "sms train texts"]
