@@ -3,6 +3,7 @@ by running the two one after the other?
 
     python -m benchmarks.ab_step --base REV [--preset baby] [--pairs 40] [--steps 5] [--json PATH]
     python -m benchmarks.ab_step --toggle tinytensor.kernels.numba.attention_blas._ATTN_BLAS_MAX=0,262144 [...]
+    python -m benchmarks.ab_step --env TINYTENSOR_VECTOR_BITS=256,512 [...]
 
 ``--preset`` names a GPT preset of ``benchmarks.train_throughput`` or, prefixed ``seq2seq-``, an encoder–decoder
 preset of ``benchmarks.seq2seq_throughput`` (``seq2seq-small``, ``seq2seq-base-ish``).
@@ -24,7 +25,9 @@ Resolution: two model instances of the SAME code also differ here, by up to 2-3 
 2026-11-29: a second instance of the base against the first, 36 rounds, median ratio 1.023). A change smaller
 than that needs more than this harness: if a flag inside one checkout can switch it, toggle it on one model:
 ``--toggle MODULE.ATTR=A,B`` trains ONE model of this checkout and sets the module attribute to A ("base") and B
-("this") in the alternating pairs. (The small-heads attention: 0.988x and 0.978x with --base against its parent,
+("this") in the alternating pairs. ``--env NAME=A,B`` runs two workers of this checkout whose environments
+differ only in NAME (A for "base", B for "this"): for a policy read at import, such as the vector width. The
+workers start from the environment this command was given, not from what its own tinytensor import added. (The small-heads attention: 0.988x and 0.978x with --base against its parent,
 1.033x, 1.068x, 1.090x and 1.013x toggled on one model.)
 """
 from __future__ import annotations
@@ -41,12 +44,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import tinytensor  # noqa: F401  (the thread policy, tinytensor/runtime.py)
+_ENV = dict(os.environ)   # the environment as given, before tinytensor's policy adds to it (the workers start from it)
 
-import gpt
-from benchmarks import seq2seq_throughput
-from benchmarks.train_throughput import PRESETS as GPT_PRESETS
-from benchmarks.train_throughput import _batches, _config, tt_step
+import tinytensor  # noqa: F401,E402  (the thread policy, tinytensor/runtime.py)
+
+import gpt  # noqa: E402
+from benchmarks import seq2seq_throughput  # noqa: E402
+from benchmarks.train_throughput import PRESETS as GPT_PRESETS  # noqa: E402
+from benchmarks.train_throughput import _batches, _config, tt_step  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 _SEQ2SEQ = "seq2seq-"
@@ -79,8 +84,8 @@ class Worker:
     """One checkout's training step in its own process, run in blocks on request (so two checkouts never
     share module names: each imports its own ``tinytensor`` and ``gpt``, lazily loaded kernels included)."""
 
-    def __init__(self, root: Path, cfg: dict):
-        env = dict(os.environ, PYTHONPATH=str(root))
+    def __init__(self, root: Path, cfg: dict, extra_env: dict | None = None):
+        env = dict(_ENV, PYTHONPATH=str(root), **(extra_env or {}))
         module = "seq2seq_throughput.py" if _is_seq2seq(cfg) else "train_throughput.py"
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _WORKER, str(ROOT / "benchmarks" / module), json.dumps(cfg)],
@@ -115,6 +120,8 @@ def main(argv=None) -> int:
     which.add_argument("--base", help="git revision to compare this checkout against")
     which.add_argument("--toggle", metavar="MODULE.ATTR=A,B",
                        help="one model of this checkout; set the attribute to A (base) and B (this) in turn")
+    which.add_argument("--env", metavar="NAME=A,B",
+                       help="two workers of this checkout, the environment variable NAME set to A (base) and B (this)")
     ap.add_argument("--preset", choices=PRESETS, default="baby")
     ap.add_argument("--dropout", type=float, default=None, help="replace the preset's dropout (e.g. 0)")
     ap.add_argument("--pairs", type=int, default=40)
@@ -134,6 +141,15 @@ def main(argv=None) -> int:
             run = _local_block(tt_step(tinytensor, gpt, cfg), _batches(cfg, 8))
         losses, times = _alternate({"base": run, "this": run}, args.pairs, args.steps,
                                    setup=lambda name: setattr(module, attr, values[name]))
+    elif args.env:
+        name, values = _parse_env(args.env)
+        workers = {}
+        try:
+            workers = {k: Worker(ROOT, cfg, {name: v}) for k, v in values.items()}
+            losses, times = _alternate(workers, args.pairs, args.steps)
+        finally:
+            for w in workers.values():
+                w.close()
     else:
         with tempfile.TemporaryDirectory() as tmp:
             worktree = Path(tmp) / "base"
@@ -153,14 +169,18 @@ def main(argv=None) -> int:
     ratios = [b / t for b, t in zip(times["base"], times["this"])]
     result = {
         "question": "is this checkout's training step faster than --base's (both in one process, interleaved)?",
-        "base": args.base, "toggle": args.toggle, "preset": args.preset, "pairs": args.pairs, "steps_per_pair": args.steps,
+        "base": args.base, "toggle": args.toggle, "env": args.env, "preset": args.preset, "pairs": args.pairs, "steps_per_pair": args.steps,
         "machine": machine_info(),
         "loss_after_warmup": losses,
         "ms_per_step": {name: statistics.median(v) for name, v in times.items()},
         "ms_per_step_all": times,
         "median_pair_ratio_base_over_this": statistics.median(ratios),
     }
-    if args.toggle:
+    if args.env:
+        print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, two workers of this checkout, {args.env} "
+              f"(base=A, this=B)")
+        print(f"losses after warm-up: base {losses['base']:.6f}, this {losses['this']:.6f}")
+    elif args.toggle:
         print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, one model, {args.toggle} (base=A, this=B)")
         print(f"losses after each warm-up (the model trains on): base {losses['base']:.6f}, this {losses['this']:.6f}")
     else:
@@ -187,6 +207,15 @@ def _preset_config(preset: str, dropout: float | None) -> dict:
         return _config(preset, dropout)
     cfg = dict(seq2seq_throughput.PRESETS[preset[len(_SEQ2SEQ):]])
     return cfg if dropout is None else {**cfg, "dropout": dropout}
+
+
+def _parse_env(spec: str) -> tuple[str, dict[str, str]]:
+    """``"NAME=A,B"`` -> ("NAME", {"base": "A", "this": "B"})."""
+    name, sep, values = spec.partition("=")
+    parts = values.split(",")
+    if not sep or not name.strip() or len(parts) != 2:
+        raise ValueError(f"--env wants NAME=A,B, got {spec!r}")
+    return name.strip(), {"base": parts[0], "this": parts[1]}
 
 
 def _parse_toggle(spec: str):

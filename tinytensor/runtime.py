@@ -84,6 +84,39 @@ def omp_passive() -> bool:
         return False
 
 
+def requested_vector_bits() -> int:
+    """``TINYTENSOR_VECTOR_BITS``: 512 or 256 (default 512 on a CPU with AVX-512F, else 256); see
+    :func:`numba_cpu_features`."""
+    env = os.environ.get("TINYTENSOR_VECTOR_BITS", "").strip()
+    if env:
+        if env not in ("256", "512"):
+            raise ValueError(f"TINYTENSOR_VECTOR_BITS must be 256 or 512, got {env!r}")
+        return int(env)
+    return 512 if _cpu_has("avx512f") else 256
+
+
+def _cpu_has(flag: str) -> bool:
+    """Is ``flag`` among the CPU flags of ``/proc/cpuinfo`` (False where the file does not exist)?"""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and flag in line.split() for line in f)
+    except OSError:
+        return False
+
+
+def numba_cpu_features() -> str | None:
+    """The feature string Numba should compile the kernels for, or None to leave Numba's own choice.
+
+    LLVM tunes most AVX-512 cores with ``prefer-256-bit``: its auto-vectoriser then fills 256-bit
+    registers, half of what the CPU has, in every plain loop (the row kernels, GELU, AdamW). With 512 vector
+    bits this is the host's features (as Numba reads them) with that tuning turned off; the explicit
+    512-bit GEMM micro-kernel (``kernels.numba.simd``) is the same either way."""
+    if requested_vector_bits() != 512:
+        return None
+    import llvmlite.binding as llvm   # Numba's code generator (Numba imports it anyway)
+    return llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit"
+
+
 def kernel_source_hash() -> str:
     """A short sha256 of every Numba kernel source file (``tinytensor/kernels/numba/*.py``).
 
@@ -167,6 +200,10 @@ def configure() -> None:
     * **Numba cache.** One location: ``NUMBA_CACHE_DIR`` when you set it, else
       ``~/.cache/tinytensor/numba/<hash of the kernel sources>`` (see :func:`kernel_source_hash`)
       (never inside the package, whichever directory you run from).
+    * **Vector width.** On a CPU with AVX-512, the kernels' loops are compiled for 512-bit registers
+      (``NUMBA_CPU_FEATURES``: the host's features without LLVM's ``prefer-256-bit`` tuning);
+      ``TINYTENSOR_VECTOR_BITS=256`` keeps LLVM's choice, and a ``NUMBA_CPU_FEATURES`` or ``NUMBA_CPU_NAME``
+      you set wins. Numba's cache keys its entries on the features, so the two widths never mix.
     * **Debug.** ``TINYTENSOR_DEBUG=1`` makes the backend check each kernel's preconditions
       (``tinytensor.kernels.spec``) before calling a compiled kernel.
     * **Quiet.** ``TINYTENSOR_QUIET=1`` (or :func:`set_quiet`) silences the notice on stderr while a
@@ -182,8 +219,13 @@ def configure() -> None:
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", n)
     os.environ.setdefault("NUMBA_CACHE_DIR", numba_cache_dir())
-    if "numba" in sys.modules:  # numba read its config before us
+    if "NUMBA_CPU_FEATURES" not in os.environ and "NUMBA_CPU_NAME" not in os.environ:
+        features = numba_cpu_features()
+        if features:
+            os.environ["NUMBA_CPU_FEATURES"] = features
+    if "numba" in sys.modules:  # numba read its config before us (it compiles nothing at import)
         sys.modules["numba"].config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+        sys.modules["numba"].config.CPU_FEATURES = os.environ.get("NUMBA_CPU_FEATURES")
     if _numpy_was_loaded:
         _restart_openblas(int(os.environ["OPENBLAS_NUM_THREADS"]))
     debug = os.environ.get("TINYTENSOR_DEBUG", "").strip() == "1"
