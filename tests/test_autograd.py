@@ -494,9 +494,9 @@ def test_attention_packed_gradients_match_the_reference_backend():
     rng = np.random.default_rng(1)
     B, T, H, D = 2, 5, 3, 4
     grads = {}
+    qkv0 = rng.standard_normal((B, T, 3 * H * D))             # the same input under both backends
     for backend in ["numpy", "numba"]:
-        qkv = tt.tensor(rng.standard_normal((B, T, 3 * H * D)) if not grads else qkv0, requires_grad=True)
-        qkv0 = qkv.data
+        qkv = tt.tensor(qkv0, requires_grad=True)
         h = _Spy.apply(qkv * 1.0)
         q, k, v = (p.reshape(B, T, H, D).transpose(0, 2, 1, 3) for p in tt.split(h, 3, axis=2))
         with tt.set_backend(backend):
