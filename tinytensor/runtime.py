@@ -113,8 +113,11 @@ def numba_cpu_features() -> str | None:
     512-bit GEMM micro-kernel (``kernels.numba.simd``) is the same either way."""
     if requested_vector_bits() != 512:
         return None
-    import llvmlite.binding as llvm   # Numba's code generator (Numba imports it anyway)
-    return llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit"
+    try:
+        import llvmlite.binding as llvm   # Numba's code generator (Numba imports it anyway)
+        return llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit"
+    except Exception:  # no llvmlite, or a platform without the query: Numba's own choice
+        return None
 
 
 def kernel_source_hash() -> str:
