@@ -34,6 +34,8 @@ def test_256_bits_leaves_numbas_choice_and_the_users_setting_wins():
     assert _features({"TINYTENSOR_VECTOR_BITS": "256"}) == "None None"
     assert _features({"NUMBA_CPU_FEATURES": "+sse2"}) == "'+sse2' '+sse2'"
     assert "prefer-256-bit" not in _features({"NUMBA_CPU_NAME": "generic"})
+    # numba imported first with NUMBA_CPU_NAME=generic keeps numba's own rule for it (features "", not the host's)
+    assert _features({"NUMBA_CPU_NAME": "generic"}, numba_first=True) == "None ''"
 
 
 def test_bad_vector_bits_is_a_value_error_naming_the_variable(monkeypatch):

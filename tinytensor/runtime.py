@@ -96,12 +96,14 @@ def requested_vector_bits() -> int:
 
 
 def _cpu_has(flag: str) -> bool:
-    """Is ``flag`` among the CPU flags of ``/proc/cpuinfo`` (False where the file does not exist)?"""
+    """Is ``flag`` among the CPU flags of ``/proc/cpuinfo`` (False where the file does not exist)? The first
+    CPU's line is read, not the file's one line per CPU: this runs at every import."""
     try:
         with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and flag in line.split() for line in f)
+            line = next((line for line in f if line.startswith("flags")), "")
     except OSError:
         return False
+    return flag in line.split()
 
 
 def numba_cpu_features() -> str | None:
@@ -222,13 +224,15 @@ def configure() -> None:
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", n)
     os.environ.setdefault("NUMBA_CACHE_DIR", numba_cache_dir())
+    features = None
     if "NUMBA_CPU_FEATURES" not in os.environ and "NUMBA_CPU_NAME" not in os.environ:
         features = numba_cpu_features()
         if features:
             os.environ["NUMBA_CPU_FEATURES"] = features
     if "numba" in sys.modules:  # numba read its config before us (it compiles nothing at import)
         sys.modules["numba"].config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
-        sys.modules["numba"].config.CPU_FEATURES = os.environ.get("NUMBA_CPU_FEATURES")
+        if features:  # only ours: what numba derived from the user's own settings stays
+            sys.modules["numba"].config.CPU_FEATURES = features
     if _numpy_was_loaded:
         _restart_openblas(int(os.environ["OPENBLAS_NUM_THREADS"]))
     debug = os.environ.get("TINYTENSOR_DEBUG", "").strip() == "1"
