@@ -25,10 +25,11 @@ Resolution: two model instances of the SAME code also differ here, by up to 2-3 
 2026-11-29: a second instance of the base against the first, 36 rounds, median ratio 1.023). A change smaller
 than that needs more than this harness: if a flag inside one checkout can switch it, toggle it on one model:
 ``--toggle MODULE.ATTR=A,B`` trains ONE model of this checkout and sets the module attribute to A ("base") and B
-("this") in the alternating pairs. ``--env NAME=A,B`` runs two workers of this checkout whose environments
-differ only in NAME (A for "base", B for "this"): for a policy read at import, such as the vector width. The
-workers start from the environment this command was given, not from what its own tinytensor import added. (The small-heads attention: 0.988x and 0.978x with --base against its parent,
-1.033x, 1.068x, 1.090x and 1.013x toggled on one model.)
+("this") in the alternating pairs. (The small-heads attention: 0.988x and 0.978x with --base against its parent,
+1.033x, 1.068x, 1.090x and 1.013x toggled on one model.) ``--env NAME=A,B`` runs two workers of this checkout
+whose environments differ only in NAME (A for "base", B for "this"): for a policy read at import, such as the
+vector width. The workers start from the environment this command was given, not from what its own tinytensor
+import added.
 """
 from __future__ import annotations
 
@@ -103,6 +104,20 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
+def _alternate_workers(specs: dict, cfg: dict, args) -> tuple[dict, dict]:
+    """Start one :class:`Worker` per ``name: (checkout root, extra environment)`` of ``specs`` ("base", "this"),
+    print where each imported tinytensor from, run :func:`_alternate`, and close the workers (also on failure)."""
+    workers = {}
+    try:
+        for name, (root, extra_env) in specs.items():
+            workers[name] = Worker(root, cfg, extra_env)
+            print(f"{name}: {workers[name].where}")
+        return _alternate(workers, args.pairs, args.steps)
+    finally:
+        for w in workers.values():
+            w.close()
+
+
 def _local_block(step, batches):
     """A block runner for a step function of this process: ``run(n) -> (ms per step, last loss)``."""
     def run(nsteps: int) -> tuple[float, float]:
@@ -143,48 +158,35 @@ def main(argv=None) -> int:
                                    setup=lambda name: setattr(module, attr, values[name]))
     elif args.env:
         name, values = _parse_env(args.env)
-        workers = {}
-        try:
-            workers = {k: Worker(ROOT, cfg, {name: v}) for k, v in values.items()}
-            losses, times = _alternate(workers, args.pairs, args.steps)
-        finally:
-            for w in workers.values():
-                w.close()
+        losses, times = _alternate_workers({k: (ROOT, {name: v}) for k, v in values.items()}, cfg, args)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             worktree = Path(tmp) / "base"
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(worktree), args.base],
                            check=True)
-            workers = {}
             try:
-                workers = {"base": Worker(worktree, cfg), "this": Worker(ROOT, cfg)}
-                for name, w in workers.items():
-                    print(f"{name}: {w.where}")
-                losses, times = _alternate(workers, args.pairs, args.steps)
+                losses, times = _alternate_workers({"base": (worktree, None), "this": (ROOT, None)}, cfg, args)
             finally:
-                for w in workers.values():
-                    w.close()
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
 
     ratios = [b / t for b, t in zip(times["base"], times["this"])]
     result = {
         "question": "is this checkout's training step faster than --base's (both in one process, interleaved)?",
-        "base": args.base, "toggle": args.toggle, "env": args.env, "preset": args.preset, "pairs": args.pairs, "steps_per_pair": args.steps,
+        "base": args.base, "toggle": args.toggle, "env": args.env, "preset": args.preset, "pairs": args.pairs,
+        "steps_per_pair": args.steps,
         "machine": machine_info(),
         "loss_after_warmup": losses,
         "ms_per_step": {name: statistics.median(v) for name, v in times.items()},
         "ms_per_step_all": times,
         "median_pair_ratio_base_over_this": statistics.median(ratios),
     }
-    if args.env:
-        print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, two workers of this checkout, {args.env} "
-              f"(base=A, this=B)")
-        print(f"losses after warm-up: base {losses['base']:.6f}, this {losses['this']:.6f}")
-    elif args.toggle:
+    if args.toggle:
         print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, one model, {args.toggle} (base=A, this=B)")
         print(f"losses after each warm-up (the model trains on): base {losses['base']:.6f}, this {losses['this']:.6f}")
     else:
-        print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, the two checkouts side by side in lockstep")
+        what = (f"two workers of this checkout, {args.env} (base=A, this=B)" if args.env
+                else "the two checkouts side by side in lockstep")
+        print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, {what}")
         print(f"losses after warm-up: base {losses['base']:.6f}, this {losses['this']:.6f}")
     for name in ("base", "this"):
         v = times[name]
