@@ -305,6 +305,21 @@ def test_gelu_matches_reference(dtype, shape, layout, scale, seed):
     close(numba_cpu.gelu_backward(x, dy), numpy_ref.gelu_backward(x, dy), dtype, scale=5 * float(np.abs(dy).max()))
 
 
+@HYP
+@given(dtype=dtypes, shape=st.lists(st.integers(1, 60), min_size=1, max_size=3), layout=layouts,
+       scale=st.sampled_from([1.0, 5.0, 100.0]), seed=seeds)
+def test_gelu_and_grad_is_gelu_and_its_backward_of_ones(dtype, shape, layout, scale, seed):
+    # the training forward's one pass: the output of gelu and the derivative gelu_backward multiplies by
+    rng = np.random.default_rng(seed)
+    x = make(rng, shape, dtype, layout, scale)
+    ones = np.ones(x.shape, dtype)
+    for mod in (numpy_ref, numba_cpu):
+        y, d = mod.gelu_and_grad(x)
+        assert y.dtype == d.dtype == dtype and y.shape == d.shape == x.shape
+        close(y, numpy_ref.gelu(x), dtype)
+        close(d, numpy_ref.gelu_backward(x, ones), dtype, scale=5)
+
+
 @pytest.mark.parametrize("mod", MODULES)
 def test_gelu_special_values(mod):
     x = np.array([0.0, np.inf, -np.inf, np.nan, 30.0, -30.0], np.float32)

@@ -124,6 +124,7 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in [
     Kernel("gelu", ("x",), "", None, _elementwise, lambda r, n, dt: (_x(r, n, dt),)),
     Kernel("gelu_backward", ("x", "dy"), "dy broadcastable to x", None, _elementwise,
            lambda r, n, dt: (_x(r, n, dt), _x(r, n, dt))),
+    Kernel("gelu_and_grad", ("x",), "", None, _elementwise, lambda r, n, dt: (_x(r, n, dt),)),
     Kernel("bias_add", ("y", "b"), "y [N, C] writable, b [C] of y's dtype: y += b in place, returns y", None,
            _elementwise, lambda r, n, dt: (_x(r, n, dt), _x(r, n, dt)[0].copy())),
     Kernel("relu", ("x",), "", None, _elementwise, lambda r, n, dt: (_x(r, n, dt),)),

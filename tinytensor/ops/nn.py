@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..backend import kernels
 from ..errors import ShapeError, UsageError
 from .checks import check_class_ids, check_probability, real_number
@@ -189,12 +189,16 @@ class Gelu(Function):
 
     @staticmethod
     def forward(ctx, x):
-        ctx.x = contiguous(x)
-        return kernels().gelu(ctx.x)
+        if not (is_grad_enabled() and ctx.needs_input_grad[0]):
+            return kernels().gelu(x)
+        # one tanh pass gives the output and the derivative; saving ``gelu'(x)`` (the size of x, which
+        # nothing else keeps) makes the backward one multiply instead of a second tanh pass
+        y, ctx.dydx = kernels().gelu_and_grad(x)
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        return (kernels().gelu_backward(ctx.x, contiguous(g)),)
+        return (np.multiply(g, ctx.dydx, dtype=ctx.dydx.dtype),)
 
 
 class Relu(Function):

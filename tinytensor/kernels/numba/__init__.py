@@ -65,7 +65,7 @@ from .dropout import dropout, dropout_keep
 from .embedding import embedding_backward
 from .gemm import linear_grads, linear_grads_auto, matmul, matmul_auto
 from .optimizer import adamw_step
-from .pointwise import bias_add, gelu, gelu_backward, relu, relu_backward, sum_squares
+from .pointwise import bias_add, gelu, gelu_and_grad, gelu_backward, relu, relu_backward, sum_squares
 from .rows import (add_layer_norm, cross_entropy, cross_entropy_backward, layer_norm, layer_norm_backward,
                    log_softmax, log_softmax_backward, softmax, softmax_backward)
 

@@ -44,6 +44,24 @@ def _gelu_bwd_span(x, dy, dx, lo, hi):
         dxs[i] = dys[i] * d
 
 
+@_jit
+def _gelu_grad_span(x, y, d, lo, hi):
+    """``y = gelu(x)`` and ``d = gelu'(x)`` from one tanh (the formulas of the two spans above)."""
+    half = x.dtype.type(0.5)
+    one = x.dtype.type(1.0)
+    c = x.dtype.type(_GELU_C)
+    a = x.dtype.type(_GELU_A)
+    a3 = x.dtype.type(3 * _GELU_A)
+    xs = x[lo:hi]
+    ys = y[lo:hi]
+    ds = d[lo:hi]
+    for i in range(xs.shape[0]):
+        v = xs[i]
+        t = _tanh(c * (v + a * v * v * v))
+        ys[i] = half * v * (one + t)
+        ds[i] = half * (one + t) + half * v * (one - t * t) * c * (one + a3 * v * v)
+
+
 @_jit(**_PAR)
 def _gelu_1d(x, y, nchunks):
     _chunked(_gelu_span, x.shape[0], nchunks, (x, y))
@@ -52,6 +70,11 @@ def _gelu_1d(x, y, nchunks):
 @_jit(**_PAR)
 def _gelu_bwd_1d(x, dy, dx, nchunks):
     _chunked(_gelu_bwd_span, x.shape[0], nchunks, (x, dy, dx))
+
+
+@_jit(**_PAR)
+def _gelu_grad_1d(x, y, d, nchunks):
+    _chunked(_gelu_grad_span, x.shape[0], nchunks, (x, y, d))
 
 
 def _forward(reference, body, driver, x: np.ndarray) -> np.ndarray:
@@ -84,6 +107,16 @@ def gelu(x: np.ndarray) -> np.ndarray:
 def gelu_backward(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """``dy * gelu'(x)`` (tanh approximation), x's dtype."""
     return _backward(numpy_ref.gelu_backward, _gelu_bwd_span, _gelu_bwd_1d, x, dy)
+
+
+def gelu_and_grad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(gelu(x), gelu'(x))`` in one pass, x's dtype: what a training forward saves for its backward."""
+    if not _float_pair(x) or x.size == 0:
+        return numpy_ref.gelu_and_grad(x)
+    x1 = np.ascontiguousarray(x).reshape(-1)
+    y, d = np.empty_like(x1), np.empty_like(x1)
+    _launch(_gelu_grad_span, _gelu_grad_1d, x1.size, _nchunks(x1.size), x1, y, d)
+    return y.reshape(x.shape), d.reshape(x.shape)
 
 
 # ========================================================================================= ReLU
