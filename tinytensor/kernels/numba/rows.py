@@ -258,7 +258,7 @@ def cross_entropy_backward(logits: np.ndarray, targets: np.ndarray, lse: np.ndar
 
 
 # =================================================================================== layer norm
-@_jit
+@_jit(inline="always")
 def _ln_row(x, r, w, b, eps, y, mean, rstd):
     """Row ``r``: float64 mean pass; float64 centred-variance pass that also stores ``x - mean``
     (subtracted in float64, rounded once to y's dtype) into ``y``; then one in-place scale pass
