@@ -347,8 +347,18 @@ def _attention(draw):
         return OpCase(lambda a, b, c: tt.ops.Attention.apply(a, b, c, scale=1 / math.sqrt(D), causal=causal,
                                                             dropout_p=p, seed=seed),
                       [q, k, v], lambda a, b, c: _np_attention(a, b, c, causal, p, seed))
-    return OpCase(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, causal=causal, impl="fused"),
-                  [q, k, v], lambda a, b, c: _np_attention(a, b, c, causal))
+    # without dropout a training forward of heads this small keeps its probabilities (ops.attention
+    # KEEP_PROBS_MAX); half the cases turn that off, so both backward paths are gradchecked
+    keep = draw(st.booleans())
+
+    def fn(a, b, c):
+        saved = tt.ops.attention.KEEP_PROBS_MAX
+        tt.ops.attention.KEEP_PROBS_MAX = saved if keep else 0
+        try:
+            return F.scaled_dot_product_attention(a, b, c, causal=causal, impl="fused")
+        finally:
+            tt.ops.attention.KEEP_PROBS_MAX = saved
+    return OpCase(fn, [q, k, v], lambda a, b, c: _np_attention(a, b, c, causal))
 
 
 @st.composite

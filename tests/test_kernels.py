@@ -493,6 +493,38 @@ def _check_attention(dtype, b, h, t, extra, d, causal, layout, dropout_p, seed):
         close(got, want, dtype, scale=4 * s / (1 - dropout_p))
 
 
+@HYP
+@given(dtype=dtypes, b=st.integers(1, 2), h=st.integers(1, 3), t=st.integers(1, 20), extra=st.integers(-3, 5),
+       d=st.integers(1, 17), causal=st.booleans(), layout=st.sampled_from(["c", "s", "heads"]), seed=seeds)
+def test_attention_probs_matches_reference_and_the_lse_path(dtype, b, h, t, extra, d, causal, layout, seed):
+    # the kept-probabilities pair: numba against the reference; its out against attention's; its backward
+    # (from P, rows of queries without a visible key zeroed as the op does) against attention_backward's
+    rng = np.random.default_rng(seed)
+    s = max(1, t + extra)  # S < T too: causal queries that see no key
+    q, k, v = make(rng, (b, h, t, d), dtype, layout), make(rng, (b, h, s, d), dtype, layout), make(rng, (b, h, s, d), dtype, layout)
+    scale = 1 / np.sqrt(d)
+    out, p = numpy_ref.attention_probs(q, k, v, scale, causal)
+    nout, np_ = numba_cpu.attention_probs(q, k, v, scale, causal)
+    assert nout.shape == q.shape and np_.shape == (b, h, t, s) and np_.dtype == dtype
+    blind = t - s if causal else 0
+    assert np.isnan(p[:, :, :max(blind, 0)]).all() and np.isnan(np_[:, :, :max(blind, 0)]).all()
+    seen = slice(max(blind, 0), None)
+    close(nout[:, :, seen], out[:, :, seen], dtype, scale=4)
+    close(np_[:, :, seen], p[:, :, seen], dtype)
+    close(out[:, :, seen], numpy_ref.attention(q, k, v, scale, causal)[0][:, :, seen], dtype, scale=4)
+    p[:, :, :max(blind, 0)] = 0
+    np_[:, :, :max(blind, 0)] = 0
+    lse = numpy_ref.attention(q, k, v, scale, causal)[1]
+    lse[:, :, :max(blind, 0)] = 0.0
+    dout = make(rng, (b, h, t, d), dtype, layout)
+    dout[:, :, :max(blind, 0)] = 0  # the op's zero rows pass no gradient
+    want = numpy_ref.attention_backward(q, k, v, lse, dout, scale, causal)
+    for got, ref, lse_path in zip(numba_cpu.attention_probs_backward(q, k, v, np_, dout, scale, causal),
+                                  numpy_ref.attention_probs_backward(q, k, v, p, dout, scale, causal), want):
+        close(got, ref, dtype, scale=4 * s)
+        close(ref, lse_path, dtype, scale=4 * s)
+
+
 @pytest.mark.parametrize("mod", MODULES)
 def test_dropout_keep_rate_and_twins(mod):
     idx = np.arange(200_000, dtype=np.uint64)

@@ -279,3 +279,30 @@ def test_numpy_scalars_are_accepted_wherever_python_numbers_are():
     assert 0 < kept.sum() < x.size
     F.cross_entropy(x, np.array([[0, 1, 2], [3, 0, 1]]), ignore_index=np.int64(3)).backward()
     assert x.grad is not None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_attention_keeps_probabilities_for_small_heads_in_training_only(backend, monkeypatch):
+    # the baby GPT's heads in training keep P (ops.attention.KEEP_PROBS_MAX); inference, dropout and a
+    # zero threshold take the lse path; the two paths give the same output and gradients (float32)
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 4, 64, 32)).astype(np.float32) for _ in range(3))
+    results = {}
+    for keep in (True, False):
+        monkeypatch.setattr(tt.ops.attention, "KEEP_PROBS_MAX", 1 << 18 if keep else 0)
+        with tt.set_backend(backend):
+            ts = [tt.tensor(a, requires_grad=True) for a in (q, k, v)]
+            out = F.scaled_dot_product_attention(*ts, causal=True, impl="fused")
+            ctx = out._node.ctx
+            assert (ctx.probs is not None) == keep and (ctx.lse is None) == keep
+            (out * out).sum().backward()
+            results[keep] = [out.data] + [t.grad for t in ts]
+            with tt.no_grad():
+                assert np.allclose(F.scaled_dot_product_attention(*ts, causal=True, impl="fused").data, out.data,
+                                   rtol=1e-5, atol=1e-6)
+    for a, b in zip(results[True], results[False]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    monkeypatch.setattr(tt.ops.attention, "KEEP_PROBS_MAX", 1 << 18)
+    ts = [tt.tensor(a, requires_grad=True) for a in (q, k, v)]
+    out = tt.ops.Attention.apply(*ts, scale=0.2, causal=True, dropout_p=0.1, seed=3)
+    assert out._node.ctx.probs is None  # dropout: the lse path (the mask is a hash, not stored)

@@ -341,3 +341,38 @@ def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndar
     dq = np.matmul(ds, k64) * scale
     dk = np.matmul(np.swapaxes(ds, -1, -2), q64) * scale
     return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype)
+
+
+def attention_probs(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
+                    causal: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The attention of the books, its probability matrix kept for the backward:
+    ``P = softmax(q k^T * scale [+ causal mask])`` and ``out = P v``, no dropout.
+
+    Returns ``(out [B, H, T, D], P [B, H, T, S])`` in q's dtype. Masked keys get probability 0; a query with
+    no visible key (causal with ``T > S``) a NaN row, as in :func:`attention`.
+    """
+    s = np.matmul(q, np.swapaxes(k, -1, -2)).astype(np.float64) * scale
+    if causal:
+        s = np.where(_causal_mask(s.shape[-2], s.shape[-1]), -np.inf, s)
+    with np.errstate(invalid="ignore"):  # a row with no visible key: -inf - -inf
+        e = np.exp(s - s.max(axis=-1, keepdims=True))
+        p = e / e.sum(axis=-1, keepdims=True)
+    out = np.matmul(p, v.astype(np.float64))
+    return out.astype(q.dtype), p.astype(q.dtype)
+
+
+def attention_probs_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, probs: np.ndarray, dout: np.ndarray,
+                             scale: float, causal: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backward of :func:`attention_probs` from its saved ``P``: ``(dq, dk, dv)``.
+
+    ``dV = P^T dO``; ``dP = dO V^T``; ``dS = P * (dP - rowsum(P * dP))``; ``dQ = dS K * scale``;
+    ``dK = dS^T Q * scale``. (Masked keys have ``P = 0``, so their ``dS`` is 0: ``causal`` changes nothing
+    here; the compiled twin uses it to skip them.)
+    """
+    q64, k64, v64, do64, p = (a.astype(np.float64) for a in (q, k, v, dout, probs))
+    dv = np.matmul(np.swapaxes(p, -1, -2), do64)
+    dp = np.matmul(do64, np.swapaxes(v64, -1, -2))
+    ds = p * (dp - np.sum(p * dp, axis=-1, keepdims=True))
+    dq = np.matmul(ds, k64) * scale
+    dk = np.matmul(np.swapaxes(ds, -1, -2), q64) * scale
+    return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype)

@@ -152,6 +152,15 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in [
            lambda q, k, *_: 2.0 * _attention_flops(q, k),
            lambda r, n, dt: (_q(r, n, dt), _q(r, n, dt), _q(r, n, dt), np.zeros((1, 1, n)), _q(r, n, dt), 0.3,
                              True, 0.1, 7)),
+    Kernel("attention_probs", ("q", "k", "v", "scale", "causal"),
+           "q [B, H, T, D], k, v [B, H, S, D] with T, S >= 1 (no dropout): (out, P [B, H, T, S])", None,
+           _attention_flops, lambda r, n, dt: (_q(r, n, dt), _q(r, n, dt), _q(r, n, dt), 0.3, True)),
+    Kernel("attention_probs_backward", ("q", "k", "v", "probs", "dout", "scale", "causal"),
+           "as attention_probs; probs its P (rows of queries without a visible key zeroed); dout q's shape",
+           None, lambda q, k, *_: 2.0 * _attention_flops(q, k),
+           lambda r, n, dt: (_q(r, n, dt), _q(r, n, dt), _q(r, n, dt),
+                             np.tril(np.full((1, 1, n, n), 1.0, dt)) / np.arange(1, n + 1, dtype=dt)[:, None],
+                             _q(r, n, dt), 0.3, True)),
 ]}
 """Every kernel by name, in the order the twins list them."""
 

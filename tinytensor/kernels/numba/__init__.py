@@ -60,7 +60,7 @@ from ... import runtime
 from .. import spec
 from . import _common, _compile_notice
 from ._common import _FLOATS
-from .attention_blas import attention, attention_backward
+from .attention_blas import attention, attention_backward, attention_probs, attention_probs_backward
 from .dropout import dropout, dropout_keep
 from .embedding import embedding_backward
 from .gemm import linear_grads, linear_grads_auto, matmul, matmul_auto

@@ -96,6 +96,29 @@ def _attn_dscores(p, dp, lse, b0, b1, h0, h1, H, T, scale, off, causal):
                 dp[r, j] = 0
 
 
+@_jit
+def _attn_dscores_saved(p, dp, b0, b1, h0, h1, H, T, scale, off, causal):
+    """Backward row pass from saved probabilities ``p`` (:func:`attention_probs_backward`): ``dp = dO . v``
+    becomes ``dS = scale * P * (dP - sum_j P dP)`` in place, masked keys 0. No exp: that is what keeping
+    ``P`` buys over :func:`_attn_dscores`."""
+    S = p.shape[1]
+    dt = p.dtype
+    for b in range(b0, b1):
+        i = 0
+        for r in range((b * H + h0) * T, (b * H + h1) * T):
+            lim = _visible(i, S, off, causal)
+            i = i + 1 if i + 1 < T else 0
+            pr, dpr = p[r], dp[r]
+            delta = np.float64(0.0)
+            for j in range(lim):
+                delta += pr[j] * dpr[j]
+            dl = dt.type(delta)
+            for j in range(lim):
+                dpr[j] = scale * pr[j] * (dpr[j] - dl)
+            for j in range(lim, S):
+                dpr[j] = 0
+
+
 def _head_groups(B: int, H: int, T: int, S: int, D: int) -> list[tuple[int, int, int, int]]:
     """``(b0, b1, h0, h1)`` groups of heads, one per thread: split the batch, else the heads; one group
     when the whole call is smaller than :data:`_ATTN_THREAD_MIN` (waking a helper costs more)."""
@@ -114,11 +137,12 @@ def _small_heads(q4: np.ndarray, k4: np.ndarray, dropout_p: float) -> bool:
     return dropout_p == 0.0 and S > 0 and T * S * D < _ATTN_BLAS_MAX
 
 
-def _attn_fwd_blas(q4, k4, v4, out, lse, scale, causal):
+def _attn_fwd_blas(q4, k4, v4, out, lse, scale, causal, p):
+    """The chain of the forward, the probabilities left in ``p [B, H, T, S]`` (scratch, or kept by
+    :func:`attention_probs`)."""
     B, H, T, D = q4.shape
     S = k4.shape[2]
     dt = out.dtype
-    p = np.empty((B, H, T, S), dtype=dt)
     rows, lse1, sc = p.reshape(-1, S), lse.reshape(-1), dt.type(scale)
 
     def group(g):
@@ -226,7 +250,7 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, causal:
     out = _head_major(q4.shape, dt)
     lse = np.empty(q.shape[:-1], dtype=np.float64)  # owns its memory (profilers count it as saved)
     if q4.size and _small_heads(q4, k4, dropout_p):
-        _attn_fwd_blas(q4, k4, v4, out, lse, scale, causal)
+        _attn_fwd_blas(q4, k4, v4, out, lse, scale, causal, np.empty((B, H, T, S), dtype=dt))
     elif q4.size:  # (an empty q means an empty out: nothing to write)
         work = B * H * T * S * max(D, 1)
         _launch(_attn_fwd_heads, _attn_fwd, B * H, B * H if _parallel(work) else 1,
@@ -273,3 +297,53 @@ def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, lse: np.ndar
             dv.reshape(v.shape).astype(v.dtype, copy=False))
 
 
+# ------------------------------------------- the probabilities kept: attention_probs and its backward
+def attention_probs(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
+                    causal: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(out, P)`` of :func:`numpy_ref.attention_probs` by the small-heads chain (BLAS products and
+    ``_attn_probs``, groups of heads on helper threads), keeping the ``[B, H, T, S]`` probabilities it
+    computes anyway; ``out`` is laid out ``[B, T, H, D]`` in memory, like :func:`attention`'s."""
+    if q.dtype not in _FLOATS or q.shape[-2] == 0 or k.shape[-2] == 0:
+        return numpy_ref.attention_probs(q, k, v, scale, causal)
+    dt, q4, k4, v4 = _attn_args(q, k, v)
+    B, H, T, D = q4.shape
+    S = k4.shape[2]
+    out = _head_major(q4.shape, dt)
+    p = np.empty((B, H, T, S), dtype=dt)
+    _attn_fwd_blas(q4, k4, v4, out, np.empty((B, H, T)), scale, causal, p)
+    return out.reshape(q.shape[:-1] + (D,)).astype(q.dtype, copy=False), p.reshape(q.shape[:-1] + (S,))
+
+
+def attention_probs_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, probs: np.ndarray, dout: np.ndarray,
+                             scale: float, causal: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backward of :func:`attention_probs` from its ``P``: four BLAS products and one row pass per group of
+    heads (the lse path's backward recomputes ``q k^T`` and its exp: five products and an exp pass); the
+    gradients packed as :func:`attention_backward`'s."""
+    if q.dtype not in _FLOATS or q.shape[-2] == 0 or k.shape[-2] == 0:
+        return numpy_ref.attention_probs_backward(q, k, v, probs, dout, scale, causal)
+    dt, q4, k4, v4 = _attn_args(q, k, v)
+    if dout.shape != q.shape:
+        raise ValueError(f"attention_probs_backward: dout {dout.shape} must have q's shape {q.shape}")
+    B, H, T, D = q4.shape
+    S = k4.shape[2]
+    do4 = _as4(dout, dt)
+    p = np.ascontiguousarray(probs, dtype=dt).reshape(B, H, T, S)
+    if q.ndim == 4 and q.shape == k.shape:
+        dq, dk, dv = _packed_grads(q4.shape, dt)
+    else:
+        dq, dk, dv = _head_major(q4.shape, dt), _head_major(k4.shape, dt), _head_major(v4.shape, dt)
+    dp = np.empty((B, H, T, S), dtype=dt)
+    prow, dprow, sc = p.reshape(-1, S), dp.reshape(-1, S), dt.type(scale)
+
+    def group(g):
+        b0, b1, h0, h1 = g
+        at = (slice(b0, b1), slice(h0, h1))
+        np.matmul(do4[at], np.swapaxes(v4[at], -1, -2), out=dp[at])            # dP
+        _attn_dscores_saved(prow, dprow, b0, b1, h0, h1, H, T, sc, S - T, causal)  # -> dS
+        np.matmul(np.swapaxes(p[at], -1, -2), do4[at], out=dv[at])
+        np.matmul(dp[at], k4[at], out=dq[at])
+        np.matmul(np.swapaxes(dp[at], -1, -2), q4[at], out=dk[at])
+
+    threads.run_parts(group, _head_groups(B, H, T, S, D))
+    return (dq.reshape(q.shape).astype(q.dtype, copy=False), dk.reshape(k.shape).astype(k.dtype, copy=False),
+            dv.reshape(v.shape).astype(v.dtype, copy=False))
