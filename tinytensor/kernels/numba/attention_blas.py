@@ -21,7 +21,7 @@ from .dropout import _dropout_args
 # There the attention is a chain per group of heads: np.matmul for the products, a compiled pass
 # over the rows of the [T, S] matrix in between; groups of heads run on different threads at once
 # (``threads.run_parts``). The price is one [B, H, T, S] scratch matrix per call (two in the backward),
-# freed on return: still nothing but lse is saved for the backward.
+# freed on return unless the op keeps it (attention_probs, below: a training forward of small heads).
 _ATTN_BLAS_MAX = 1 << 18  # T * S * D below which a head's products are "small": OpenBLAS then runs each
 #                           on the calling thread (its own threshold for threading is 65536 * 4).
 _ATTN_THREAD_MIN = 1 << 20  # B * H * T * S * D below which all heads run on the calling thread: a decode
