@@ -112,7 +112,7 @@ def _alternate_workers(specs: dict, cfg: dict, args) -> tuple[dict, dict]:
         for name, (root, extra_env) in specs.items():
             workers[name] = Worker(root, cfg, extra_env)
             print(f"{name}: {workers[name].where}")
-        return _alternate(workers, args.pairs, args.steps)
+        return _alternate(workers, args.pairs, args.steps, gap=args.gap)
     finally:
         for w in workers.values():
             w.close()
@@ -135,12 +135,15 @@ def main(argv=None) -> int:
     which.add_argument("--base", help="git revision to compare this checkout against")
     which.add_argument("--toggle", metavar="MODULE.ATTR=A,B",
                        help="one model of this checkout; set the attribute to A (base) and B (this) in turn")
-    which.add_argument("--env", metavar="NAME=A,B",
-                       help="two workers of this checkout, the environment variable NAME set to A (base) and B (this)")
+    which.add_argument("--env", metavar="NAME=A,B", action="append",
+                       help="two workers of this checkout, the environment variable NAME set to A (base) and B "
+                       "(this); repeat it to change several variables at once")
     ap.add_argument("--preset", choices=PRESETS, default="baby")
     ap.add_argument("--dropout", type=float, default=None, help="replace the preset's dropout (e.g. 0)")
     ap.add_argument("--pairs", type=int, default=40)
     ap.add_argument("--steps", type=int, default=5, help="steps per version in each pair")
+    ap.add_argument("--gap", type=float, default=0.0, help="seconds of idle before each block (default 0); "
+                    "give one (e.g. 0.5) when the two versions' thread policies differ")
     ap.add_argument("--json", default=None, help="write the results here (atomically)")
     args = ap.parse_args(argv)
     if args.pairs < 1 or args.steps < 1:
@@ -155,10 +158,14 @@ def main(argv=None) -> int:
         else:
             run = _local_block(tt_step(tinytensor, gpt, cfg), _batches(cfg, 8))
         losses, times = _alternate({"base": run, "this": run}, args.pairs, args.steps,
-                                   setup=lambda name: setattr(module, attr, values[name]))
+                                   setup=lambda name: setattr(module, attr, values[name]), gap=args.gap)
     elif args.env:
-        name, values = _parse_env(args.env)
-        losses, times = _alternate_workers({k: (ROOT, {name: v}) for k, v in values.items()}, cfg, args)
+        envs: dict[str, dict[str, str]] = {"base": {}, "this": {}}
+        for spec in args.env:
+            name, values = _parse_env(spec)
+            for k, v in values.items():
+                envs[k][name] = v
+        losses, times = _alternate_workers({k: (ROOT, e) for k, e in envs.items()}, cfg, args)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             worktree = Path(tmp) / "base"
@@ -173,7 +180,7 @@ def main(argv=None) -> int:
     result = {
         "question": "is this checkout's training step faster than --base's (both in one process, interleaved)?",
         "base": args.base, "toggle": args.toggle, "env": args.env, "preset": args.preset, "pairs": args.pairs,
-        "steps_per_pair": args.steps,
+        "steps_per_pair": args.steps, "gap_s": args.gap,
         "machine": machine_info(),
         "loss_after_warmup": losses,
         "ms_per_step": {name: statistics.median(v) for name, v in times.items()},
@@ -184,7 +191,7 @@ def main(argv=None) -> int:
         print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, one model, {args.toggle} (base=A, this=B)")
         print(f"losses after each warm-up (the model trains on): base {losses['base']:.6f}, this {losses['this']:.6f}")
     else:
-        what = (f"two workers of this checkout, {args.env} (base=A, this=B)" if args.env
+        what = (f"two workers of this checkout, {' '.join(args.env)} (base=A, this=B)" if args.env
                 else "the two checkouts side by side in lockstep")
         print(f"{args.preset}: {args.pairs} pairs x {args.steps} steps, {what}")
         print(f"losses after warm-up: base {losses['base']:.6f}, this {losses['this']:.6f}")
@@ -237,10 +244,15 @@ def _parse_toggle(spec: str):
     return module, attr, {"base": a, "this": b}
 
 
-def _alternate(blocks: dict, pairs: int, nsteps: int, setup=lambda name: None):
+def _alternate(blocks: dict, pairs: int, nsteps: int, setup=lambda name: None, gap: float = 0.0):
     """Warm each version up (3 steps), then time ``nsteps`` steps of each in ``pairs`` pairs, the order flipped
     every pair; ``blocks[name](n)`` runs n steps and returns (ms per step, last loss); ``setup(name)`` runs
-    before each block. Returns (loss after each warm-up, ms per step of every block)."""
+    before each block, after ``gap`` seconds of idle. Returns (loss after each warm-up, ms per step of every
+    block).
+
+    subtle: two workers whose thread policies differ (``--env GOMP_SPINCOUNT=...``) need the gap: without it
+    the block that follows a long-spinning worker's block shares the cores with that worker's spinning OpenMP
+    threads, which favours the spinner's own numbers."""
     losses = {}
     for name, run in blocks.items():  # warm-up: Numba compile or cache load, allocator
         setup(name)
@@ -249,6 +261,8 @@ def _alternate(blocks: dict, pairs: int, nsteps: int, setup=lambda name: None):
     order = list(blocks)
     for pair in range(pairs):
         for name in (order if pair % 2 == 0 else order[::-1]):
+            if gap:
+                time.sleep(gap)
             setup(name)
             times[name].append(blocks[name](nsteps)[0])
     return losses, times

@@ -2,6 +2,7 @@
 Transformer layers, on this CPU?
 
     python -m benchmarks.seq2seq_throughput [--preset small] [--iters 10] [--rounds 5] [--json PATH]
+    python -m benchmarks.seq2seq_throughput --preset small --lockstep 30 [--gap 0.1]   (side by side)
 
 Same sizes, same batches (random token ids, fixed lengths, no padding: speed does not depend on the
 data), same dropout, same thread count, the paper's Adam (betas 0.9 / 0.98, eps 1e-9) on both sides. The
@@ -9,7 +10,10 @@ PyTorch twin (``benchmarks._torch_transformer``) is ``nn.TransformerEncoder`` / 
 of ``nn.TransformerEncoderLayer`` / ``DecoderLayer`` (batch_first, post-LN), the tied embedding, eager mode.
 A step is forward, loss, backward, clipping (1.0) and Adam. Rounds alternate between the frameworks, each
 in a fresh worker process (as ``benchmarks.train_throughput``); the first round is warm-up. Tokens = source
-+ target tokens per step. Reported: median tokens/s of the counted rounds and the ratio.
++ target tokens per step. Reported: median tokens/s of the counted rounds and the ratio. With
+``--lockstep PAIRS`` both workers stay alive and are asked in turn for a burst of steps
+(``benchmarks.train_throughput.lockstep_bursts``): the median over pairs of the ratio, with its quartiles, is
+steadier on a VM with fast and slow phases than rounds taken one after the other.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import sys
 import time
 
 from benchmarks.train_throughput import _Worker as _GPTWorker
-from benchmarks.train_throughput import _threads
+from benchmarks.train_throughput import _peak_rss_mb, _threads
 
 PRESETS = {
     # the sizes of the seq2seq task runs (benchmarks/seq2seq_tasks.py) and a wider one
@@ -88,7 +92,7 @@ def _torch_step(cfg: dict):
 
 
 def worker(kind: str, preset: str) -> None:
-    """Line protocol on stdin/stdout: `run N` -> JSON {seconds, loss}; `profile`; `quit`."""
+    """Line protocol on stdin/stdout: `run N` -> JSON {seconds, loss}; `rss` -> JSON; `profile`; `quit`."""
     cfg = PRESETS[preset]
     step, profile = (_tt_step if kind == "tinytensor" else _torch_step)(cfg)
     batches = _batches(cfg, 4)
@@ -104,6 +108,8 @@ def worker(kind: str, preset: str) -> None:
                 loss = step(*batches[i % len(batches)])
                 i += 1
             print(json.dumps({"seconds": time.perf_counter() - t0, "loss": loss}), flush=True)
+        elif cmd[0] == "rss":
+            print(json.dumps({"peak_rss_mb": _peak_rss_mb()}), flush=True)
         elif cmd[0] == "profile":
             print(json.dumps({"table": profile(*batches[0]) if profile else ""}), flush=True)
 
@@ -125,6 +131,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="counted rounds per framework (after 1 warm-up)")
     ap.add_argument("--json", default=None, help="write the results here (atomically)")
     ap.add_argument("--profile", action="store_true", help="also print tinytensor's per-op profile of one step")
+    ap.add_argument("--lockstep", type=int, metavar="PAIRS", default=None,
+                    help="instead of rounds: both workers alive side by side, asked in turn for --iters steps "
+                    "PAIRS times (order flipped every pair); reports the median over pairs of the ratio")
+    ap.add_argument("--gap", type=float, default=0.1, help="--lockstep: seconds of idle before each burst")
     ap.add_argument("--worker", choices=["tinytensor", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -137,6 +147,8 @@ def main(argv=None) -> int:
     cfg = PRESETS[args.preset]
     tokens = args.iters * cfg["batch_size"] * (cfg["src_len"] + cfg["tgt_len"])
     kinds = ["tinytensor", "torch"]
+    if args.lockstep is not None:
+        return _lockstep(args, cfg, tokens, kinds)
     times: dict[str, list[float]] = {k: [] for k in kinds}
     losses: dict[str, float] = {}
     busy_before = cpu_busy_fraction(1.0)
@@ -171,6 +183,36 @@ def main(argv=None) -> int:
     print(f"\n{args.preset}: d_model {cfg['d_model']}, {cfg['n_layer']}+{cfg['n_layer']} layers, batch "
           f"{cfg['batch_size']} x ({cfg['src_len']} + {cfg['tgt_len']}) tokens; {_threads()} threads")
     print(f"tinytensor {tps['tinytensor']:.0f} tok/s, torch {tps['torch']:.0f} tok/s: {ratio:.2f}x")
+    if args.json:
+        write_json_atomic(args.json, result)
+    return 0
+
+
+def _lockstep(args, cfg: dict, tokens: int, kinds: list[str]) -> int:
+    # here, not at the top: benchmarks.ab_step loads this file's worker beside an older checkout's train_throughput
+    from benchmarks._util import machine_info, write_json_atomic
+    from benchmarks.train_throughput import lockstep_bursts, quartiles
+
+    workers = {}
+    try:
+        for k in kinds:
+            workers[k] = _Worker(k, args.preset)
+        secs, ratios, rss = lockstep_bursts(workers, args.iters, args.lockstep, args.gap)
+    finally:
+        for w in workers.values():
+            w.close()
+    tps = {k: tokens / statistics.median(v) for k, v in secs.items()}
+    ratio, (q1, q3) = statistics.median(ratios), quartiles(ratios)
+    result = {"question": "encoder-decoder training tokens/s, tinytensor vs torch.nn Transformer layers (eager), "
+              "side by side in lockstep", "preset": args.preset, "config": cfg, "iters_per_burst": args.iters,
+              "pairs": args.lockstep, "gap_s": args.gap, "threads": _threads(),
+              "tokens_per_s": {k: round(v) for k, v in tps.items()}, "burst_seconds": secs,
+              "ratio_tinytensor_over_torch": round(ratio, 3), "ratio_quartiles": [round(q1, 3), round(q3, 3)],
+              "peak_rss_mb": rss, "rss_ratio": round(rss["tinytensor"] / rss["torch"], 3), "machine": machine_info()}
+    print(f"{args.preset}: d_model {cfg['d_model']}, {cfg['n_layer']}+{cfg['n_layer']} layers; {args.lockstep} pairs x "
+          f"{args.iters} steps in lockstep; {_threads()} threads")
+    print(f"tinytensor {tps['tinytensor']:.0f} tok/s, torch {tps['torch']:.0f} tok/s (medians over bursts): "
+          f"{ratio:.2f}x (median over pairs; quartiles {q1:.2f}-{q3:.2f}), {result['rss_ratio']:.2f}x peak RSS")
     if args.json:
         write_json_atomic(args.json, result)
     return 0

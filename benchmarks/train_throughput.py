@@ -287,9 +287,11 @@ def main(argv=None) -> int:
     return 0
 
 
-def _lockstep(args, cfg: dict, iters: int, tokens: int, kinds: list[str]) -> int:
+def lockstep_bursts(workers: dict, iters: int, pairs: int, gap: float):
     """Both frameworks' workers alive at once, each waiting on its pipe while the other runs ``iters`` steps;
-    ``args.lockstep`` pairs, the order flipped every pair, ``args.gap`` seconds idle before each burst.
+    ``pairs`` pairs of bursts, the order flipped every pair, ``gap`` seconds idle before each burst. Returns
+    the seconds of every burst per worker, the ratio of each pair (second worker's seconds over the first's:
+    > 1 means the first is faster), and each worker's peak RSS.
 
     Why: on the 2-core VMs the machine runs in fast and slow phases of seconds to minutes, so rounds taken
     one after the other (the default mode, a fresh process per round) can land in different phases: the
@@ -297,23 +299,38 @@ def _lockstep(args, cfg: dict, iters: int, tokens: int, kinds: list[str]) -> int
     a second or two apart and mostly share a phase, so the median over pairs of their ratio is steadier.
     The idle gap lets the OpenMP threads of the burst before stop spinning (libgomp's default spin, which
     PyTorch's pool keeps, lasts milliseconds), so neither framework runs beside the other's spinning pool.
+    ``benchmarks.seq2seq_throughput --lockstep`` uses it too.
     """
+    kinds = list(workers)
+    for w in workers.values():
+        w.ask("run 1")                                           # warm-up step
+        w.ask(f"run {iters}")                                    # warm-up burst (not counted)
+    secs: dict[str, list[float]] = {k: [] for k in kinds}
+    ratios = []
+    for i in range(pairs):
+        for k in (kinds if i % 2 == 0 else kinds[::-1]):
+            time.sleep(gap)
+            secs[k].append(workers[k].ask(f"run {iters}")["seconds"])
+        ratios.append(secs[kinds[1]][-1] / secs[kinds[0]][-1])
+    rss = {k: workers[k].ask("rss")["peak_rss_mb"] for k in kinds}
+    return secs, ratios, rss
+
+
+def quartiles(ratios: list[float]) -> tuple[float, float]:
+    """The first and third quartile of the pair ratios (the one ratio twice when there is one)."""
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return q[0], q[2]
+
+
+def _lockstep(args, cfg: dict, iters: int, tokens: int, kinds: list[str]) -> int:
+    """``--lockstep``: :func:`lockstep_bursts` of one tinytensor and one PyTorch worker, then the table."""
     from benchmarks._util import machine_info, write_json_atomic
 
     workers = {}
     try:
         for k in kinds:
             workers[k] = _Worker(k, args.preset, args.dropout)
-            workers[k].ask("run 1")                              # warm-up step
-            workers[k].ask(f"run {iters}")                       # warm-up burst (not counted)
-        secs: dict[str, list[float]] = {k: [] for k in kinds}
-        ratios = []
-        for i in range(args.lockstep):
-            for k in (kinds if i % 2 == 0 else kinds[::-1]):
-                time.sleep(args.gap)
-                secs[k].append(workers[k].ask(f"run {iters}")["seconds"])
-            ratios.append(secs[kinds[1]][-1] / secs[kinds[0]][-1])  # > 1: tinytensor is faster
-        rss = {k: workers[k].ask("rss")["peak_rss_mb"] for k in kinds}
+        secs, ratios, rss = lockstep_bursts(workers, iters, args.lockstep, args.gap)
     finally:
         for w in workers.values():
             w.close()
@@ -327,12 +344,12 @@ def _lockstep(args, cfg: dict, iters: int, tokens: int, kinds: list[str]) -> int
         result[k] = {"tokens_per_s": tokens / med, "ms_per_step": 1e3 * med / iters, "peak_rss_mb": rss[k],
                      "burst_seconds": secs[k]}
         print(f"{k:<12}{tokens / med:>12.0f}{1e3 * med / iters:>10.1f}{rss[k]:>13.0f}")
-    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    q1, q3 = quartiles(ratios)
     result["speed_ratio"] = statistics.median(ratios)
-    result["speed_ratio_quartiles"] = [q[0], q[2]]
+    result["speed_ratio_quartiles"] = [q1, q3]
     result["rss_ratio"] = rss[kinds[0]] / rss[kinds[1]]
     print(f"tinytensor / torch: {result['speed_ratio']:.2f}x tokens/s (median over pairs; quartiles "
-          f"{q[0]:.2f}-{q[2]:.2f}), {result['rss_ratio']:.2f}x peak RSS")
+          f"{q1:.2f}-{q3:.2f}), {result['rss_ratio']:.2f}x peak RSS")
     if args.json:
         write_json_atomic(args.json, result)
     return 0
