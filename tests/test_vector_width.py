@@ -22,7 +22,7 @@ def _features(env: dict, numba_first: bool = False) -> str:
     return out.stdout.strip()
 
 
-@pytest.mark.skipif(not runtime._cpu_has("avx512f"), reason="needs a CPU with AVX-512F")
+@pytest.mark.skipif(not runtime.cpu_has("avx512f"), reason="needs a CPU with AVX-512F")
 @pytest.mark.parametrize("numba_first", [False, True])
 def test_avx512_host_compiles_for_512_bits_whatever_the_import_order(numba_first):
     env_value, config_value = _features({}, numba_first).split(" ", 1)
@@ -44,3 +44,14 @@ def test_bad_vector_bits_is_a_value_error_naming_the_variable(monkeypatch):
         runtime.requested_vector_bits()
     monkeypatch.setenv("TINYTENSOR_VECTOR_BITS", "256")
     assert runtime.requested_vector_bits() == 256 and runtime.numba_cpu_features() is None
+
+
+def test_auto_keeps_the_numba_gemm_only_on_an_avx512_cpu(monkeypatch):
+    # one probe (runtime.cpu_has) decides both the vector width and whether auto may pick the Numba GEMM
+    from tinytensor import backend
+    if backend.auto_choice().get("matmul") != "numba":
+        pytest.skip("this checkout's auto.json does not pick the Numba GEMM")
+    monkeypatch.setattr(runtime, "cpu_has", lambda flag: flag != "avx512f")
+    assert backend.auto_choice()["matmul"] == "numpy"
+    monkeypatch.setattr(runtime, "cpu_has", lambda flag: True)
+    assert backend.auto_choice()["matmul"] == "numba"

@@ -29,18 +29,9 @@ AUTO_FILE = Path(__file__).with_name("kernels") / "auto.json"
 """Written by ``python -m benchmarks.kernels --write-auto``: per kernel, the faster twin on that machine."""
 # Without the file: BLAS for matmul, the compiled twin otherwise.
 AUTO_DEFAULT: dict[str, str] = {"matmul": "numpy"}
-# Where auto picks the Numba GEMM, a rule by shape still sends products of >= 2 rows to BLAS (kernels.numba.gemm)
+# Where auto picks the Numba GEMM, a rule by size still sends large products of >= 2 rows to BLAS
+# (kernels.numba.gemm._BLAS_MIN: every one, or only the very large ones under runtime.one_pool)
 _AUTO_BY_SIZE = {"matmul": "matmul_auto", "linear_grads": "linear_grads_auto"}
-
-
-@functools.lru_cache(maxsize=1)
-def _host_has_avx512() -> bool:
-    """Does this CPU have AVX-512F (as LLVM, which compiles the kernels, sees it)?"""
-    try:
-        import llvmlite.binding as llvm   # numba's code generator; present whenever numba is
-        return bool(llvm.get_host_cpu_features().get("avx512f", False))
-    except Exception:  # no llvmlite, or a platform without the query: be conservative
-        return False
 
 
 def auto_choice() -> dict[str, str]:
@@ -53,7 +44,7 @@ def auto_choice() -> dict[str, str]:
     choice = {k: v for k, v in choice.items() if k in spec.KERNELS and v in ("numpy", "numba")}
     # subtle: the Numba GEMM's micro-kernel is written for 512-bit registers; on a CPU without AVX-512 it
     # still computes the right result but slower than BLAS, so the measured choice does not carry over
-    if choice.get("matmul") == "numba" and not _host_has_avx512():
+    if choice.get("matmul") == "numba" and not runtime.cpu_has("avx512f"):
         choice["matmul"] = "numpy"
     return choice
 

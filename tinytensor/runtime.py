@@ -17,6 +17,9 @@ _numpy_was_loaded = "numpy" in sys.modules
 _configured = False
 debug = False
 """``TINYTENSOR_DEBUG=1``: every compiled kernel checks the preconditions of ``kernels.spec`` first."""
+one_pool = False
+"""Set by :func:`configure`: do the products run on the Numba GEMM, so that OpenMP's pool is the only
+busy one and its workers may spin as long as libgomp's default (see :func:`configure`, "Threads")?"""
 quiet = False
 """``TINYTENSOR_QUIET=1`` or :func:`set_quiet`: no "compiling kernels" notice on stderr."""
 
@@ -92,12 +95,13 @@ def requested_vector_bits() -> int:
         if env not in ("256", "512"):
             raise ValueError(f"TINYTENSOR_VECTOR_BITS must be 256 or 512, got {env!r}")
         return int(env)
-    return 512 if _cpu_has("avx512f") else 256
+    return 512 if cpu_has("avx512f") else 256
 
 
-def _cpu_has(flag: str) -> bool:
+def cpu_has(flag: str) -> bool:
     """Is ``flag`` among the CPU flags of ``/proc/cpuinfo`` (False where the file does not exist)? The first
-    CPU's line is read, not the file's one line per CPU: this runs at every import."""
+    CPU's line is read, not the file's one line per CPU: this runs at every import. The one CPU probe of the
+    package: the vector width here and ``backend.auto_choice``'s GEMM rule both ask it."""
     try:
         with open("/proc/cpuinfo") as f:
             line = next((line for line in f if line.startswith("flags")), "")
@@ -196,11 +200,16 @@ def configure() -> None:
     * **Threads.** ``TINYTENSOR_NUM_THREADS`` (default: all cores, divided by the MPI ranks started on this
       machine) for both pools, OpenBLAS (matmul) and
       Numba's OpenMP (the fused kernels). Both pools spin after work; on 2 cores a spinning BLAS worker
-      takes the core the next Numba loop needs. So OpenMP workers spin only briefly
-      (``GOMP_SPINCOUNT``: :data:`OMP_SPIN`) and OpenBLAS workers sleep right after a GEMM
+      takes the core the next Numba loop needs. OpenBLAS workers sleep right after a GEMM
       (``OPENBLAS_THREAD_TIMEOUT=4``, 2^4 cycles), with ``OPENBLAS_NUM_THREADS`` threads. OpenBLAS reads
       these when NumPy loads it; if NumPy was imported first, its worker pool is restarted under them, so
-      the thread counts and the speed do not depend on the import order.
+      the thread counts and the speed do not depend on the import order. The OpenMP spin depends on who
+      does the products (:data:`one_pool`): on a CPU with AVX-512F under the ``auto`` or ``numba``
+      backend they run on the Numba GEMM, OpenBLAS's pool stays idle, and OpenMP's workers keep
+      libgomp's own spin (``GOMP_SPINCOUNT`` unset: 300,000), so that a kernel launched after a GEMM finds
+      them awake (waking sleeping workers cost 100-270 us per launch on the Intel Xeon of CI). Elsewhere
+      OpenBLAS does the products and the OpenMP workers spin only briefly (``GOMP_SPINCOUNT``:
+      :data:`OMP_SPIN`).
     * **malloc.** ``TINYTENSOR_MALLOC_THRESHOLD_MB`` (default 256, 0 off): see :mod:`tinytensor.memory`.
     * **Numba cache.** One location: ``NUMBA_CACHE_DIR`` when you set it, else
       ``~/.cache/tinytensor/numba/<hash of the kernel sources>`` (see :func:`kernel_source_hash`)
@@ -214,13 +223,16 @@ def configure() -> None:
     * **Quiet.** ``TINYTENSOR_QUIET=1`` (or :func:`set_quiet`) silences the notice on stderr while a
       kernel compiles (``tinytensor.kernels.numba._compile_notice``).
     """
-    global _configured, debug, quiet
+    global _configured, debug, quiet, one_pool
     if _configured:
         return
     _configured = True
     n = str(requested_threads())
-    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    gemm_on_numba = requested_backend() in ("auto", "numba") and cpu_has("avx512f")
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ and not gemm_on_numba:
         os.environ["GOMP_SPINCOUNT"] = OMP_SPIN
+    # a passive or short spin you set yourself keeps the products on OpenBLAS (the Numba GEMM needs awake workers)
+    one_pool = gemm_on_numba and not omp_passive()
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", n)
     os.environ.setdefault("NUMBA_CACHE_DIR", numba_cache_dir())

@@ -31,13 +31,13 @@ Design
   in 12-row panels (only its edge panel packed), both along the source's rows (so ``x @ W.T`` needs no
   transposed copy); a micro-kernel emitted as LLVM vector IR (:mod:`.simd`) keeps a 12 x 32 float32 tile in 24 512-bit registers and does
   per k two vector loads, 12 broadcasts and 24 FMAs; ``prange`` over regions of C. ``auto`` (when
-  ``auto.json`` picks it and the CPU has AVX-512, ``backend.auto_choice``) runs single rows on it (the GEMV)
-  and hands every other product to OpenBLAS (``gemm.matmul_auto``, measured faster in the step); the
-  figures against OpenBLAS are in ``benchmarks/results/gemm*.json`` and ``docs/performance.md``.
-* **No BLAS inside ``prange``**: the GEMM is Numba code. Under ``auto``, though, a Linear's products go to
-  OpenBLAS (``gemm.matmul_auto``: measured faster in the training step on the Intel Xeon of CI), whose
-  workers sleep right after each GEMM (the thread policy of :mod:`tinytensor.runtime`), so its pool and
-  Numba's do not fight over the cores. The attention of small heads calls BLAS from Python helper threads
+  ``auto.json`` picks it and the CPU has AVX-512, ``backend.auto_choice``) runs on it single rows (the GEMV)
+  and, under ``runtime.one_pool`` (OpenMP's workers left spinning), every product below 2^27 multiply-adds;
+  larger ones go to OpenBLAS (``gemm.matmul_auto``, ``gemm._BLAS_MIN``; without the one pool, every product
+  of >= 2 rows). The figures against OpenBLAS are in ``benchmarks/results/gemm*.json`` and ``docs/performance.md``.
+* **No BLAS inside ``prange``**: the GEMM is Numba code. Under ``auto``, though, the large products go to
+  OpenBLAS (``gemm.matmul_auto``), whose workers sleep right after each GEMM (the thread policy of
+  :mod:`tinytensor.runtime`), so its pool and Numba's do not fight over the cores. The attention of small heads calls BLAS from Python helper threads
   (``threads.run_parts``) on products too small for OpenBLAS to thread.
 * Everything also runs with ``NUMBA_DISABLE_JIT=1`` as plain Python (slowly), for teaching and
   debugging: the ``_exp``/``_tanh`` helpers fall back to NumPy's, ``prange`` becomes ``range``.

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ... import runtime
 from ._common import _FLOATS, _PAR, _chunked, _jit, _launch, _nchunks
 from .simd import load, make_ukernel, store
 
@@ -368,8 +369,16 @@ def linear_grads(g: np.ndarray, w: np.ndarray, x: np.ndarray) -> tuple[np.ndarra
 
 
 # ------------------------------------------------------------- the auto backend: products to BLAS
-_BLAS_MIN = 1  # multiply-adds (M*N*K) from which the auto backend hands a product of >= 2 rows to OpenBLAS
-#               (1: every one; measured side by side 2026-12-03, see matmul_auto; a knob for ab_step --toggle)
+_ONE_POOL_BLAS_MIN = 1 << 27
+_BLAS_MIN = _ONE_POOL_BLAS_MIN if runtime.one_pool else 1
+"""Multiply-adds (M*N*K) from which the auto backend hands a product of >= 2 rows to OpenBLAS; a knob for
+``ab_step --toggle``. Where OpenMP's workers spin only briefly, every product (1; measured side by side
+2026-12-03, see matmul_auto). Under ``runtime.one_pool`` (AVX-512, OpenMP workers left spinning), only
+products of 2^27 multiply-adds and more: the baby GPT's (at most 768 x 128 x 512) and the small
+encoder-decoder's run on this GEMM, whose threads are already awake, where OpenBLAS would first wake its own
+(baby step 1.16x and 1.21x faster, Intel Xeon family 6 model 167, 2026-12-04), while shakespeare-char's
+(16384 x 384 x 384 and up), where OpenBLAS is 1.2-1.65x faster and a wake-up is small beside the product,
+stay on OpenBLAS (all of them on this GEMM made that step 0.79x as fast)."""
 
 
 def _large(a: np.ndarray, b: np.ndarray) -> bool:
