@@ -43,3 +43,18 @@ def test_the_users_policy_wins():
     assert _policy({"OMP_WAIT_POLICY": "passive"}) == ["passive", "-", "True", "False"]
     assert _policy({"GOMP_SPINCOUNT": "300000"})[:3] == ["-", "300000", "False"]
     assert _policy({"GOMP_SPINCOUNT": "0"}) == ["-", "0", "True", "False"]
+
+
+@pytest.mark.parametrize("backend, table, avx512, want", [
+    ("auto", {"matmul": "numba"}, True, True),
+    ("auto", {"matmul": "numpy"}, True, False),     # a table measured elsewhere: OpenBLAS does the products
+    ("auto", None, True, False),                    # no table: auto's default is BLAS for matmul
+    ("numba", None, True, True),
+    ("numba", None, False, False),                  # no AVX-512: the GEMM's micro-kernel is not used for products
+    ("numpy", {"matmul": "numba"}, True, False),
+])
+def test_the_one_pool_follows_who_does_the_products(monkeypatch, backend, table, avx512, want):
+    monkeypatch.setenv("TINYTENSOR_BACKEND", backend)
+    monkeypatch.setattr(runtime, "auto_file_choice", lambda: table)
+    monkeypatch.setattr(runtime, "cpu_has", lambda flag: avx512)
+    assert runtime.gemm_on_numba() is want

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import json
 import types
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from .kernels import numpy_ref, spec
 
 BACKENDS = ("numpy", "numba", "auto")
 
-AUTO_FILE = Path(__file__).with_name("kernels") / "auto.json"
+AUTO_FILE = Path(runtime.AUTO_FILE)
 """Written by ``python -m benchmarks.kernels --write-auto``: per kernel, the faster twin on that machine."""
 # Without the file: BLAS for matmul, the compiled twin otherwise.
 AUTO_DEFAULT: dict[str, str] = {"matmul": "numpy"}
@@ -37,9 +36,8 @@ _AUTO_BY_SIZE = {"matmul": "matmul_auto", "linear_grads": "linear_grads_auto"}
 def auto_choice() -> dict[str, str]:
     """Kernel name -> ``"numpy"`` or ``"numba"`` under ``auto``: :data:`AUTO_FILE`'s ``choice`` table if
     present and readable, else :data:`AUTO_DEFAULT`; a kernel missing from both runs on numba."""
-    try:
-        choice = json.loads(AUTO_FILE.read_text())["choice"]
-    except (OSError, ValueError, KeyError, TypeError):
+    choice = runtime.auto_file_choice()
+    if choice is None:
         return dict(AUTO_DEFAULT)
     choice = {k: v for k, v in choice.items() if k in spec.KERNELS and v in ("numpy", "numba")}
     # subtle: the Numba GEMM's micro-kernel is written for 512-bit registers; on a CPU without AVX-512 it

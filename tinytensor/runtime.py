@@ -7,7 +7,9 @@ Every variable is only a default: what you set in the environment yourself wins.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
+import json
 import os
 import sys
 
@@ -98,16 +100,45 @@ def requested_vector_bits() -> int:
     return 512 if cpu_has("avx512f") else 256
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_has(flag: str) -> bool:
     """Is ``flag`` among the CPU flags of ``/proc/cpuinfo`` (False where the file does not exist)? The first
-    CPU's line is read, not the file's one line per CPU: this runs at every import. The one CPU probe of the
-    package: the vector width here and ``backend.auto_choice``'s GEMM rule both ask it."""
+    CPU's line is read, not the file's one line per CPU, and once per flag: this runs at every import. The one
+    CPU probe of the package: the vector width, :func:`gemm_on_numba` and ``backend.auto_choice`` ask it."""
     try:
         with open("/proc/cpuinfo") as f:
             line = next((line for line in f if line.startswith("flags")), "")
     except OSError:
         return False
     return flag in line.split()
+
+
+AUTO_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "auto.json")
+"""Written by ``python -m benchmarks.kernels --write-auto``: per kernel, the faster twin on that machine."""
+
+
+def auto_file_choice():
+    """The ``choice`` table of :data:`AUTO_FILE` as written, or None when the file is missing or unreadable.
+    Read here, without NumPy, because :func:`configure` needs it before NumPy loads; ``backend.auto_choice``
+    validates it."""
+    try:
+        with open(AUTO_FILE) as f:
+            return json.load(f)["choice"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def gemm_on_numba() -> bool:
+    """Will the requested backend run the products on the Numba GEMM: ``numba``, or ``auto`` whose table picks
+    it for matmul, on a CPU with AVX-512F (the GEMM's micro-kernel; ``backend.auto_choice`` applies the same
+    rule)?"""
+    backend = requested_backend()
+    if backend == "auto":
+        choice = auto_file_choice()
+        picks = isinstance(choice, dict) and choice.get("matmul") == "numba"
+    else:
+        picks = backend == "numba"
+    return picks and cpu_has("avx512f")
 
 
 def numba_cpu_features() -> str | None:
@@ -204,8 +235,7 @@ def configure() -> None:
       (``OPENBLAS_THREAD_TIMEOUT=4``, 2^4 cycles), with ``OPENBLAS_NUM_THREADS`` threads. OpenBLAS reads
       these when NumPy loads it; if NumPy was imported first, its worker pool is restarted under them, so
       the thread counts and the speed do not depend on the import order. The OpenMP spin depends on who
-      does the products (:data:`one_pool`): on a CPU with AVX-512F under the ``auto`` or ``numba``
-      backend they run on the Numba GEMM, OpenBLAS's pool stays idle, and OpenMP's workers keep
+      does the products (:data:`one_pool`): where they run on the Numba GEMM (:func:`gemm_on_numba`), OpenBLAS's pool stays idle, and OpenMP's workers keep
       libgomp's own spin (``GOMP_SPINCOUNT`` unset: 300,000), so that a kernel launched after a GEMM finds
       them awake (waking sleeping workers cost 100-270 us per launch on the Intel Xeon of CI). Elsewhere
       OpenBLAS does the products and the OpenMP workers spin only briefly (``GOMP_SPINCOUNT``:
@@ -228,11 +258,11 @@ def configure() -> None:
         return
     _configured = True
     n = str(requested_threads())
-    gemm_on_numba = requested_backend() in ("auto", "numba") and cpu_has("avx512f")
-    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ and not gemm_on_numba:
+    on_numba = gemm_on_numba()
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ and not on_numba:
         os.environ["GOMP_SPINCOUNT"] = OMP_SPIN
     # a passive or short spin you set yourself keeps the products on OpenBLAS (the Numba GEMM needs awake workers)
-    one_pool = gemm_on_numba and not omp_passive()
+    one_pool = on_numba and not omp_passive()
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", n)
     os.environ.setdefault("NUMBA_CACHE_DIR", numba_cache_dir())
